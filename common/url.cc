@@ -1,0 +1,114 @@
+#include "common/url.h"
+
+#include <charconv>
+
+namespace vantage {
+
+namespace {
+bool parse_port(std::string_view text, uint16_t* port) {
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) {
+    return false;
+  }
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+}  // namespace
+
+std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_port,
+                                        std::string* error) {
+  HostPort out;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) {
+      *error = "unterminated '[' in IPv6 address";
+      return std::nullopt;
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    auto rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        *error = "expected ':' after ']'";
+        return std::nullopt;
+      }
+      port_text = rest.substr(1);
+    }
+  } else {
+    auto colon = text.rfind(':');
+    if (colon != std::string_view::npos) {
+      if (text.find(':') != colon) {
+        *error = "IPv6 addresses need brackets, e.g. [2001:db8::1]:443";
+        return std::nullopt;
+      }
+      port_text = text.substr(colon + 1);
+      text = text.substr(0, colon);
+    }
+    out.host = std::string(text);
+  }
+  if (out.host.empty()) {
+    *error = "missing host";
+    return std::nullopt;
+  }
+  if (port_text.empty()) {
+    if (default_port == 0) {
+      *error = "missing port";
+      return std::nullopt;
+    }
+    out.port = default_port;
+  } else if (!parse_port(port_text, &out.port)) {
+    *error = "port \"" + std::string(port_text) + "\" is not a number from 1 to 65535";
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<Url> parse_url(std::string_view text, std::string* error) {
+  Url url;
+  auto sep = text.find("://");
+  if (sep == std::string_view::npos) {
+    *error = "missing scheme (expected http:// or https://)";
+    return std::nullopt;
+  }
+  url.scheme = std::string(text.substr(0, sep));
+  for (auto& ch : url.scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  uint16_t default_port = 0;
+  if (url.scheme == "http") {
+    default_port = 80;
+  } else if (url.scheme == "https") {
+    default_port = 443;
+  } else {
+    *error = "scheme \"" + url.scheme + "\" is not http or https";
+    return std::nullopt;
+  }
+  auto rest = text.substr(sep + 3);
+  auto path_start = rest.find_first_of("/?#");
+  auto authority = rest.substr(0, path_start);
+  if (authority.find('@') != std::string_view::npos) {
+    *error = "credentials in the URL are not supported (use a header)";
+    return std::nullopt;
+  }
+  std::string hp_error;
+  auto hp = parse_host_port(authority, default_port, &hp_error);
+  if (!hp) {
+    *error = hp_error;
+    return std::nullopt;
+  }
+  url.host = hp->host;
+  url.port = hp->port;
+  url.host_header = std::string(authority);
+  std::string_view target =
+      path_start == std::string_view::npos ? std::string_view{} : rest.substr(path_start);
+  if (auto hash = target.find('#'); hash != std::string_view::npos) target = target.substr(0, hash);
+  url.target = target.empty() || target.front() != '/' ? "/" + std::string(target) : std::string(target);
+  for (char ch : url.target) {
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f) {
+      *error = "the path contains a space or control character (percent-encode it)";
+      return std::nullopt;
+    }
+  }
+  return url;
+}
+
+}  // namespace vantage

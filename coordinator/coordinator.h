@@ -1,0 +1,37 @@
+#pragma once
+// The coordinator daemon as a library: storage, the gRPC server (probe
+// stream, health, reflection) and /metrics. main.cc and the tests run this.
+
+#include <memory>
+#include <string>
+
+namespace vantage::coordinator {
+
+struct CoordinatorOptions {
+  std::string listen = "127.0.0.1:7000";          // gRPC: probes and API
+  std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics
+  std::string database_url;
+  std::string checks_file;  // optional YAML
+  std::string tls_cert_file;  // PEM; with tls_key_file, serve gRPC over TLS
+  std::string tls_key_file;
+  size_t database_connections = 8;
+};
+
+class Coordinator {
+ public:
+  explicit Coordinator(CoordinatorOptions options);
+  ~Coordinator();
+
+  // Connects to PostgreSQL, migrates, loads the checks file and starts
+  // listening. Throws std::runtime_error with a one-line reason.
+  void start();
+  void shutdown();
+  int grpc_port() const;
+  int metrics_port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vantage::coordinator

@@ -1,0 +1,69 @@
+#include "coordinator/metrics.h"
+
+#include "common/build_info.h"
+
+namespace vantage::coordinator {
+
+namespace {
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+}  // namespace
+
+CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
+    : registry(std::move(r)),
+      ingest_results(BuildCounter()
+                         .Name("vantage_ingest_results_total")
+                         .Help("Results stored, by the region of the probe that sent them.")
+                         .Register(*registry)),
+      ingest_duplicates(BuildCounter()
+                            .Name("vantage_ingest_duplicate_results_total")
+                            .Help("Results received again after a replay and stored only once.")
+                            .Register(*registry)
+                            .Add({})),
+      ingest_batches(BuildCounter()
+                         .Name("vantage_ingest_batches_total")
+                         .Help("Result batches committed to PostgreSQL.")
+                         .Register(*registry)
+                         .Add({})),
+      ingest_errors(BuildCounter()
+                        .Name("vantage_ingest_errors_total")
+                        .Help("Result batches not stored, by reason; the probe keeps them and sends them again.")
+                        .Register(*registry)),
+      ingest_commit_seconds(BuildHistogram()
+                                .Name("vantage_ingest_commit_seconds")
+                                .Help("Time to store one result batch, COPY to commit.")
+                                .Register(*registry)
+                                .Add({}, prometheus::Histogram::BucketBoundaries{
+                                             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25, 0.5, 1, 2.5, 5})),
+      probe_auth_failures(BuildCounter()
+                              .Name("vantage_probe_auth_failures_total")
+                              .Help("Probe streams refused, by reason.")
+                              .Register(*registry)),
+      probes_connected(BuildGauge()
+                           .Name("vantage_probes_connected")
+                           .Help("Probe streams open now.")
+                           .Register(*registry)
+                           .Add({})),
+      checks(BuildGauge()
+                 .Name("vantage_checks")
+                 .Help("Checks configured.")
+                 .Register(*registry)
+                 .Add({})) {
+  BuildGauge()
+      .Name("vantage_build_info")
+      .Help("Always 1; the labels say which build is running.")
+      .Register(*registry)
+      .Add({{"version", kVersion}, {"revision", kRevision}, {"component", "coordinator"}})
+      .Set(1);
+  // Series known in advance start at 0.
+  for (const char* reason : {"storage_unavailable", "storage_error", "invalid_batch"}) {
+    ingest_errors.Add({{"reason", reason}});
+  }
+  for (const char* reason : {"missing_token", "unknown_token", "wrong_probe_id"}) {
+    probe_auth_failures.Add({{"reason", reason}});
+  }
+}
+
+}  // namespace vantage::coordinator

@@ -1,0 +1,33 @@
+#pragma once
+// The coordinator's metrics, declared in one place. Label handles for the hot
+// path are created on first use and cached by prometheus-cpp's families.
+//
+// Cardinality budget: region (tens), reason (a fixed handful). No check name
+// and no probe id on these internal series.
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+
+namespace vantage::coordinator {
+
+struct CoordinatorMetrics {
+  explicit CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry);
+
+  std::shared_ptr<prometheus::Registry> registry;
+  prometheus::Family<prometheus::Counter>& ingest_results;     // {region}: stored (new) results
+  prometheus::Counter& ingest_duplicates;                      // replayed, already stored
+  prometheus::Counter& ingest_batches;
+  prometheus::Family<prometheus::Counter>& ingest_errors;      // {reason}
+  prometheus::Histogram& ingest_commit_seconds;
+  prometheus::Family<prometheus::Counter>& probe_auth_failures;  // {reason}
+  prometheus::Gauge& probes_connected;
+  prometheus::Gauge& checks;
+};
+
+}  // namespace vantage::coordinator

@@ -1,0 +1,31 @@
+#pragma once
+// One attempt of a check over plain HTTP/1.1, measured phase by phase.
+// The prober returns a result and nothing else: it never talks to gRPC,
+// Prometheus or PostgreSQL. Errors are values (a failure class), never
+// exceptions.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+
+#include "common/clock.h"
+#include "vantage/v1/types.pb.h"
+
+namespace vantage::probe {
+
+struct HttpLimits {
+  // Today's Cloudflare response header limit; a setting, never a constant.
+  uint32_t max_header_bytes = 128 * 1024;
+  // Bytes of body read at most; the rest is not downloaded.
+  uint64_t max_body_bytes = 1024 * 1024;
+};
+
+// Runs the check once against its URL; the check's timeout bounds the whole
+// attempt. Never throws.
+boost::asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Clock& clock,
+                                                       HttpLimits limits);
+
+// Whether `status` is in the check's expected set.
+bool status_expected(const v1::Check& check, uint32_t status);
+
+}  // namespace vantage::probe

@@ -1,0 +1,141 @@
+#include "probe/scheduler.h"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <deque>
+
+#include "common/check_config.h"
+#include "common/log.h"
+
+namespace vantage::probe {
+
+namespace asio = boost::asio;
+
+struct Scheduler::Task {
+  Task(asio::any_io_executor ex, v1::Check c) : check(std::move(c)), timer(ex) {}
+  v1::Check check;
+  asio::steady_timer timer;
+  std::deque<std::string> rechecks;  // request ids waiting to run
+  bool stopped = false;
+};
+
+Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, HttpLimits limits,
+                     std::function<double()> uniform, ResultFn on_result)
+    : executor_(std::move(executor)),
+      clock_(clock),
+      limits_(limits),
+      uniform_(std::move(uniform)),
+      on_result_(std::move(on_result)) {}
+
+Scheduler::~Scheduler() = default;
+
+void Scheduler::assign(std::vector<v1::Check> checks) {
+  asio::post(executor_, [this, checks = std::move(checks)]() mutable {
+    std::map<int64_t, v1::Check> wanted;
+    for (auto& c : checks) wanted.emplace(c.id(), std::move(c));
+    for (auto it = tasks_.begin(); it != tasks_.end();) {
+      auto next = std::next(it);
+      auto w = wanted.find(it->first);
+      if (w == wanted.end()) {
+        remove(it->first);
+      } else if (w->second.version() == it->second->check.version()) {
+        wanted.erase(w);  // unchanged: keep its place in the schedule
+      }
+      it = next;
+    }
+    for (auto& [id, check] : wanted) start(std::move(check));
+    log::info("checks assigned", "count", tasks_.size());
+  });
+}
+
+void Scheduler::apply(const v1::CheckAssignmentDiff& diff) {
+  asio::post(executor_, [this, diff] {
+    for (auto id : diff.removed_check_ids()) remove(id);
+    for (const auto& c : diff.added()) start(c);
+    for (const auto& c : diff.updated()) start(c);
+    log::info("check assignment changed", "added", diff.added_size(), "updated",
+              diff.updated_size(), "removed", diff.removed_check_ids_size());
+  });
+}
+
+void Scheduler::recheck(int64_t check_id, std::string request_id) {
+  asio::post(executor_, [this, check_id, request_id = std::move(request_id)]() mutable {
+    auto it = tasks_.find(check_id);
+    if (it == tasks_.end()) {
+      log::debug("re-check of an unassigned check ignored", "check_id", check_id);
+      return;
+    }
+    it->second->rechecks.push_back(std::move(request_id));
+    it->second->timer.cancel();
+  });
+}
+
+void Scheduler::stop() {
+  asio::dispatch(executor_, [this] {
+    for (auto& [id, task] : tasks_) {
+      task->stopped = true;
+      task->timer.cancel();
+    }
+    tasks_.clear();
+  });
+}
+
+void Scheduler::start(v1::Check check) {
+  remove(check.id());
+  auto task = std::make_shared<Task>(executor_, std::move(check));
+  tasks_[task->check.id()] = task;
+  asio::co_spawn(executor_, run(task), asio::detached);
+}
+
+void Scheduler::remove(int64_t check_id) {
+  auto it = tasks_.find(check_id);
+  if (it == tasks_.end()) return;
+  it->second->stopped = true;
+  it->second->timer.cancel();
+  tasks_.erase(it);
+}
+
+asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
+  const auto interval = to_millis(task->check.interval());
+  // First run somewhere in the first interval: spreads a probe's checks.
+  auto due = std::chrono::steady_clock::now() +
+             std::chrono::milliseconds(static_cast<long long>(uniform_() * interval.count()));
+  task->timer.expires_at(due);
+  while (!task->stopped) {
+    boost::system::error_code ignored;  // cancelled: stopped or a re-check
+    co_await task->timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (task->stopped) break;
+    std::string request_id;
+    if (!task->rechecks.empty()) {
+      request_id = std::move(task->rechecks.front());
+      task->rechecks.pop_front();
+    } else if (std::chrono::steady_clock::now() < due) {
+      task->timer.expires_at(due);  // woken early without a re-check
+      continue;
+    } else {
+      // A scheduled run: the next one is one interval later, skipping any
+      // that a long attempt made us miss.
+      while (due <= std::chrono::steady_clock::now()) due += interval;
+    }
+    v1::CheckResult result;
+    result.set_check_id(task->check.id());
+    result.set_check_version(task->check.version());
+    result.set_recheck_request_id(request_id);
+    const auto wall = clock_.now();
+    auto* ts = result.mutable_start_time();
+    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(wall.time_since_epoch()).count();
+    ts->set_seconds(micros / 1'000'000);
+    ts->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
+    *result.mutable_edge() = co_await run_http_attempt(task->check, clock_, limits_);
+    if (task->stopped) break;  // removed or changed while running: its result is stale
+    on_result_(std::move(result));
+    task->timer.expires_at(task->rechecks.empty() ? due : std::chrono::steady_clock::now());
+  }
+}
+
+}  // namespace vantage::probe

@@ -1,0 +1,183 @@
+#include "probe/streamer.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/backoff.h"
+#include "common/log.h"
+#include "vantage/v1/probe_service.grpc.pb.h"
+
+namespace vantage::probe {
+
+namespace {
+
+std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.tls_ca_file.empty()) {
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    std::ifstream in(options.tls_ca_file);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem.str();
+    credentials = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  // Notice a dead coordinator (or a dead path to it) within about 30 s even
+  // when no results are flowing.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // We do our own backoff with jitter; gRPC's reconnect timer must not be slower.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_max.count()));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_initial.count()));
+  return grpc::CreateCustomChannel(options.coordinator, credentials, args);
+}
+
+}  // namespace
+
+Streamer::Streamer(StreamerOptions options, ResultBuffer& buffer, Scheduler& scheduler,
+                   std::function<double()> uniform)
+    : options_(std::move(options)), buffer_(buffer), scheduler_(scheduler), uniform_(std::move(uniform)) {}
+
+Streamer::~Streamer() { stop(); }
+
+void Streamer::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Streamer::stop() {
+  stopping_ = true;
+  {
+    std::lock_guard lock(mu_);
+    if (context_) context_->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  state_ = State::kIdle;
+}
+
+void Streamer::sleep_interruptibly(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [&] { return stopping_.load(); });
+}
+
+void Streamer::loop() {
+  Backoff backoff(options_.backoff_initial, options_.backoff_max, uniform_);
+  channel_ = make_channel(options_);
+  while (!stopping_) {
+    const auto before = sessions_.load();
+    run_session();
+    if (stopping_) break;
+    if (sessions_ > before) backoff.reset();  // it worked for a while: start over
+    state_ = State::kBackingOff;
+    const auto delay = backoff.next();
+    log::info("reconnecting", "in_ms", delay.count(), "attempt", backoff.attempts());
+    sleep_interruptibly(delay);
+  }
+}
+
+void Streamer::run_session() {
+  state_ = State::kConnecting;
+  auto stub = v1::ProbeService::NewStub(channel_);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + options_.token);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    context_ = &context;
+  }
+  auto stream = stub->Connect(&context);
+
+  v1::ProbeMessage hello_message;
+  auto* hello = hello_message.mutable_hello();
+  hello->set_probe_id(options_.probe_id);
+  hello->set_region(options_.region);
+  hello->set_version(options_.version);
+  hello->set_last_acked_sequence(buffer_.acked_sequence());
+  hello->set_oldest_unacked_sequence(buffer_.oldest_sequence());
+
+  std::thread reader;
+  auto heartbeat_interval = std::chrono::milliseconds(15'000);
+  bool welcomed = false;
+  if (stream->Write(hello_message)) {
+    v1::CoordinatorMessage first;
+    if (stream->Read(&first) && first.has_welcome()) {
+      welcomed = true;
+      const auto& welcome = first.welcome();
+      buffer_.continue_after(welcome.last_stored_sequence());
+      buffer_.ack(welcome.last_stored_sequence());
+      buffer_.rewind();
+      if (welcome.has_heartbeat_interval() && welcome.heartbeat_interval().seconds() > 0) {
+        heartbeat_interval = std::chrono::seconds(welcome.heartbeat_interval().seconds());
+      }
+      ++sessions_;
+      state_ = State::kConnected;
+      log::info("connected", "coordinator", options_.coordinator, "stored_sequence",
+                welcome.last_stored_sequence(), "unacked", buffer_.size());
+      reader = std::thread([&] {
+        v1::CoordinatorMessage message;
+        while (stream->Read(&message)) {
+          switch (message.message_case()) {
+            case v1::CoordinatorMessage::kAssignment:
+              scheduler_.assign({message.assignment().checks().begin(), message.assignment().checks().end()});
+              break;
+            case v1::CoordinatorMessage::kAssignmentDiff:
+              scheduler_.apply(message.assignment_diff());
+              break;
+            case v1::CoordinatorMessage::kAck:
+              buffer_.ack(message.ack().sequence());
+              break;
+            case v1::CoordinatorMessage::kRecheck:
+              scheduler_.recheck(message.recheck().check_id(), message.recheck().request_id());
+              break;
+            default:
+              break;  // heartbeats, and fields added by newer coordinators
+          }
+        }
+        // The stream is gone: wake the writer.
+        std::lock_guard lock(mu_);
+        if (context_) context_->TryCancel();
+      });
+    }
+  }
+
+  if (welcomed) {
+    auto last_write = std::chrono::steady_clock::now();
+    while (!stopping_) {
+      auto batch = buffer_.next_unsent(options_.max_batch, options_.batch_wait);
+      v1::ProbeMessage message;
+      if (!batch.empty()) {
+        for (auto& r : batch) *message.mutable_results()->add_results() = std::move(r);
+      } else if (std::chrono::steady_clock::now() - last_write >= heartbeat_interval) {
+        message.mutable_heartbeat();
+      } else {
+        continue;
+      }
+      if (!stream->Write(message)) break;
+      last_write = std::chrono::steady_clock::now();
+    }
+  }
+  stream->WritesDone();
+  context.TryCancel();
+  if (reader.joinable()) reader.join();
+  auto status = stream->Finish();
+  {
+    std::lock_guard lock(mu_);
+    context_ = nullptr;
+  }
+  if (stopping_) return;
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    log::error("the coordinator refused this probe", "code", static_cast<int>(status.error_code()),
+               "error", status.error_message(), "probe", options_.probe_id);
+  } else {
+    log::warn("stream to the coordinator ended", "code", static_cast<int>(status.error_code()),
+              "error", status.error_message());
+  }
+}
+
+}  // namespace vantage::probe

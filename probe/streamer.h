@@ -1,0 +1,72 @@
+#pragma once
+// Ships results to the coordinator over ProbeService.Connect and carries the
+// coordinator's messages (assignments, acks, re-checks) back. Reconnects with
+// backoff when the coordinator goes away; each new stream starts by resending
+// everything unacknowledged.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "probe/result_buffer.h"
+#include "probe/scheduler.h"
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}
+
+namespace vantage::probe {
+
+struct StreamerOptions {
+  std::string coordinator;  // host:port
+  std::string token;
+  std::string probe_id;
+  std::string region;
+  std::string version;
+  std::string tls_ca_file;  // empty: plaintext (loopback and tests only)
+  size_t max_batch = 500;
+  std::chrono::milliseconds batch_wait{200};
+  std::chrono::milliseconds backoff_initial{500};
+  std::chrono::milliseconds backoff_max{30'000};
+};
+
+class Streamer {
+ public:
+  enum class State { kIdle, kConnecting, kConnected, kBackingOff };
+
+  Streamer(StreamerOptions options, ResultBuffer& buffer, Scheduler& scheduler,
+           std::function<double()> uniform);
+  ~Streamer();
+
+  void start();
+  void stop();
+  State state() const { return state_; }
+  // Streams that reached the Welcome; for tests and metrics.
+  uint64_t sessions() const { return sessions_; }
+
+ private:
+  void loop();
+  // One stream, from Connect to its end.
+  void run_session();
+  void sleep_interruptibly(std::chrono::milliseconds d);
+
+  StreamerOptions options_;
+  ResultBuffer& buffer_;
+  Scheduler& scheduler_;
+  std::function<double()> uniform_;
+  std::atomic<State> state_{State::kIdle};
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> sessions_{0};
+  std::mutex mu_;  // guards context_ and wakes sleep
+  std::condition_variable cv_;
+  grpc::ClientContext* context_ = nullptr;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::thread thread_;
+};
+
+}  // namespace vantage::probe

@@ -1,0 +1,407 @@
+#include "storage/pg_store.h"
+
+#include <fmt/format.h>
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <array>
+#include <ctime>
+#include <set>
+#include <map>
+#include <pqxx/pqxx>
+
+#include "common/log.h"
+#include "common/failure_class.h"
+#include "common/token.h"
+#include "storage/migrations.h"
+
+namespace vantage::storage {
+
+namespace {
+
+// Any key works as long as every replica uses the same one.
+constexpr long long kMigrationLockKey = 0x76616e7461676531;  // "vantage1"
+
+// Maps a libpqxx exception to the small taxonomy of StorageError, naming the
+// operation and never the connection string.
+[[noreturn]] void rethrow_as_storage_error(const char* what) {
+  try {
+    throw;
+  } catch (const StorageError&) {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    throw StorageError(StorageError::Kind::kUnavailable,
+                       fmt::format("{}: database unavailable: {}", what, log::redact(e.what())));
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    auto kind = StorageError::Kind::kInternal;
+    // 08: connection exception; 57P: operator intervention (shutdown);
+    // 53: insufficient resources.
+    if (state.starts_with("08") || state.starts_with("57P") || state.starts_with("53")) {
+      kind = StorageError::Kind::kUnavailable;
+    } else if (state.starts_with("23")) {
+      kind = StorageError::Kind::kConflict;
+    }
+    throw StorageError(kind, fmt::format("{}: {} (SQLSTATE {})", what, log::redact(e.what()), state));
+  } catch (const pqxx::in_doubt_error& e) {
+    throw StorageError(StorageError::Kind::kUnavailable,
+                       fmt::format("{}: commit outcome unknown: {}", what, e.what()));
+  } catch (const std::exception& e) {
+    throw StorageError(StorageError::Kind::kInternal, fmt::format("{}: {}", what, log::redact(e.what())));
+  }
+}
+
+std::string bytea_hex(const std::string& bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out = "\\x";
+  out.reserve(2 + bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
+std::string timestamp_text(const google::protobuf::Timestamp& ts) {
+  std::time_t seconds = ts.seconds();
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return fmt::format("{}.{:06d}+00", buf, ts.nanos() / 1000);
+}
+
+std::string check_to_json(const v1::Check& check) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  auto status = google::protobuf::util::MessageToJsonString(check, &json, options);
+  if (!status.ok()) throw std::runtime_error("cannot encode check as JSON: " + status.ToString());
+  return json;
+}
+
+v1::Check check_from_row(const pqxx::row& row) {
+  v1::Check check;
+  auto status = google::protobuf::util::JsonStringToMessage(row["spec"].c_str(), &check);
+  if (!status.ok()) {
+    throw StorageError(StorageError::Kind::kInternal,
+                       fmt::format("check {}: stored spec is not a valid Check: {}",
+                                   row["name"].c_str(), status.ToString()));
+  }
+  check.set_id(row["id"].as<int64_t>());
+  check.set_version(row["version"].as<int64_t>());
+  check.set_source(static_cast<v1::CheckSource>(row["source"].as<int>()));
+  check.mutable_create_time()->set_seconds(row["create_epoch"].as<int64_t>());
+  check.mutable_update_time()->set_seconds(row["update_epoch"].as<int64_t>());
+  return check;
+}
+
+// The user-given part of a check: what a change of version is about.
+v1::Check user_spec(v1::Check check) {
+  check.clear_id();
+  check.clear_version();
+  check.clear_create_time();
+  check.clear_update_time();
+  return check;
+}
+
+constexpr const char* kSelectChecks =
+    "SELECT id, name, version, source, spec::text AS spec, "
+    "extract(epoch FROM create_time)::bigint AS create_epoch, "
+    "extract(epoch FROM update_time)::bigint AS update_epoch FROM checks ";
+
+}  // namespace
+
+// --- ConnectionPool ---------------------------------------------------------
+
+ConnectionPool::ConnectionPool(std::string url, size_t size) : url_(std::move(url)), size_(size) {}
+ConnectionPool::~ConnectionPool() = default;
+
+ConnectionPool::Lease::Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn)
+    : pool_(pool), conn_(std::move(conn)) {}
+
+ConnectionPool::Lease::~Lease() {
+  if (!pool_) return;
+  if (discard_ || !conn_ || !conn_->is_open()) conn_.reset();
+  pool_->give_back(std::move(conn_));
+}
+
+ConnectionPool::Lease ConnectionPool::lease() {
+  std::unique_ptr<pqxx::connection> conn;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return leased_ < size_; });
+    ++leased_;
+    if (!idle_.empty()) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (!conn) {
+    try {
+      conn = std::make_unique<pqxx::connection>(url_);
+    } catch (const std::exception& e) {
+      give_back(nullptr);
+      throw StorageError(StorageError::Kind::kUnavailable,
+                         fmt::format("cannot connect to PostgreSQL at {}: {}", log::redact(url_),
+                                     log::redact(e.what())));
+    }
+  }
+  return Lease(this, std::move(conn));
+}
+
+void ConnectionPool::give_back(std::unique_ptr<pqxx::connection> conn) {
+  {
+    std::lock_guard lock(mu_);
+    --leased_;
+    if (conn) idle_.push_back(std::move(conn));
+  }
+  cv_.notify_one();
+}
+
+// --- PgStore ----------------------------------------------------------------
+
+PgStore::PgStore(const std::string& url, size_t pool_size) : pool_(url, pool_size) {}
+
+template <typename Fn>
+auto PgStore::with_connection(const char* what, Fn&& fn) {
+  auto conn = pool_.lease();
+  try {
+    return fn(*conn);
+  } catch (...) {
+    if (!conn->is_open()) conn.discard();
+    try {
+      rethrow_as_storage_error(what);
+    } catch (const StorageError& e) {
+      if (e.kind() == StorageError::Kind::kUnavailable) conn.discard();
+      throw;
+    }
+  }
+}
+
+int PgStore::migrate() {
+  return with_connection("applying migrations", [](pqxx::connection& c) {
+    // Session-level lock: held across the per-migration transactions.
+    pqxx::nontransaction(c).exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);
+    int applied = 0;
+    try {
+      {
+        pqxx::work tx(c);
+        tx.exec0(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " apply_time timestamptz NOT NULL DEFAULT now())");
+        tx.commit();
+      }
+      int current = 0;
+      {
+        pqxx::read_transaction tx(c);
+        current = tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
+      }
+      for (const auto& m : migrations()) {
+        if (m.version <= current) continue;
+        pqxx::work tx(c);
+        tx.exec(m.sql);
+        tx.exec_params0("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name);
+        tx.commit();
+        log::info("migration applied", "version", m.version, "name", m.name);
+        ++applied;
+      }
+      // The class names follow the proto enum, the one place they are defined.
+      pqxx::work tx(c);
+      const auto* descriptor = v1::FailureClass_descriptor();
+      for (int i = 0; i < descriptor->value_count(); ++i) {
+        auto c_value = static_cast<v1::FailureClass>(descriptor->value(i)->number());
+        if (c_value == v1::FAILURE_CLASS_UNSPECIFIED) continue;
+        tx.exec_params0(
+            "INSERT INTO failure_classes (id, name) VALUES ($1, $2) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+            static_cast<int>(c_value), failure_class_name(c_value));
+      }
+      tx.commit();
+    } catch (...) {
+      if (c.is_open()) pqxx::nontransaction(c).exec_params("SELECT pg_advisory_unlock($1)", kMigrationLockKey);
+      throw;
+    }
+    pqxx::nontransaction(c).exec_params("SELECT pg_advisory_unlock($1)", kMigrationLockKey);
+    return applied;
+  });
+}
+
+std::string PgStore::add_probe(const std::string& name, const std::string& region) {
+  auto token = generate_token();
+  with_connection("registering a probe", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params0(
+        "INSERT INTO probes (name, token_sha256, region) VALUES ($1, $2, $3) "
+        "ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256, "
+        "region = excluded.region",
+        name, token_sha256_hex(token), region);
+    tx.commit();
+    return 0;
+  });
+  return token;
+}
+
+std::optional<ProbeRecord> PgStore::find_probe_by_token(std::string_view token_sha256_hex) {
+  return with_connection("authenticating a probe", [&](pqxx::connection& c) -> std::optional<ProbeRecord> {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_params(
+        "SELECT id, name, region, last_sequence FROM probes WHERE token_sha256 = $1",
+        std::string(token_sha256_hex));
+    if (rows.empty()) return std::nullopt;
+    return ProbeRecord{rows[0][0].as<int32_t>(), rows[0][1].as<std::string>(),
+                       rows[0][2].as<std::string>(), rows[0][3].as<uint64_t>()};
+  });
+}
+
+ProbeRecord PgStore::record_hello(int32_t key, std::string_view region, std::string_view version) {
+  return with_connection("recording a probe's hello", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto row = tx.exec_params1(
+        "UPDATE probes SET region = $2, version = $3, last_seen_time = now() WHERE id = $1 "
+        "RETURNING id, name, region, last_sequence",
+        key, std::string(region), std::string(version));
+    tx.commit();
+    return ProbeRecord{row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                       row[3].as<uint64_t>()};
+  });
+}
+
+std::vector<v1::Check> PgStore::sync_file_checks(const std::vector<v1::Check>& checks) {
+  return with_connection("storing the checks file", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    // One writer at a time: two replicas loading the same file agree.
+    tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey + 1);
+    std::map<std::string, v1::Check> stored;
+    for (const auto& row : tx.exec(std::string(kSelectChecks) + "FOR UPDATE")) {
+      auto check = check_from_row(row);
+      stored.emplace(check.name(), std::move(check));
+    }
+    std::set<std::string> in_file;
+    for (const auto& check : checks) {
+      in_file.insert(check.name());
+      auto it = stored.find(check.name());
+      const auto spec = check_to_json(user_spec(check));
+      if (it == stored.end()) {
+        tx.exec_params0("INSERT INTO checks (name, source, spec) VALUES ($1, $2, $3::jsonb)",
+                        check.name(), static_cast<int>(v1::CHECK_SOURCE_FILE), spec);
+      } else if (it->second.source() != v1::CHECK_SOURCE_FILE) {
+        throw StorageError(StorageError::Kind::kConflict,
+                           fmt::format("check \"{}\" in the checks file already exists and is managed "
+                                       "through the API; rename one of them", check.name()));
+      } else if (!google::protobuf::util::MessageDifferencer::Equals(user_spec(it->second),
+                                                                      user_spec(check))) {
+        tx.exec_params0(
+            "UPDATE checks SET spec = $2::jsonb, version = version + 1, update_time = now() "
+            "WHERE name = $1",
+            check.name(), spec);
+      }
+    }
+    for (const auto& [name, check] : stored) {
+      if (check.source() == v1::CHECK_SOURCE_FILE && !in_file.contains(name)) {
+        tx.exec_params0("DELETE FROM checks WHERE name = $1", name);
+      }
+    }
+    std::vector<v1::Check> out;
+    for (const auto& row : tx.exec(std::string(kSelectChecks) + "ORDER BY name")) {
+      out.push_back(check_from_row(row));
+    }
+    tx.commit();
+    return out;
+  });
+}
+
+std::vector<v1::Check> PgStore::list_checks() {
+  return with_connection("listing checks", [&](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<v1::Check> out;
+    for (const auto& row : tx.exec(std::string(kSelectChecks) + "ORDER BY name")) {
+      out.push_back(check_from_row(row));
+    }
+    return out;
+  });
+}
+
+WriteOutcome PgStore::write_results(const ProbeRecord& probe,
+                                    const std::vector<v1::CheckResult>& results) {
+  WriteOutcome outcome;
+  if (results.empty()) return outcome;
+  return with_connection("storing results", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    // A per-session staging table: COPY into it, then move the rows that are
+    // new. ON CONFLICT keeps a replayed result from being stored twice.
+    tx.exec0(
+        "CREATE TEMP TABLE IF NOT EXISTS results_incoming "
+        "(LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+    {
+      pqxx::stream_to copy(tx, "results_incoming",
+                           std::vector<std::string>{"probe_id", "seq", "check_id", "start_time",
+                                                    "region", "class", "origin_class", "status",
+                                                    "edge_code", "colo", "ttfb_us", "total_us",
+                                                    "detail"});
+      // One row as text fields; a null pointer is SQL NULL. stream_to escapes.
+      constexpr size_t kColumns = 13;
+      std::array<std::string, kColumns> text;
+      std::array<const char*, kColumns> fields;
+      std::string detail;
+      for (const auto& r : results) {
+        const auto& edge = r.edge();
+        const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
+                            (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
+        auto set = [&](size_t i, std::string value) {
+          text[i] = std::move(value);
+          fields[i] = text[i].c_str();
+        };
+        auto set_nonzero = [&](size_t i, uint64_t value) {
+          if (value == 0) {
+            fields[i] = nullptr;
+          } else {
+            set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
+          }
+        };
+        set(0, std::to_string(probe.key));
+        set(1, std::to_string(r.sequence()));
+        set(2, std::to_string(r.check_id()));
+        set(3, timestamp_text(r.start_time()));
+        set(4, probe.region);
+        set(5, std::to_string(static_cast<int>(edge.failure_class())));
+        if (r.has_origin()) {
+          set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
+        } else {
+          fields[6] = nullptr;
+        }
+        set_nonzero(7, edge.response().status());
+        set_nonzero(8, edge.edge().edge_code());
+        if (edge.edge().colo().empty()) {
+          fields[9] = nullptr;
+        } else {
+          set(9, edge.edge().colo());
+        }
+        set_nonzero(10, edge.timings().first_byte_us());
+        set_nonzero(11, edge.timings().total_us());
+        if (failed) {
+          detail.clear();
+          r.SerializeToString(&detail);
+          set(12, bytea_hex(detail));
+        } else {
+          fields[12] = nullptr;
+        }
+        copy << fields;
+      }
+      copy.complete();
+    }
+    auto inserted = tx.exec("INSERT INTO results SELECT * FROM results_incoming ON CONFLICT DO NOTHING");
+    outcome.inserted = static_cast<size_t>(inserted.affected_rows());
+    outcome.duplicates = results.size() - outcome.inserted;
+    auto row = tx.exec_params1(
+        "UPDATE probes SET last_sequence = greatest(last_sequence, $2), last_seen_time = now() "
+        "WHERE id = $1 RETURNING last_sequence",
+        probe.key, results.back().sequence());
+    outcome.acked_sequence = row[0].as<uint64_t>();
+    tx.commit();
+    return outcome;
+  });
+}
+
+}  // namespace vantage::storage

@@ -1,0 +1,79 @@
+#pragma once
+// PostgreSQL implementation of the storage interfaces (libpqxx 6).
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "storage/store.h"
+
+
+namespace vantage::storage {
+
+// A small pool: pqxx connections are not thread-safe, and each gRPC stream
+// handler borrows one per batch. A broken connection is dropped and replaced
+// on the next lease.
+class ConnectionPool {
+ public:
+  ConnectionPool(std::string url, size_t size);
+  ~ConnectionPool();
+
+  class Lease {
+   public:
+    Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn);
+    Lease(Lease&&) noexcept = default;
+    ~Lease();
+    pqxx::connection& operator*() { return *conn_; }
+    pqxx::connection* operator->() { return conn_.get(); }
+    // The connection failed: do not return it to the pool.
+    void discard() { discard_ = true; }
+
+   private:
+    ConnectionPool* pool_;
+    std::unique_ptr<pqxx::connection> conn_;
+    bool discard_ = false;
+  };
+  // Blocks while every connection is leased. Throws StorageError(kUnavailable).
+  Lease lease();
+
+ private:
+  void give_back(std::unique_ptr<pqxx::connection> conn);
+  std::string url_;
+  size_t size_;
+  size_t leased_ = 0;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+class PgStore final : public ProbeRegistry, public CheckRepository, public ResultSink {
+ public:
+  // Does not connect yet: call migrate() (or any method) to find out.
+  PgStore(const std::string& url, size_t pool_size = 4);
+
+  // Applies pending migrations under an advisory lock, so replicas starting
+  // together do not race. Idempotent. Returns how many were applied.
+  int migrate();
+
+  // Registers a probe (or gives an existing one a new token) and returns the
+  // token, which is not stored anywhere: only its hash is.
+  std::string add_probe(const std::string& name, const std::string& region);
+
+  std::optional<ProbeRecord> find_probe_by_token(std::string_view token_sha256_hex) override;
+  ProbeRecord record_hello(int32_t key, std::string_view region, std::string_view version) override;
+  std::vector<v1::Check> sync_file_checks(const std::vector<v1::Check>& checks) override;
+  std::vector<v1::Check> list_checks() override;
+  WriteOutcome write_results(const ProbeRecord& probe,
+                             const std::vector<v1::CheckResult>& results) override;
+
+ private:
+  template <typename Fn>
+  auto with_connection(const char* what, Fn&& fn);
+  ConnectionPool pool_;
+};
+
+}  // namespace vantage::storage

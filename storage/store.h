@@ -1,0 +1,71 @@
+#pragma once
+// What the coordinator needs from storage, as interfaces: the coordinator's
+// logic is tested with fakes, and SQL lives only in the implementation.
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vantage/v1/types.pb.h"
+
+namespace vantage::storage {
+
+// Database errors mapped to what a caller can do about them.
+class StorageError : public std::runtime_error {
+ public:
+  enum class Kind {
+    kUnavailable,  // cannot reach the database or lost the connection: retry later
+    kConflict,     // the request contradicts stored state
+    kInternal,     // a bug or an unexpected schema
+  };
+  StorageError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct ProbeRecord {
+  int32_t key = 0;       // surrogate key used in results
+  std::string name;      // the probe id as probes call themselves
+  std::string region;
+  uint64_t last_sequence = 0;
+};
+
+class ProbeRegistry {
+ public:
+  virtual ~ProbeRegistry() = default;
+  // The probe whose token hashes to `token_sha256_hex`, if any.
+  virtual std::optional<ProbeRecord> find_probe_by_token(std::string_view token_sha256_hex) = 0;
+  // Records a hello: region, version, last seen. Returns the probe as stored.
+  virtual ProbeRecord record_hello(int32_t key, std::string_view region, std::string_view version) = 0;
+};
+
+class CheckRepository {
+ public:
+  virtual ~CheckRepository() = default;
+  // Makes the stored file-sourced checks equal to `checks` (insert, update
+  // with a new version, delete the ones gone). Returns every stored check.
+  virtual std::vector<v1::Check> sync_file_checks(const std::vector<v1::Check>& checks) = 0;
+  virtual std::vector<v1::Check> list_checks() = 0;
+};
+
+struct WriteOutcome {
+  size_t inserted = 0;
+  size_t duplicates = 0;    // already stored (a replay)
+  uint64_t acked_sequence = 0;  // every sequence <= this is stored
+};
+
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  // Stores a batch in one transaction; returns only after the commit.
+  // Results must be in strictly increasing sequence order.
+  virtual WriteOutcome write_results(const ProbeRecord& probe,
+                                     const std::vector<v1::CheckResult>& results) = 0;
+};
+
+}  // namespace vantage::storage
