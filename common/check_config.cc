@@ -112,24 +112,25 @@ v1::Check parse_check(std::string_view origin, const YAML::Node& node,
                       "a check");
   v1::Check check;
   check.set_source(v1::CHECK_SOURCE_FILE);
-  auto field = [&](const char* key) -> YAML::Node {
+  // A field of the check, else of the defaults block.
+  auto field = [&](const char* key) -> std::optional<YAML::Node> {
     if (node[key]) return node[key];
     if (defaults && defaults[key]) return defaults[key];
-    return YAML::Node();
+    return std::nullopt;
   };
   if (!node["name"]) fail(origin, node, "a check needs a name");
   check.set_name(scalar(origin, node["name"], "name"));
   if (!node["url"]) fail(origin, node, fmt::format("check \"{}\" needs a url", check.name()));
   check.set_url(scalar(origin, node["url"], "url"));
-  if (auto n = field("method")) check.set_method(scalar(origin, n, "method"));
-  if (auto n = field("interval")) *check.mutable_interval() = to_duration(duration_field(origin, n, "interval"));
-  if (auto n = field("timeout")) *check.mutable_timeout() = to_duration(duration_field(origin, n, "timeout"));
-  if (auto n = field("expected_status")) status_ranges(origin, n, check);
+  if (auto n = field("method")) check.set_method(scalar(origin, *n, "method"));
+  if (auto n = field("interval")) *check.mutable_interval() = to_duration(duration_field(origin, *n, "interval"));
+  if (auto n = field("timeout")) *check.mutable_timeout() = to_duration(duration_field(origin, *n, "timeout"));
+  if (auto n = field("expected_status")) status_ranges(origin, *n, check);
   if (auto n = field("regions")) {
-    for (auto& r : string_list(origin, n, "regions")) check.add_regions(r);
+    for (auto& r : string_list(origin, *n, "regions")) check.add_regions(r);
   }
   if (auto n = field("headers")) {
-    for (auto& [k, v] : string_map(origin, n, "headers")) (*check.mutable_headers())[k] = v;
+    for (auto& [k, v] : string_map(origin, *n, "headers")) (*check.mutable_headers())[k] = v;
   }
   if (auto n = node["labels"]) {
     for (auto& [k, v] : string_map(origin, n, "labels")) (*check.mutable_labels())[k] = v;
@@ -147,8 +148,8 @@ v1::Check parse_check(std::string_view origin, const YAML::Node& node,
   }
   for (const char* flag : {"follow_up_json", "follow_up_trace"}) {
     if (auto n = field(flag)) {
-      auto text = scalar(origin, n, flag);
-      if (text != "true" && text != "false") fail(origin, n, fmt::format("{} must be true or false", flag));
+      auto text = scalar(origin, *n, flag);
+      if (text != "true" && text != "false") fail(origin, *n, fmt::format("{} must be true or false", flag));
       (std::string_view(flag) == "follow_up_json" ? check.set_follow_up_json(text == "true")
                                                   : check.set_follow_up_trace(text == "true"));
     }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <limits>
+
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -135,6 +137,7 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   }
   leg.mutable_connection()->set_connected_address(fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port()));
   leg.mutable_connection()->set_ip_family(endpoint.address().is_v6() ? 6 : 4);
+  response->clear_transport_end();
 
   // Request.
   http::request<http::empty_body> request(http::string_to_verb(check.method()), url->target, 11);
@@ -154,7 +157,8 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   // Response: read until the parser is done, recording the first byte.
   http::response_parser<http::string_body> parser;
   parser.header_limit(limits.max_header_bytes);
-  parser.body_limit(boost::none);  // capped below, without failing the attempt
+  // Capped below without failing the attempt (Beast's limit would be an error).
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   if (check.method() == "HEAD") parser.skip(true);
   beast::flat_buffer buffer;
   uint64_t received = 0;

@@ -75,7 +75,20 @@ void Streamer::loop() {
     if (sessions_ > before) backoff.reset();  // it worked for a while: start over
     state_ = State::kBackingOff;
     const auto delay = backoff.next();
-    log::info("reconnecting", "in_ms", delay.count(), "attempt", backoff.attempts());
+    // Quiet while the coordinator stays away: the first failure and every
+    // tenth after it are worth a line, the rest only in debug.
+    if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
+      if (refused_) {
+        log::error("the coordinator refused this probe's token; check --probe-id and the token",
+                   "error", last_error_, "probe", options_.probe_id, "attempt", backoff.attempts(),
+                   "next_in_ms", delay.count());
+      } else {
+        log::warn("cannot reach the coordinator, retrying", "error", last_error_, "attempt",
+                  backoff.attempts(), "next_in_ms", delay.count());
+      }
+    } else {
+      log::debug("retrying", "last_error", last_error_, "attempt", backoff.attempts(), "next_in_ms", delay.count());
+    }
     sleep_interruptibly(delay);
   }
 }
@@ -101,6 +114,7 @@ void Streamer::run_session() {
   hello->set_oldest_unacked_sequence(buffer_.oldest_sequence());
 
   std::thread reader;
+  std::atomic<bool> reader_done{false};
   auto heartbeat_interval = std::chrono::milliseconds(15'000);
   bool welcomed = false;
   if (stream->Write(hello_message)) {
@@ -138,16 +152,14 @@ void Streamer::run_session() {
               break;  // heartbeats, and fields added by newer coordinators
           }
         }
-        // The stream is gone: wake the writer.
-        std::lock_guard lock(mu_);
-        if (context_) context_->TryCancel();
+        reader_done = true;  // the stream is over: the writer stops too
       });
     }
   }
 
   if (welcomed) {
     auto last_write = std::chrono::steady_clock::now();
-    while (!stopping_) {
+    while (!stopping_ && !reader_done) {
       auto batch = buffer_.next_unsent(options_.max_batch, options_.batch_wait);
       v1::ProbeMessage message;
       if (!batch.empty()) {
@@ -161,23 +173,25 @@ void Streamer::run_session() {
       last_write = std::chrono::steady_clock::now();
     }
   }
-  stream->WritesDone();
-  context.TryCancel();
-  if (reader.joinable()) reader.join();
+  if (welcomed) {
+    // Half-close; a stop cancels so the reader need not wait for the server.
+    stream->WritesDone();
+    if (stopping_) context.TryCancel();
+    reader.join();
+  }
   auto status = stream->Finish();
   {
     std::lock_guard lock(mu_);
     context_ = nullptr;
   }
   if (stopping_) return;
-  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-      status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
-    log::error("the coordinator refused this probe", "code", static_cast<int>(status.error_code()),
-               "error", status.error_message(), "probe", options_.probe_id);
-  } else {
+  refused_ = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+             status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+  if (welcomed) {
     log::warn("stream to the coordinator ended", "code", static_cast<int>(status.error_code()),
               "error", status.error_message());
   }
+  last_error_ = status.error_message();
 }
 
 }  // namespace vantage::probe

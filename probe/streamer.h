@@ -66,6 +66,9 @@ class Streamer {
   std::condition_variable cv_;
   grpc::ClientContext* context_ = nullptr;
   std::shared_ptr<grpc::Channel> channel_;
+  // How the last stream ended; streamer thread only.
+  std::string last_error_;
+  bool refused_ = false;
   std::thread thread_;
 };
 
