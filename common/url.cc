@@ -5,10 +5,11 @@
 namespace vantage {
 
 namespace {
-bool parse_port(std::string_view text, uint16_t* port) {
+bool parse_port(std::string_view text, uint16_t* port, bool allow_zero) {
   unsigned value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) {
+  if (ec != std::errc() || end != text.data() + text.size() || (value == 0 && !allow_zero) ||
+      value > 65535) {
     return false;
   }
   *port = static_cast<uint16_t>(value);
@@ -17,7 +18,7 @@ bool parse_port(std::string_view text, uint16_t* port) {
 }  // namespace
 
 std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_port,
-                                        std::string* error) {
+                                        std::string* error, bool listen) {
   HostPort out;
   std::string_view port_text;
   if (text.starts_with('[')) {
@@ -57,8 +58,8 @@ std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_
       return std::nullopt;
     }
     out.port = default_port;
-  } else if (!parse_port(port_text, &out.port)) {
-    *error = "port \"" + std::string(port_text) + "\" is not a number from 1 to 65535";
+  } else if (!parse_port(port_text, &out.port, listen)) {
+    *error = "port \"" + std::string(port_text) + "\" is not a number from " + (listen ? "0" : "1") + " to 65535";
     return std::nullopt;
   }
   return out;

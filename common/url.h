@@ -21,12 +21,13 @@ struct Url {
 // On failure returns nullopt and sets `error` to what is wrong.
 std::optional<Url> parse_url(std::string_view text, std::string* error);
 
-// "host:port", "[v6]:port" or "host" (port then `default_port`).
+// "host:port", "[v6]:port" or "host" (port then `default_port`). Port 0
+// ("any free port") only for addresses to listen on.
 struct HostPort {
   std::string host;
   uint16_t port = 0;
 };
 std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_port,
-                                        std::string* error);
+                                        std::string* error, bool listen = false);
 
 }  // namespace vantage

@@ -31,9 +31,10 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // We do our own backoff with jitter; gRPC's reconnect timer must not be slower.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_max.count()));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_initial.count()));
+  // Our backoff (with jitter) paces reconnects: every stream gets a channel
+  // of its own, with its own subchannel, so gRPC's reconnect backoff from an
+  // earlier failure cannot add to ours.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(options.coordinator, credentials, args);
 }
 
@@ -67,7 +68,6 @@ void Streamer::sleep_interruptibly(std::chrono::milliseconds d) {
 
 void Streamer::loop() {
   Backoff backoff(options_.backoff_initial, options_.backoff_max, uniform_);
-  channel_ = make_channel(options_);
   while (!stopping_) {
     const auto before = sessions_.load();
     run_session();
@@ -95,7 +95,7 @@ void Streamer::loop() {
 
 void Streamer::run_session() {
   state_ = State::kConnecting;
-  auto stub = v1::ProbeService::NewStub(channel_);
+  auto stub = v1::ProbeService::NewStub(make_channel(options_));
   grpc::ClientContext context;
   context.AddMetadata("authorization", "Bearer " + options_.token);
   {

@@ -16,7 +16,6 @@
 #include "probe/scheduler.h"
 
 namespace grpc {
-class Channel;
 class ClientContext;
 }
 
@@ -65,7 +64,6 @@ class Streamer {
   std::mutex mu_;  // guards context_ and wakes sleep
   std::condition_variable cv_;
   grpc::ClientContext* context_ = nullptr;
-  std::shared_ptr<grpc::Channel> channel_;
   // How the last stream ended; streamer thread only.
   std::string last_error_;
   bool refused_ = false;

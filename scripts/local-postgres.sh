@@ -47,8 +47,10 @@ case $cmd in
     if running; then url; exit 0; fi
     options="-c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
     [ "$fast" = --fast ] && options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    # The port of the last start first, so a restarted cluster keeps its URL.
+    previous=$(cat "$dir/port" 2>/dev/null || true)
     for attempt in 1 2 3 4 5 6 7 8; do
-      port=$(( 20000 + RANDOM % 30000 ))
+      if [ "$attempt" = 1 ] && [ -n "$previous" ]; then port=$previous; else port=$(( 20000 + RANDOM % 30000 )); fi
       port_free "$port" || continue
       if as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
           -o "$options -c port=$port" start >/dev/null; then

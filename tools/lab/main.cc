@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::string error;
-  auto hp = vantage::parse_host_port(listen, 0, &error);
+  auto hp = vantage::parse_host_port(listen, 0, &error, /*listen=*/true);
   if (!hp) {
     std::cerr << "vantage-lab: --listen \"" << listen << "\": " << error << "\n";
     return 2;

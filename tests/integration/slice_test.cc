@@ -1,0 +1,221 @@
+// The first slice, in one process but over real sockets: a coordinator with
+// real PostgreSQL and gRPC, two probes in two regions, a local origin.
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <fstream>
+#include <pqxx/pqxx>
+
+#include "coordinator/coordinator.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "probe/agent.h"
+#include "storage/pg_store.h"
+#include "tests/support/postgres.h"
+#include "tests/support/process.h"
+#include "tools/lab/origin.h"
+#include "vantage/v1/probe_service.grpc.pb.h"
+
+namespace vantage {
+namespace {
+
+using std::chrono::seconds;
+using testing::eventually;
+using testing::PostgresEnvironment;
+
+[[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+
+class SliceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = PostgresEnvironment::fresh_database();
+    storage::PgStore store(db_, 1);
+    store.migrate();
+    tokens_["us-1"] = store.add_probe("us-1", "us");
+    tokens_["eu-1"] = store.add_probe("eu-1", "eu");
+    checks_file_ = std::filesystem::temp_directory_path() / ("vantage-slice-" + std::to_string(getpid()) + ".yaml");
+    std::ofstream(checks_file_) << "checks:\n"
+                                << "  - name: home\n"
+                                << "    url: http://127.0.0.1:" << origin_.port() << "/\n"
+                                << "    interval: 1s\n    timeout: 500ms\n"
+                                << "  - name: eu-only\n"
+                                << "    url: http://127.0.0.1:" << origin_.port() << "/status/503\n"
+                                << "    interval: 1s\n    timeout: 500ms\n    regions: [eu]\n";
+  }
+  void TearDown() override { std::filesystem::remove(checks_file_); }
+
+  std::unique_ptr<coordinator::Coordinator> start_coordinator(const std::string& listen = "127.0.0.1:0") {
+    coordinator::CoordinatorOptions options;
+    options.listen = listen;
+    options.metrics_listen = "127.0.0.1:0";
+    options.database_url = db_;
+    options.checks_file = checks_file_.string();
+    auto c = std::make_unique<coordinator::Coordinator>(options);
+    c->start();
+    return c;
+  }
+
+  std::unique_ptr<probe::Agent> start_probe(const std::string& id, const std::string& region, int port) {
+    probe::AgentOptions options;
+    options.stream.coordinator = "127.0.0.1:" + std::to_string(port);
+    options.stream.token = tokens_.at(id);
+    options.stream.probe_id = id;
+    options.stream.region = region;
+    options.stream.version = "test";
+    options.stream.backoff_initial = std::chrono::milliseconds(100);
+    options.stream.backoff_max = std::chrono::milliseconds(500);
+    auto agent = std::make_unique<probe::Agent>(options, RealClock::instance());
+    agent->start();
+    return agent;
+  }
+
+  int64_t query_int(const std::string& sql) {
+    pqxx::connection c(db_);
+    pqxx::read_transaction tx(c);
+    return tx.exec1(sql)[0].as<int64_t>();
+  }
+
+  lab::Origin origin_{"127.0.0.1", 0};
+  std::string db_;
+  std::map<std::string, std::string> tokens_;
+  std::filesystem::path checks_file_;
+};
+
+TEST_F(SliceTest, ResultsLandExactlyOnceAcrossACoordinatorRestart) {
+  auto coordinator = start_coordinator();
+  const int port = coordinator->grpc_port();
+  auto us = start_probe("us-1", "us", port);
+  auto eu = start_probe("eu-1", "eu", port);
+
+  auto stored = [&](const char* probe) {
+    return query_int(std::string("SELECT count(*) FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = '") + probe + "'");
+  };
+  ASSERT_TRUE(eventually([&] { return stored("us-1") >= 3 && stored("eu-1") >= 6; }, seconds(30)))
+      << "us-1 " << stored("us-1") << ", eu-1 " << stored("eu-1");
+
+  // The standard health service answers.
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  grpc::health::v1::HealthCheckResponse health;
+  grpc::ClientContext health_context;
+  ASSERT_TRUE(grpc::health::v1::Health::NewStub(channel)
+                  ->Check(&health_context, grpc::health::v1::HealthCheckRequest(), &health)
+                  .ok());
+  EXPECT_EQ(health.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // Metrics show both regions.
+  auto metrics = testing::http_get(coordinator->metrics_port(), "/metrics");
+  EXPECT_GT(testing::metric_value(metrics, "vantage_ingest_results_total{region=\"us\"}").value_or(0), 0);
+  EXPECT_GT(testing::metric_value(metrics, "vantage_ingest_results_total{region=\"eu\"}").value_or(0), 0);
+  EXPECT_NE(metrics.find("vantage_build_info{"), std::string::npos);
+
+  // The coordinator goes away and comes back on the same address: the probes
+  // reconnect and resend what was not acknowledged.
+  coordinator->shutdown();
+  coordinator.reset();
+  const auto before = stored("us-1") + stored("eu-1");
+  std::this_thread::sleep_for(seconds(2));
+  coordinator = start_coordinator("127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(eventually([&] { return stored("us-1") + stored("eu-1") >= before + 6; }, seconds(30)));
+
+  us->stop();
+  eu->stop();
+  EXPECT_EQ(us->buffer().size(), 0u) << "every result acknowledged";
+  EXPECT_EQ(eu->buffer().size(), 0u) << "every result acknowledged";
+  EXPECT_GE(us->streamer().sessions(), 2u) << "reconnected after the restart";
+
+  for (const char* probe : {"us-1", "eu-1"}) {
+    const std::string where = std::string(" FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = '") + probe + "'";
+    const auto count = query_int("SELECT count(*)" + where);
+    EXPECT_EQ(query_int("SELECT count(DISTINCT seq)" + where), count) << probe << ": duplicates";
+    EXPECT_EQ(query_int("SELECT min(seq)" + where), 1) << probe;
+    EXPECT_EQ(query_int("SELECT max(seq)" + where), count) << probe << ": gaps";
+  }
+  // Assignment follows regions: only eu runs eu-only, which fails with 503.
+  EXPECT_EQ(query_int("SELECT count(*) FROM results r JOIN probes p ON p.id = r.probe_id JOIN checks c "
+                      "ON c.id = r.check_id WHERE p.name = 'us-1' AND c.name = 'eu-only'"), 0);
+  EXPECT_GT(query_int("SELECT count(*) FROM results r JOIN checks c ON c.id = r.check_id JOIN failure_classes f "
+                      "ON f.id = r.class WHERE c.name = 'eu-only' AND f.name = 'origin_5xx' AND r.status = 503"), 0);
+  EXPECT_GT(query_int("SELECT count(*) FROM results r JOIN checks c ON c.id = r.check_id JOIN failure_classes f "
+                      "ON f.id = r.class WHERE c.name = 'home' AND f.name = 'ok'"), 0);
+}
+
+// Opens a stream with `token` (none if empty), sends `first`, returns how it ends.
+grpc::Status connect_once(int port, const std::string& token, const v1::ProbeMessage& first) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto stub = v1::ProbeService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  auto stream = stub->Connect(&context);
+  stream->Write(first);
+  stream->WritesDone();
+  v1::CoordinatorMessage message;
+  while (stream->Read(&message)) {
+  }
+  return stream->Finish();
+}
+
+v1::ProbeMessage hello(const std::string& probe_id) {
+  v1::ProbeMessage m;
+  m.mutable_hello()->set_probe_id(probe_id);
+  m.mutable_hello()->set_region("us");
+  return m;
+}
+
+TEST_F(SliceTest, BadCredentialsAndBadStreamsAreRefused) {
+  auto coordinator = start_coordinator();
+  const int port = coordinator->grpc_port();
+
+  auto status = connect_once(port, "wrong-token", hello("us-1"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  EXPECT_EQ(status.error_message(), "unknown probe token");
+
+  status = connect_once(port, "", hello("us-1"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(status.error_message().find("authorization"), std::string::npos) << status.error_message();
+
+  status = connect_once(port, tokens_.at("us-1"), hello("eu-1"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  EXPECT_NE(status.error_message().find("eu-1"), std::string::npos);
+
+  v1::ProbeMessage not_hello;
+  not_hello.mutable_heartbeat();
+  status = connect_once(port, tokens_.at("us-1"), not_hello);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("hello"), std::string::npos);
+
+  auto metrics = testing::http_get(coordinator->metrics_port(), "/metrics");
+  EXPECT_EQ(testing::metric_value(metrics, "vantage_probe_auth_failures_total{reason=\"unknown_token\"}"), 1);
+  EXPECT_EQ(testing::metric_value(metrics, "vantage_probe_auth_failures_total{reason=\"missing_token\"}"), 1);
+  EXPECT_EQ(testing::metric_value(metrics, "vantage_probe_auth_failures_total{reason=\"wrong_probe_id\"}"), 1);
+  EXPECT_EQ(query_int("SELECT count(*) FROM results"), 0);
+}
+
+TEST_F(SliceTest, ABatchWithSequencesGoingBackwardsIsRejectedAndNothingIsStored) {
+  auto coordinator = start_coordinator();
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(coordinator->grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::ProbeService::NewStub(channel);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + tokens_.at("us-1"));
+  auto stream = stub->Connect(&context);
+  ASSERT_TRUE(stream->Write(hello("us-1")));
+  v1::ProbeMessage batch;
+  for (uint64_t seq : {5, 4}) {
+    auto* r = batch.mutable_results()->add_results();
+    r->set_sequence(seq);
+    r->set_check_id(1);
+    r->mutable_edge()->set_failure_class(v1::FAILURE_CLASS_OK);
+  }
+  stream->Write(batch);
+  stream->WritesDone();
+  v1::CoordinatorMessage message;
+  while (stream->Read(&message)) EXPECT_FALSE(message.has_ack());
+  auto status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("results.sequence 4"), std::string::npos) << status.error_message();
+  EXPECT_EQ(query_int("SELECT count(*) FROM results"), 0);
+}
+
+}  // namespace
+}  // namespace vantage

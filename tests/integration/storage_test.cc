@@ -1,0 +1,160 @@
+// PgStore against a real PostgreSQL.
+#include "storage/pg_store.h"
+
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "common/token.h"
+#include "storage/migrations.h"
+#include "tests/support/postgres.h"
+
+namespace vantage::storage {
+namespace {
+
+using vantage::testing::PostgresEnvironment;
+
+[[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+
+v1::CheckResult result(uint64_t sequence, v1::FailureClass c = v1::FAILURE_CLASS_OK) {
+  v1::CheckResult r;
+  r.set_sequence(sequence);
+  r.set_check_id(1);
+  r.mutable_start_time()->set_seconds(1'790'000'000 + static_cast<int64_t>(sequence));
+  r.mutable_edge()->set_failure_class(c);
+  r.mutable_edge()->mutable_response()->set_status(c == v1::FAILURE_CLASS_OK ? 200 : 520);
+  r.mutable_edge()->mutable_timings()->set_total_us(1234);
+  return r;
+}
+
+v1::Check check(const std::string& name, const std::string& url) {
+  v1::Check c;
+  c.set_name(name);
+  c.set_url(url);
+  c.set_source(v1::CHECK_SOURCE_FILE);
+  return c;
+}
+
+class StorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = PostgresEnvironment::fresh_database();
+    store_ = std::make_unique<PgStore>(url_);
+    ASSERT_EQ(store_->migrate(), static_cast<int>(migrations().size()));
+  }
+  pqxx::row one_row(const std::string& sql) {
+    pqxx::connection c(url_);
+    pqxx::read_transaction tx(c);
+    return tx.exec1(sql);
+  }
+  std::string url_;
+  std::unique_ptr<PgStore> store_;
+};
+
+TEST_F(StorageTest, MigrationsAreIdempotentAndSafeToRunConcurrently) {
+  EXPECT_EQ(store_->migrate(), 0);
+  auto fresh = PostgresEnvironment::fresh_database();
+  std::vector<int> applied(4, -1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] { applied[i] = PgStore(fresh, 1).migrate(); });
+  }
+  for (auto& t : threads) t.join();
+  int total = 0;
+  for (int a : applied) total += a;
+  EXPECT_EQ(total, static_cast<int>(migrations().size())) << "each migration applied exactly once";
+  pqxx::connection c(fresh);
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<int>(),
+            static_cast<int>(migrations().size()));
+  EXPECT_EQ(tx.exec1("SELECT name FROM failure_classes WHERE id = 8")[0].as<std::string>(), "empty_reply");
+}
+
+TEST_F(StorageTest, ProbeTokensAreStoredOnlyAsTheirHash) {
+  auto token = store_->add_probe("eu-1", "eu");
+  auto stored = one_row("SELECT token_sha256 FROM probes WHERE name = 'eu-1'")[0].as<std::string>();
+  EXPECT_EQ(stored, token_sha256_hex(token));
+  EXPECT_NE(stored, token);
+  auto found = store_->find_probe_by_token(token_sha256_hex(token));
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->name, "eu-1");
+  EXPECT_EQ(found->region, "eu");
+  EXPECT_FALSE(store_->find_probe_by_token(token_sha256_hex("wrong")));
+
+  auto rotated = store_->add_probe("eu-1", "eu");
+  EXPECT_NE(rotated, token);
+  EXPECT_FALSE(store_->find_probe_by_token(token_sha256_hex(token))) << "the old token no longer works";
+  EXPECT_TRUE(store_->find_probe_by_token(token_sha256_hex(rotated)));
+}
+
+TEST_F(StorageTest, AReplayedBatchIsStoredOnce) {
+  auto token = store_->add_probe("us-1", "us");
+  auto probe = *store_->find_probe_by_token(token_sha256_hex(token));
+  std::vector<v1::CheckResult> batch{result(1), result(2, v1::FAILURE_CLASS_EMPTY_REPLY), result(3)};
+  auto first = store_->write_results(probe, batch);
+  EXPECT_EQ(first.inserted, 3u);
+  EXPECT_EQ(first.duplicates, 0u);
+  EXPECT_EQ(first.acked_sequence, 3u);
+
+  batch.push_back(result(4));
+  auto replay = store_->write_results(probe, batch);
+  EXPECT_EQ(replay.inserted, 1u);
+  EXPECT_EQ(replay.duplicates, 3u);
+  EXPECT_EQ(replay.acked_sequence, 4u);
+
+  auto counts = one_row("SELECT count(*), count(DISTINCT seq), max(seq), count(detail) FROM results");
+  EXPECT_EQ(counts[0].as<int>(), 4);
+  EXPECT_EQ(counts[1].as<int>(), 4);
+  EXPECT_EQ(counts[2].as<int>(), 4);
+  EXPECT_EQ(counts[3].as<int>(), 1) << "full evidence is kept for failures only";
+
+  // The evidence round-trips.
+  pqxx::connection c(url_);
+  pqxx::read_transaction tx(c);
+  auto row = tx.exec1("SELECT detail, status, total_us, region FROM results WHERE seq = 2");
+  pqxx::binarystring bytes(row[0]);
+  v1::CheckResult back;
+  ASSERT_TRUE(back.ParseFromString(bytes.str()));
+  EXPECT_EQ(back.edge().failure_class(), v1::FAILURE_CLASS_EMPTY_REPLY);
+  EXPECT_EQ(row[1].as<int>(), 520);
+  EXPECT_EQ(row[2].as<int>(), 1234);
+  EXPECT_EQ(row[3].as<std::string>(), "us");
+
+  EXPECT_EQ(store_->record_hello(probe.key, "us", "0.1.0").last_sequence, 4u);
+}
+
+TEST_F(StorageTest, FileChecksSyncWithVersions) {
+  auto stored = store_->sync_file_checks({check("a", "http://a/"), check("b", "http://b/")});
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].name(), "a");
+  EXPECT_EQ(stored[0].version(), 1);
+  EXPECT_GT(stored[0].id(), 0);
+  const auto a_id = stored[0].id();
+
+  // Unchanged a, changed b, c added; then b removed.
+  stored = store_->sync_file_checks({check("a", "http://a/"), check("b", "http://b2/"), check("c", "http://c/")});
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[0].version(), 1);
+  EXPECT_EQ(stored[0].id(), a_id);
+  EXPECT_EQ(stored[1].version(), 2);
+  EXPECT_EQ(stored[1].url(), "http://b2/");
+  stored = store_->sync_file_checks({check("a", "http://a/"), check("c", "http://c/")});
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(store_->list_checks().size(), 2u);
+}
+
+TEST(StorageUnavailable, AnUnreachableDatabaseIsKindUnavailableAndHidesThePassword) {
+  PgStore store("postgresql://vantage:s3cret@127.0.0.1:1/vantage?connect_timeout=2", 1);
+  try {
+    store.migrate();
+    FAIL() << "expected a StorageError";
+  } catch (const StorageError& e) {
+    EXPECT_EQ(e.kind(), StorageError::Kind::kUnavailable);
+    EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot connect to PostgreSQL"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace vantage::storage
