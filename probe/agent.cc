@@ -27,8 +27,8 @@ void Agent::stop() {
   stopped_ = true;
   scheduler_->stop();
   const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
-  while (buffer_.size() > 0 && streamer_->state() == Streamer::State::kConnected &&
-         std::chrono::steady_clock::now() < deadline) {
+  // The streamer may be between two streams: give it the whole timeout.
+  while (buffer_.size() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (buffer_.size() > 0) {

@@ -145,7 +145,18 @@ TEST_F(Stack, ThreeRegionsReportAndSurviveACoordinatorKill) {
   const auto before = query_int("SELECT count(*) FROM results");
   std::this_thread::sleep_for(seconds(2));
   coordinator = start_coordinator("127.0.0.1:" + std::to_string(grpc_port), "127.0.0.1:" + std::to_string(metrics_port));
-  ASSERT_TRUE(eventually([&] { return query_int("SELECT count(*) FROM results") >= before + 9; }, seconds(30)));
+  auto connected = [&] {
+    const auto out = coordinator->output();
+    size_t n = 0;
+    for (auto at = out.find("msg=\"probe connected\""); at != std::string::npos;
+         at = out.find("msg=\"probe connected\"", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(eventually([&] { return connected() == 3 && query_int("SELECT count(*) FROM results") >= before + 9; },
+                         seconds(30)))
+      << coordinator->output();
 
   for (auto& p : probes) p->signal(SIGTERM);
   for (auto& p : probes) {
