@@ -12,7 +12,9 @@ set -euo pipefail
 
 die() { echo "local-postgres.sh: $*" >&2; exit 1; }
 [ $# -ge 2 ] || die "usage: local-postgres.sh start|stop|url DIR [--fast]"
-cmd=$1 dir=$2 fast=${3:-}
+cmd=$1 dir=$(realpath -m "$2") fast=${3:-}
+# The postgres user may not be allowed into the caller's directory.
+cd /
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$bindir" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)"

@@ -26,8 +26,10 @@ if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$state" 2>/dev/null; 
 fi
 
 pids=()
+stopping=
 cleanup() {
-  trap - INT TERM EXIT
+  [ -n "$stopping" ] && return
+  stopping=1
   echo
   echo "run-local.sh: stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -35,7 +37,9 @@ cleanup() {
   ./scripts/local-postgres.sh stop "$pgdir" || true
   echo "run-local.sh: stopped. Data and logs are kept in $state"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 # Fails with the tail of the log when a component does not come up.
 wait_for_log() {  # pid log text what
