@@ -1,6 +1,7 @@
 // The first slice, in one process but over real sockets: a coordinator with
 // real PostgreSQL and gRPC, two probes in two regions, a local origin.
 #include <gtest/gtest.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
@@ -143,6 +144,56 @@ TEST_F(SliceTest, ResultsLandExactlyOnceAcrossACoordinatorRestart) {
                       "ON f.id = r.class WHERE c.name = 'eu-only' AND f.name = 'origin_5xx' AND r.status = 503"), 0);
   EXPECT_GT(query_int("SELECT count(*) FROM results r JOIN checks c ON c.id = r.check_id JOIN failure_classes f "
                       "ON f.id = r.class WHERE c.name = 'home' AND f.name = 'ok'"), 0);
+}
+
+// Asks server reflection (grpc.reflection.v1alpha, the version gRPC 1.51
+// serves) to list the services. Debian ships no stubs for it, so the request
+// is encoded by hand: ServerReflectionRequest{list_services = ""} is field 7,
+// length 0. Returns the raw response bytes.
+std::string reflection_list_services(int port) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto step = [&](int tag) {
+    void* got = nullptr;
+    bool ok = false;
+    return cq.Next(&got, &ok) && ok && got == reinterpret_cast<void*>(static_cast<intptr_t>(tag));
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  if (!step(1)) return {};
+  const char request[] = {0x3a, 0x00};
+  grpc::Slice slice(request, sizeof request);
+  grpc::ByteBuffer out(&slice, 1);
+  call->Write(out, reinterpret_cast<void*>(2));
+  if (!step(2)) return {};
+  grpc::ByteBuffer in;
+  call->Read(&in, reinterpret_cast<void*>(3));
+  if (!step(3)) return {};
+  std::vector<grpc::Slice> slices;
+  in.Dump(&slices);
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  context.TryCancel();
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  void* got;
+  bool ok;
+  while (cq.Next(&got, &ok) && got != reinterpret_cast<void*>(4)) {
+  }
+  cq.Shutdown();
+  while (cq.Next(&got, &ok)) {
+  }
+  return bytes;
+}
+
+TEST_F(SliceTest, ServerReflectionListsTheProbeService) {
+  auto coordinator = start_coordinator();
+  auto listing = reflection_list_services(coordinator->grpc_port());
+  EXPECT_NE(listing.find("vantage.v1.ProbeService"), std::string::npos) << listing;
+  EXPECT_NE(listing.find("grpc.health.v1.Health"), std::string::npos) << listing;
 }
 
 // Opens a stream with `token` (none if empty), sends `first`, returns how it ends.
