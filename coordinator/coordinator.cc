@@ -12,6 +12,7 @@
 #include "common/check_config.h"
 #include "common/log.h"
 #include "coordinator/check_registry.h"
+#include "coordinator/ingest.h"
 #include "coordinator/metrics.h"
 #include "coordinator/probe_service.h"
 #include "storage/pg_store.h"
@@ -40,9 +41,39 @@ struct Coordinator::Impl {
   CheckRegistry checks;
   std::unique_ptr<CoordinatorMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<Ingest> ingest;
   std::unique_ptr<ProbeServiceImpl> probe_service;
   std::unique_ptr<grpc::Server> server;
   int grpc_port = 0;
+
+  // Partition upkeep: at start, then hourly (creating ahead, dropping old).
+  std::thread maintenance;
+  std::mutex maintenance_mu;
+  std::condition_variable maintenance_cv;
+  bool stopping = false;
+
+  void maintain_partitions() {
+    const auto today = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+    auto [created, dropped] = store->maintain_partitions(today, options.partitions_ahead_days, options.retention_days);
+    metrics->partitions_created.Set(created);
+    metrics->partitions_dropped.Increment(dropped);
+    if (created > 0 || dropped > 0) {
+      log::info("result partitions maintained", "created", created, "dropped", dropped, "retention_days",
+                options.retention_days);
+    }
+  }
+  void maintenance_loop() {
+    std::unique_lock lock(maintenance_mu);
+    while (!maintenance_cv.wait_for(lock, std::chrono::hours(1), [&] { return stopping; })) {
+      lock.unlock();
+      try {
+        maintain_partitions();
+      } catch (const std::exception& e) {
+        log::error("cannot maintain result partitions; will retry in an hour", "error", e.what());
+      }
+      lock.lock();
+    }
+  }
 };
 
 Coordinator::Coordinator(CoordinatorOptions options) : impl_(std::make_unique<Impl>()) {
@@ -66,6 +97,9 @@ void Coordinator::start() {
 
   impl_->metrics = std::make_unique<CoordinatorMetrics>(std::make_shared<prometheus::Registry>());
   impl_->metrics->checks.Set(static_cast<double>(impl_->checks.size()));
+  if (o.retention_days < 1) throw std::runtime_error("--retention-days must be at least 1");
+  impl_->maintain_partitions();
+  impl_->maintenance = std::thread([this] { impl_->maintenance_loop(); });
   try {
     impl_->exposer = std::make_unique<prometheus::Exposer>(o.metrics_listen);
   } catch (const std::exception& e) {
@@ -73,7 +107,8 @@ void Coordinator::start() {
   }
   impl_->exposer->RegisterCollectable(impl_->metrics->registry);
 
-  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->store,
+  impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{});
+  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest,
                                                             impl_->checks, *impl_->metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -109,10 +144,20 @@ void Coordinator::start() {
 
 void Coordinator::shutdown() {
   if (impl_->server) {
+    // Cancelled streams stop waiting for their commits (see Ingest::submit).
     impl_->probe_service->cancel_all();
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     impl_->server->Wait();
     impl_->server.reset();
+  }
+  if (impl_->ingest) impl_->ingest->stop();
+  if (impl_->maintenance.joinable()) {
+    {
+      std::lock_guard lock(impl_->maintenance_mu);
+      impl_->stopping = true;
+    }
+    impl_->maintenance_cv.notify_all();
+    impl_->maintenance.join();
   }
   impl_->exposer.reset();
 }

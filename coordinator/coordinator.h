@@ -15,6 +15,8 @@ struct CoordinatorOptions {
   std::string tls_cert_file;  // PEM; with tls_key_file, serve gRPC over TLS
   std::string tls_key_file;
   size_t database_connections = 8;
+  int retention_days = 30;      // result partitions older than this are dropped
+  int partitions_ahead_days = 3;
 };
 
 class Coordinator {

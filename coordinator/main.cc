@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--tls-cert", options.tls_cert_file, "PEM certificate: serve gRPC over TLS");
   serve->add_option("--tls-key", options.tls_key_file, "PEM private key for --tls-cert");
+  serve->add_option("--retention-days", options.retention_days, "days of results kept")->capture_default_str();
   serve->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
 
   std::string probe_id, region;

@@ -37,6 +37,27 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
                                 .Add({}, prometheus::Histogram::BucketBoundaries{
                                              0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                              0.25, 0.5, 1, 2.5, 5})),
+      ingest_commit_results(BuildHistogram()
+                                .Name("vantage_ingest_commit_results")
+                                .Help("Results per transaction (batches of many probes are merged).")
+                                .Register(*registry)
+                                .Add({}, prometheus::Histogram::BucketBoundaries{
+                                             1, 10, 50, 100, 250, 500, 1000, 2500, 5000})),
+      ingest_queued_results(BuildGauge()
+                                .Name("vantage_ingest_queued_results")
+                                .Help("Results received and waiting to be stored.")
+                                .Register(*registry)
+                                .Add({})),
+      partitions_created(BuildGauge()
+                             .Name("vantage_storage_partitions_created")
+                             .Help("Result partitions created by the last maintenance run.")
+                             .Register(*registry)
+                             .Add({})),
+      partitions_dropped(BuildCounter()
+                             .Name("vantage_storage_partitions_dropped_total")
+                             .Help("Result partitions dropped for retention.")
+                             .Register(*registry)
+                             .Add({})),
       probe_auth_failures(BuildCounter()
                               .Name("vantage_probe_auth_failures_total")
                               .Help("Probe streams refused, by reason.")

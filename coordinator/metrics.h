@@ -25,6 +25,10 @@ struct CoordinatorMetrics {
   prometheus::Counter& ingest_batches;
   prometheus::Family<prometheus::Counter>& ingest_errors;      // {reason}
   prometheus::Histogram& ingest_commit_seconds;
+  prometheus::Histogram& ingest_commit_results;  // results per transaction
+  prometheus::Gauge& ingest_queued_results;       // waiting for a writer
+  prometheus::Gauge& partitions_created;          // by the last maintenance run
+  prometheus::Counter& partitions_dropped;
   prometheus::Family<prometheus::Counter>& probe_auth_failures;  // {reason}
   prometheus::Gauge& probes_connected;
   prometheus::Gauge& checks;

@@ -22,9 +22,9 @@ grpc::Status storage_status(const storage::StorageError& e) {
 
 }  // namespace
 
-ProbeServiceImpl::ProbeServiceImpl(storage::ProbeRegistry& probes, storage::ResultSink& results,
+ProbeServiceImpl::ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest,
                                    const CheckRegistry& checks, CoordinatorMetrics& metrics)
-    : probes_(probes), results_(results), checks_(checks), metrics_(metrics) {}
+    : probes_(probes), ingest_(ingest), checks_(checks), metrics_(metrics) {}
 
 grpc::Status ProbeServiceImpl::authenticate(grpc::ServerContext* context, storage::ProbeRecord* probe) {
   const auto& metadata = context->client_metadata();
@@ -106,7 +106,7 @@ grpc::Status ProbeServiceImpl::Connect(
   while (open && stream->Read(&in)) {
     if (!in.has_results()) continue;  // heartbeats keep the stream warm
     out.Clear();
-    status = ingest(probe, *in.mutable_results(), &last_sequence, out.mutable_ack());
+    status = ingest(context, probe, *in.mutable_results(), &last_sequence, out.mutable_ack());
     if (!status.ok()) break;
     open = stream->Write(out);
   }
@@ -121,7 +121,8 @@ grpc::Status ProbeServiceImpl::Connect(
   return status;
 }
 
-grpc::Status ProbeServiceImpl::ingest(const storage::ProbeRecord& probe, v1::ResultBatch& batch,
+grpc::Status ProbeServiceImpl::ingest(grpc::ServerContext* context, const storage::ProbeRecord& probe,
+                                      v1::ResultBatch& batch,
                                       uint64_t* last_sequence, v1::Ack* ack) {
   if (batch.results_size() > static_cast<int>(kMaxBatchResults)) {
     metrics_.ingest_errors.Add({{"reason", "invalid_batch"}}).Increment();
@@ -129,39 +130,37 @@ grpc::Status ProbeServiceImpl::ingest(const storage::ProbeRecord& probe, v1::Res
                         fmt::format("results: {} in one batch, more than the {} allowed",
                                     batch.results_size(), kMaxBatchResults));
   }
-  std::vector<v1::CheckResult> results;
-  results.reserve(batch.results_size());
+  storage::ResultBatch stored{probe, {}};
+  stored.results.reserve(batch.results_size());
+  auto invalid = [&](std::string message) {
+    metrics_.ingest_errors.Add({{"reason", "invalid_batch"}}).Increment();
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
+  };
   for (auto& r : *batch.mutable_results()) {
     if (r.sequence() <= *last_sequence) {
-      metrics_.ingest_errors.Add({{"reason", "invalid_batch"}}).Increment();
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("results.sequence {} is not above {}: sequence numbers must "
-                                      "increase within a stream", r.sequence(), *last_sequence));
+      return invalid(fmt::format("results.sequence {} is not above {}: sequence numbers must "
+                                 "increase within a stream", r.sequence(), *last_sequence));
+    }
+    if (r.check_id() <= 0 || r.check_id() > INT32_MAX) {
+      return invalid(fmt::format("results.check_id {} (sequence {}) is not a check id", r.check_id(), r.sequence()));
+    }
+    if (r.start_time().seconds() <= 0) {
+      return invalid(fmt::format("results.start_time is missing (sequence {})", r.sequence()));
     }
     *last_sequence = r.sequence();
-    results.push_back(std::move(r));
+    stored.results.push_back(std::move(r));
   }
-  if (results.empty()) return grpc::Status::OK;
-  try {
-    const auto start = std::chrono::steady_clock::now();
-    auto outcome = results_.write_results(probe, results);
-    metrics_.ingest_commit_seconds.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    metrics_.ingest_batches.Increment();
-    metrics_.ingest_results.Add({{"region", probe.region}}).Increment(static_cast<double>(outcome.inserted));
-    metrics_.ingest_duplicates.Increment(static_cast<double>(outcome.duplicates));
-    ack->set_sequence(outcome.acked_sequence);
-    log::debug("batch stored", "probe", probe.name, "results", results.size(), "inserted",
-               outcome.inserted, "acked", outcome.acked_sequence);
-    return grpc::Status::OK;
-  } catch (const storage::StorageError& e) {
-    metrics_.ingest_errors
-        .Add({{"reason", e.kind() == storage::StorageError::Kind::kUnavailable ? "storage_unavailable"
-                                                                                : "storage_error"}})
-        .Increment();
-    log::error("cannot store results; the probe will send them again", "probe", probe.name, "error", e.what());
-    return storage_status(e);
+  if (stored.results.empty()) return grpc::Status::OK;
+  const size_t count = stored.results.size();
+  auto outcome = ingest_.submit(std::move(stored), [context] { return context->IsCancelled(); });
+  if (!outcome.ok) {
+    // The probe keeps the results and sends them again on its next stream.
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "results not stored: " + outcome.error);
   }
+  ack->set_sequence(outcome.write.acked_sequence);
+  log::debug("batch stored", "probe", probe.name, "results", count, "inserted", outcome.write.inserted,
+             "acked", outcome.write.acked_sequence);
+  return grpc::Status::OK;
 }
 
 void ProbeServiceImpl::cancel_all() {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "coordinator/check_registry.h"
+#include "coordinator/ingest.h"
 #include "coordinator/metrics.h"
 #include "storage/store.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
@@ -15,8 +16,8 @@ namespace vantage::coordinator {
 
 class ProbeServiceImpl final : public v1::ProbeService::Service {
  public:
-  ProbeServiceImpl(storage::ProbeRegistry& probes, storage::ResultSink& results,
-                   const CheckRegistry& checks, CoordinatorMetrics& metrics);
+  ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest, const CheckRegistry& checks,
+                   CoordinatorMetrics& metrics);
 
   grpc::Status Connect(grpc::ServerContext* context,
                        grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::ProbeMessage>* stream) override;
@@ -26,11 +27,11 @@ class ProbeServiceImpl final : public v1::ProbeService::Service {
 
  private:
   grpc::Status authenticate(grpc::ServerContext* context, storage::ProbeRecord* probe);
-  grpc::Status ingest(const storage::ProbeRecord& probe, v1::ResultBatch& batch,
+  grpc::Status ingest(grpc::ServerContext* context, const storage::ProbeRecord& probe, v1::ResultBatch& batch,
                       uint64_t* last_sequence, v1::Ack* ack);
 
   storage::ProbeRegistry& probes_;
-  storage::ResultSink& results_;
+  Ingest& ingest_;
   const CheckRegistry& checks_;
   CoordinatorMetrics& metrics_;
 

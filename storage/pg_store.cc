@@ -323,10 +323,11 @@ std::vector<v1::Check> PgStore::list_checks() {
   });
 }
 
-WriteOutcome PgStore::write_results(const ProbeRecord& probe,
-                                    const std::vector<v1::CheckResult>& results) {
-  WriteOutcome outcome;
-  if (results.empty()) return outcome;
+std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultBatch*>& batches) {
+  std::vector<WriteOutcome> outcomes(batches.size());
+  size_t total = 0;
+  for (const auto* b : batches) total += b->results.size();
+  if (total == 0) return outcomes;
   return with_connection("storing results", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     // A per-session staging table: COPY into it, then move the rows that are
@@ -345,62 +346,109 @@ WriteOutcome PgStore::write_results(const ProbeRecord& probe,
       std::array<std::string, kColumns> text;
       std::array<const char*, kColumns> fields;
       std::string detail;
-      for (const auto& r : results) {
-        const auto& edge = r.edge();
-        const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
-                            (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
-        auto set = [&](size_t i, std::string value) {
-          text[i] = std::move(value);
-          fields[i] = text[i].c_str();
-        };
-        auto set_nonzero = [&](size_t i, uint64_t value) {
-          if (value == 0) {
-            fields[i] = nullptr;
+      for (const auto* batch : batches) {
+        const auto& probe = batch->probe;
+        for (const auto& r : batch->results) {
+          const auto& edge = r.edge();
+          const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
+                              (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
+          auto set = [&](size_t i, std::string value) {
+            text[i] = std::move(value);
+            fields[i] = text[i].c_str();
+          };
+          auto set_nonzero = [&](size_t i, uint64_t value) {
+            if (value == 0) {
+              fields[i] = nullptr;
+            } else {
+              set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
+            }
+          };
+          set(0, std::to_string(probe.key));
+          set(1, std::to_string(r.sequence()));
+          set(2, std::to_string(r.check_id()));
+          set(3, timestamp_text(r.start_time()));
+          set(4, probe.region);
+          set(5, std::to_string(static_cast<int>(edge.failure_class())));
+          if (r.has_origin()) {
+            set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
           } else {
-            set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
+            fields[6] = nullptr;
           }
-        };
-        set(0, std::to_string(probe.key));
-        set(1, std::to_string(r.sequence()));
-        set(2, std::to_string(r.check_id()));
-        set(3, timestamp_text(r.start_time()));
-        set(4, probe.region);
-        set(5, std::to_string(static_cast<int>(edge.failure_class())));
-        if (r.has_origin()) {
-          set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
-        } else {
-          fields[6] = nullptr;
+          set_nonzero(7, edge.response().status());
+          set_nonzero(8, edge.edge().edge_code());
+          if (edge.edge().colo().empty()) {
+            fields[9] = nullptr;
+          } else {
+            set(9, edge.edge().colo());
+          }
+          set_nonzero(10, edge.timings().first_byte_us());
+          set_nonzero(11, edge.timings().total_us());
+          if (failed) {
+            detail.clear();
+            r.SerializeToString(&detail);
+            set(12, bytea_hex(detail));
+          } else {
+            fields[12] = nullptr;
+          }
+          copy << fields;
         }
-        set_nonzero(7, edge.response().status());
-        set_nonzero(8, edge.edge().edge_code());
-        if (edge.edge().colo().empty()) {
-          fields[9] = nullptr;
-        } else {
-          set(9, edge.edge().colo());
-        }
-        set_nonzero(10, edge.timings().first_byte_us());
-        set_nonzero(11, edge.timings().total_us());
-        if (failed) {
-          detail.clear();
-          r.SerializeToString(&detail);
-          set(12, bytea_hex(detail));
-        } else {
-          fields[12] = nullptr;
-        }
-        copy << fields;
       }
       copy.complete();
     }
-    auto inserted = tx.exec("INSERT INTO results SELECT * FROM results_incoming ON CONFLICT DO NOTHING");
-    outcome.inserted = static_cast<size_t>(inserted.affected_rows());
-    outcome.duplicates = results.size() - outcome.inserted;
-    auto row = tx.exec_params1(
-        "UPDATE probes SET last_sequence = greatest(last_sequence, $2), last_seen_time = now() "
-        "WHERE id = $1 RETURNING last_sequence",
-        probe.key, results.back().sequence());
-    outcome.acked_sequence = row[0].as<uint64_t>();
+    // Only the new rows come back: attribute them to their batches.
+    std::map<std::pair<int32_t, uint64_t>, size_t> inserted;  // (probe, seq) -> count
+    for (const auto& row : tx.exec("INSERT INTO results SELECT * FROM results_incoming "
+                                   "ON CONFLICT DO NOTHING RETURNING probe_id, seq")) {
+      ++inserted[{row[0].as<int32_t>(), row[1].as<uint64_t>()}];
+    }
+    std::map<int32_t, uint64_t> highest;  // per probe
+    for (size_t i = 0; i < batches.size(); ++i) {
+      const auto& b = *batches[i];
+      if (b.results.empty()) continue;
+      auto lo = inserted.lower_bound({b.probe.key, b.results.front().sequence()});
+      auto hi = inserted.upper_bound({b.probe.key, b.results.back().sequence()});
+      for (auto it = lo; it != hi; ++it) outcomes[i].inserted += it->second;
+      outcomes[i].duplicates = b.results.size() - outcomes[i].inserted;
+      auto& h = highest[b.probe.key];
+      h = std::max(h, b.results.back().sequence());
+    }
+    std::map<int32_t, uint64_t> acked;
+    for (const auto& [key, seq] : highest) {
+      acked[key] = tx.exec_params1(
+                         "UPDATE probes SET last_sequence = greatest(last_sequence, $2), "
+                         "last_seen_time = now() WHERE id = $1 RETURNING last_sequence",
+                         key, seq)[0]
+                       .as<uint64_t>();
+    }
     tx.commit();
-    return outcome;
+    for (size_t i = 0; i < batches.size(); ++i) outcomes[i].acked_sequence = acked[batches[i]->probe.key];
+    return outcomes;
+  });
+}
+
+std::pair<int, int> PgStore::maintain_partitions(std::chrono::sys_days today, int days_ahead,
+                                                 int retention_days) {
+  return with_connection("maintaining result partitions", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey + 2);
+    auto day_text = [](std::chrono::sys_days d) {
+      const std::chrono::year_month_day ymd(d);
+      return fmt::format("{:04d}-{:02d}-{:02d}", static_cast<int>(ymd.year()),
+                         static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+    };
+    int created = 0;
+    for (int i = 0; i <= days_ahead; ++i) {
+      if (tx.exec_params1("SELECT vantage_ensure_results_partition($1::date)",
+                          day_text(today + std::chrono::days(i)))[0]
+              .as<bool>()) {
+        ++created;
+      }
+    }
+    const int dropped = tx.exec_params1("SELECT vantage_drop_results_before($1::date)",
+                                        day_text(today - std::chrono::days(retention_days)))[0]
+                            .as<int>();
+    tx.commit();
+    return std::pair{created, dropped};
   });
 }
 

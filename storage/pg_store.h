@@ -1,6 +1,7 @@
 #pragma once
 // PostgreSQL implementation of the storage interfaces (libpqxx 6).
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -67,8 +68,14 @@ class PgStore final : public ProbeRegistry, public CheckRepository, public Resul
   ProbeRecord record_hello(int32_t key, std::string_view region, std::string_view version) override;
   std::vector<v1::Check> sync_file_checks(const std::vector<v1::Check>& checks) override;
   std::vector<v1::Check> list_checks() override;
-  WriteOutcome write_results(const ProbeRecord& probe,
-                             const std::vector<v1::CheckResult>& results) override;
+  std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) override;
+  // One batch alone (tools and tests).
+  WriteOutcome write_results(const ResultBatch& batch) { return write_results(std::vector{&batch}).front(); }
+
+  // Creates the day partitions of results from `today` to `days_ahead` days
+  // later and drops those older than `retention_days`. Replicas may run it at
+  // the same time. Returns {created, dropped}.
+  std::pair<int, int> maintain_partitions(std::chrono::sys_days today, int days_ahead, int retention_days);
 
  private:
   template <typename Fn>

@@ -59,13 +59,18 @@ struct WriteOutcome {
   uint64_t acked_sequence = 0;  // every sequence <= this is stored
 };
 
+// What one probe sent in one message.
+struct ResultBatch {
+  ProbeRecord probe;
+  std::vector<v1::CheckResult> results;  // strictly increasing sequence numbers
+};
+
 class ResultSink {
  public:
   virtual ~ResultSink() = default;
-  // Stores a batch in one transaction; returns only after the commit.
-  // Results must be in strictly increasing sequence order.
-  virtual WriteOutcome write_results(const ProbeRecord& probe,
-                                     const std::vector<v1::CheckResult>& results) = 0;
+  // Stores the batches (of one or many probes) in one transaction and returns
+  // only after the commit: one outcome per batch, in order.
+  virtual std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) = 0;
 };
 
 }  // namespace vantage::storage

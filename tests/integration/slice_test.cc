@@ -262,6 +262,7 @@ TEST_F(SliceTest, ABatchWithSequencesGoingBackwardsIsRejectedAndNothingIsStored)
     auto* r = batch.mutable_results()->add_results();
     r->set_sequence(seq);
     r->set_check_id(1);
+    r->mutable_start_time()->set_seconds(1'790'000'000);
     r->mutable_edge()->set_failure_class(v1::FAILURE_CLASS_OK);
   }
   stream->Write(batch);

@@ -91,14 +91,14 @@ TEST_F(StorageTest, ProbeTokensAreStoredOnlyAsTheirHash) {
 TEST_F(StorageTest, AReplayedBatchIsStoredOnce) {
   auto token = store_->add_probe("us-1", "us");
   auto probe = *store_->find_probe_by_token(token_sha256_hex(token));
-  std::vector<v1::CheckResult> batch{result(1), result(2, v1::FAILURE_CLASS_EMPTY_REPLY), result(3)};
-  auto first = store_->write_results(probe, batch);
+  storage::ResultBatch batch{probe, {result(1), result(2, v1::FAILURE_CLASS_EMPTY_REPLY), result(3)}};
+  auto first = store_->write_results(batch);
   EXPECT_EQ(first.inserted, 3u);
   EXPECT_EQ(first.duplicates, 0u);
   EXPECT_EQ(first.acked_sequence, 3u);
 
-  batch.push_back(result(4));
-  auto replay = store_->write_results(probe, batch);
+  batch.results.push_back(result(4));
+  auto replay = store_->write_results(batch);
   EXPECT_EQ(replay.inserted, 1u);
   EXPECT_EQ(replay.duplicates, 3u);
   EXPECT_EQ(replay.acked_sequence, 4u);
@@ -142,6 +142,33 @@ TEST_F(StorageTest, FileChecksSyncWithVersions) {
   stored = store_->sync_file_checks({check("a", "http://a/"), check("c", "http://c/")});
   ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(store_->list_checks().size(), 2u);
+}
+
+TEST_F(StorageTest, DayPartitionsAreCreatedAheadAndDroppedAfterRetention) {
+  using namespace std::chrono;
+  auto token = store_->add_probe("us-1", "us");
+  auto probe = *store_->find_probe_by_token(token_sha256_hex(token));
+  // 1'790'000'000 s is 2026-09-21 13:46:40 UTC: no partition yet, so default.
+  store_->write_results(ResultBatch{probe, {result(1), result(2)}});
+  EXPECT_EQ(one_row("SELECT count(*) FROM results_default")[0].as<int>(), 2);
+
+  const sys_days day = year_month_day(year(2026), month(9), std::chrono::day(21));
+  auto [created, dropped] = store_->maintain_partitions(day, 2, 30);
+  EXPECT_EQ(created, 3);
+  EXPECT_EQ(dropped, 0);
+  EXPECT_EQ(one_row("SELECT count(*) FROM results_default")[0].as<int>(), 0) << "moved out of default";
+  EXPECT_EQ(one_row("SELECT count(*) FROM results_20260921")[0].as<int>(), 2);
+  EXPECT_EQ(one_row("SELECT count(*) FROM results_20260923")[0].as<int>(), 0);
+  // A replay into a day partition is still stored once.
+  EXPECT_EQ(store_->write_results(ResultBatch{probe, {result(2), result(3)}}).inserted, 1u);
+  EXPECT_EQ(store_->maintain_partitions(day, 2, 30).first, 0) << "idempotent";
+
+  // 40 days later with 30 days of retention: the September days go.
+  std::tie(created, dropped) = store_->maintain_partitions(day + days(40), 1, 30);
+  EXPECT_EQ(created, 2);
+  EXPECT_EQ(dropped, 3);
+  EXPECT_EQ(one_row("SELECT count(*) FROM results")[0].as<int>(), 0);
+  EXPECT_EQ(one_row("SELECT to_regclass('results_20260921') IS NULL")[0].as<bool>(), true);
 }
 
 TEST(StorageUnavailable, AnUnreachableDatabaseIsKindUnavailableAndHidesThePassword) {
