@@ -36,9 +36,19 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file,
                  "file holding this probe's bearer token (default: $VANTAGE_PROBE_TOKEN)");
   app.add_option("--tls-ca", stream.tls_ca_file, "PEM CA bundle: connect with TLS and verify the coordinator");
-  app.add_option("--max-buffered-results", options.max_buffered_results,
-                 "unacknowledged results kept before the oldest are dropped")
+  app.add_option("--spool-dir", options.spool.directory,
+                 "directory where unacknowledged results are kept across outages and restarts "
+                 "(default: memory only)");
+  app.add_option("--spool-max-bytes", options.spool.max_disk_bytes,
+                 "disk the spool may use before the oldest results are dropped")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--spool-memory-results", options.spool.max_memory_results,
+                 "newest unacknowledged results kept in memory (without --spool-dir: all that is kept)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "address of this probe's Prometheus /metrics endpoint, e.g. 127.0.0.1:9465 (default: none)");
   app.add_option("--log-level", log_level, "debug, info, warn or error");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("vantage-probe: ") + e.what() + " (see --help)\n";
@@ -68,13 +78,19 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  vantage::probe::Agent agent(options, vantage::RealClock::instance());
-  agent.start();
+  std::unique_ptr<vantage::probe::Agent> agent;
+  try {
+    agent = std::make_unique<vantage::probe::Agent>(options, vantage::RealClock::instance());
+  } catch (const std::exception& e) {
+    std::cerr << "vantage-probe: " << e.what() << "\n";
+    return 1;
+  }
+  agent->start();
   vantage::log::info("started", "probe", stream.probe_id, "region", stream.region, "coordinator",
                      stream.coordinator, "version", vantage::kVersion);
   int sig = 0;
   sigwait(&signals, &sig);
   vantage::log::info("stopping", "signal", sig);
-  agent.stop();
+  agent->stop();
   return 0;
 }

@@ -40,9 +40,9 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
 
 }  // namespace
 
-Streamer::Streamer(StreamerOptions options, ResultBuffer& buffer, Scheduler& scheduler,
+Streamer::Streamer(StreamerOptions options, Spool& spool, Scheduler& scheduler,
                    std::function<double()> uniform)
-    : options_(std::move(options)), buffer_(buffer), scheduler_(scheduler), uniform_(std::move(uniform)) {}
+    : options_(std::move(options)), spool_(spool), scheduler_(scheduler), uniform_(std::move(uniform)) {}
 
 Streamer::~Streamer() { stop(); }
 
@@ -110,8 +110,9 @@ void Streamer::run_session() {
   hello->set_probe_id(options_.probe_id);
   hello->set_region(options_.region);
   hello->set_version(options_.version);
-  hello->set_last_acked_sequence(buffer_.acked_sequence());
-  hello->set_oldest_unacked_sequence(buffer_.oldest_sequence());
+  const auto spooled = spool_.stats();
+  hello->set_last_acked_sequence(spooled.acked_sequence);
+  hello->set_oldest_unacked_sequence(spooled.oldest_sequence);
 
   std::thread reader;
   std::atomic<bool> reader_done{false};
@@ -122,16 +123,15 @@ void Streamer::run_session() {
     if (stream->Read(&first) && first.has_welcome()) {
       welcomed = true;
       const auto& welcome = first.welcome();
-      buffer_.continue_after(welcome.last_stored_sequence());
-      buffer_.ack(welcome.last_stored_sequence());
-      buffer_.rewind();
+      spool_.continue_after(welcome.last_stored_sequence());
+      spool_.rewind();
       if (welcome.has_heartbeat_interval() && welcome.heartbeat_interval().seconds() > 0) {
         heartbeat_interval = std::chrono::seconds(welcome.heartbeat_interval().seconds());
       }
       ++sessions_;
       state_ = State::kConnected;
       log::info("connected", "coordinator", options_.coordinator, "stored_sequence",
-                welcome.last_stored_sequence(), "unacked", buffer_.size());
+                welcome.last_stored_sequence(), "unacked", spool_.size());
       reader = std::thread([&] {
         v1::CoordinatorMessage message;
         while (stream->Read(&message)) {
@@ -143,7 +143,7 @@ void Streamer::run_session() {
               scheduler_.apply(message.assignment_diff());
               break;
             case v1::CoordinatorMessage::kAck:
-              buffer_.ack(message.ack().sequence());
+              spool_.ack(message.ack().sequence());
               break;
             case v1::CoordinatorMessage::kRecheck:
               scheduler_.recheck(message.recheck().check_id(), message.recheck().request_id());
@@ -160,7 +160,7 @@ void Streamer::run_session() {
   if (welcomed) {
     auto last_write = std::chrono::steady_clock::now();
     while (!stopping_ && !reader_done) {
-      auto batch = buffer_.next_unsent(options_.max_batch, options_.batch_wait);
+      auto batch = spool_.next_unsent(options_.max_batch, options_.batch_wait);
       v1::ProbeMessage message;
       if (!batch.empty()) {
         for (auto& r : batch) *message.mutable_results()->add_results() = std::move(r);

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "probe/result_buffer.h"
+#include "probe/spool.h"
 #include "probe/scheduler.h"
 
 namespace grpc {
@@ -38,7 +38,7 @@ class Streamer {
  public:
   enum class State { kIdle, kConnecting, kConnected, kBackingOff };
 
-  Streamer(StreamerOptions options, ResultBuffer& buffer, Scheduler& scheduler,
+  Streamer(StreamerOptions options, Spool& spool, Scheduler& scheduler,
            std::function<double()> uniform);
   ~Streamer();
 
@@ -55,7 +55,7 @@ class Streamer {
   void sleep_interruptibly(std::chrono::milliseconds d);
 
   StreamerOptions options_;
-  ResultBuffer& buffer_;
+  Spool& spool_;
   Scheduler& scheduler_;
   std::function<double()> uniform_;
   std::atomic<State> state_{State::kIdle};

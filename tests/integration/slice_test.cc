@@ -127,8 +127,8 @@ TEST_F(SliceTest, ResultsLandExactlyOnceAcrossACoordinatorRestart) {
 
   us->stop();
   eu->stop();
-  EXPECT_EQ(us->buffer().size(), 0u) << "every result acknowledged";
-  EXPECT_EQ(eu->buffer().size(), 0u) << "every result acknowledged";
+  EXPECT_EQ(us->spool().size(), 0u) << "every result acknowledged";
+  EXPECT_EQ(eu->spool().size(), 0u) << "every result acknowledged";
 
   for (const char* probe : {"us-1", "eu-1"}) {
     const std::string where = std::string(" FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = '") + probe + "'";

@@ -1,0 +1,77 @@
+#include "probe/metrics.h"
+
+#include "common/build_info.h"
+#include "common/failure_class.h"
+
+namespace vantage::probe {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+
+ProbeMetrics::ProbeMetrics()
+    : registry(std::make_shared<prometheus::Registry>()),
+      results(BuildCounter()
+                  .Name("vantage_probe_results_total")
+                  .Help("Check results produced, by failure class of the edge leg.")
+                  .Register(*registry)),
+      spool_results(BuildGauge()
+                        .Name("vantage_probe_spool_results")
+                        .Help("Results not yet acknowledged by the coordinator.")
+                        .Register(*registry)
+                        .Add({})),
+      spool_bytes(BuildGauge()
+                      .Name("vantage_probe_spool_bytes")
+                      .Help("Bytes of spool segments on disk.")
+                      .Register(*registry)
+                      .Add({})),
+      dropped(BuildCounter()
+                  .Name("vantage_probe_results_dropped_total")
+                  .Help("Results lost because the spool was full.")
+                  .Register(*registry)
+                  .Add({})),
+      replayed(BuildCounter()
+                   .Name("vantage_probe_results_replayed_total")
+                   .Help("Results sent again on a new stream (not acknowledged on the old one).")
+                   .Register(*registry)
+                   .Add({})),
+      connected(BuildGauge()
+                    .Name("vantage_probe_stream_connected")
+                    .Help("1 while the stream to the coordinator is up.")
+                    .Register(*registry)
+                    .Add({})),
+      sessions(BuildCounter()
+                   .Name("vantage_probe_stream_sessions_total")
+                   .Help("Streams to the coordinator established.")
+                   .Register(*registry)
+                   .Add({})) {
+  BuildGauge()
+      .Name("vantage_build_info")
+      .Help("Always 1; the labels say which build is running.")
+      .Register(*registry)
+      .Add({{"version", kVersion}, {"revision", kRevision}, {"component", "probe"}})
+      .Set(1);
+  // Series known in advance start at 0.
+  const auto* descriptor = v1::FailureClass_descriptor();
+  for (int i = 0; i < descriptor->value_count(); ++i) {
+    auto c = static_cast<v1::FailureClass>(descriptor->value(i)->number());
+    if (c != v1::FAILURE_CLASS_UNSPECIFIED) results.Add({{"class", failure_class_name(c)}});
+  }
+}
+
+void ProbeMetrics::count_result(const v1::CheckResult& result) {
+  results.Add({{"class", failure_class_name(result.edge().failure_class())}}).Increment();
+}
+
+void ProbeMetrics::update(const Spool::Stats& spool, bool is_connected, uint64_t session_count) {
+  spool_results.Set(static_cast<double>(spool.results));
+  spool_bytes.Set(static_cast<double>(spool.disk_bytes));
+  dropped.Increment(static_cast<double>(spool.dropped - seen_dropped_));
+  replayed.Increment(static_cast<double>(spool.replayed - seen_replayed_));
+  sessions.Increment(static_cast<double>(session_count - seen_sessions_));
+  seen_dropped_ = spool.dropped;
+  seen_replayed_ = spool.replayed;
+  seen_sessions_ = session_count;
+  connected.Set(is_connected ? 1 : 0);
+}
+
+}  // namespace vantage::probe
