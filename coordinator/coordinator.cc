@@ -131,9 +131,12 @@ void Coordinator::start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.listen, credentials, &impl_->grpc_port);
   builder.RegisterService(impl_->probe_service.get());
-  // Probes keep their stream for days: let their keepalive pings through.
+  // Probes keep their stream for days: let their keepalive pings through,
+  // and ping them too, so a probe behind a dead path is noticed in ~40 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || impl_->grpc_port == 0) {
     throw std::runtime_error(fmt::format("--listen {}: cannot listen (address in use or not local?)", o.listen));

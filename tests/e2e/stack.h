@@ -1,0 +1,67 @@
+#pragma once
+// The whole stack as real processes for end-to-end tests: the lab origin, a
+// coordinator, and probes us-1, eu-1 and ap-1 (each with a disk spool), on a
+// fresh database of the test PostgreSQL; plus the exactly-once verdict.
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.h"
+
+namespace vantage::testing {
+
+class Stack {
+ public:
+  struct Probe {
+    std::string id;
+    std::string region;
+    std::string token;
+    std::filesystem::path spool;
+    std::unique_ptr<Process> process;
+    std::string earlier_output;  // of processes already replaced
+  };
+
+  Stack();
+  ~Stack();
+
+  // Starts the coordinator on `listen` (its ports are read from its log).
+  void start_coordinator(const std::string& listen = "127.0.0.1:0", const std::string& metrics = "127.0.0.1:0");
+  Process& coordinator() { return *coordinator_; }
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+
+  // Starts probe `i`, connecting to `address` (default: the coordinator).
+  void start_probe(size_t i, const std::string& address = "");
+  void start_probes();
+  // Sends `sig` and waits for the exit; returns the exit code.
+  int stop_probe(size_t i, int sig);
+  Probe& probe(size_t i) { return probes_[i]; }
+  size_t probe_count() const { return probes_.size(); }
+
+  int64_t query_int(const std::string& sql) const;
+  int64_t stored(size_t i) const;
+  // How many "msg=\"probe connected\"" lines the current coordinator logged.
+  size_t coordinator_connections() const;
+
+  // After every probe has stopped gracefully: prints, per probe, the numbers
+  // produced, stored, duplicated and missing, and fails the test on any gap,
+  // duplicate or loss.
+  void expect_exactly_once() const;
+
+  const std::string& database() const { return db_; }
+
+ private:
+  std::string db_;
+  std::unique_ptr<Process> lab_;
+  std::filesystem::path dir_;
+  std::filesystem::path checks_;
+  std::unique_ptr<Process> coordinator_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::vector<Probe> probes_;
+};
+
+}  // namespace vantage::testing
