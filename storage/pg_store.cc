@@ -328,86 +328,103 @@ std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultB
   size_t total = 0;
   for (const auto* b : batches) total += b->results.size();
   if (total == 0) return outcomes;
+  // Writes every result of `batches` as COPY rows into `table`.
+  auto copy_rows = [&](pqxx::transaction_base& tx, const char* table) {
+    pqxx::stream_to copy(tx, table,
+                         std::vector<std::string>{"probe_id", "seq", "check_id", "start_time", "region", "class",
+                                                  "origin_class", "status", "edge_code", "colo", "ttfb_us",
+                                                  "total_us", "detail"});
+    // One row as text fields; a null pointer is SQL NULL. stream_to escapes.
+    constexpr size_t kColumns = 13;
+    std::array<std::string, kColumns> text;
+    std::array<const char*, kColumns> fields;
+    std::string detail;
+    for (const auto* batch : batches) {
+      const auto& probe = batch->probe;
+      for (const auto& r : batch->results) {
+        const auto& edge = r.edge();
+        const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
+                            (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
+        auto set = [&](size_t i, std::string value) {
+          text[i] = std::move(value);
+          fields[i] = text[i].c_str();
+        };
+        auto set_nonzero = [&](size_t i, uint64_t value) {
+          if (value == 0) {
+            fields[i] = nullptr;
+          } else {
+            set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
+          }
+        };
+        set(0, std::to_string(probe.key));
+        set(1, std::to_string(r.sequence()));
+        set(2, std::to_string(r.check_id()));
+        set(3, timestamp_text(r.start_time()));
+        set(4, probe.region);
+        set(5, std::to_string(static_cast<int>(edge.failure_class())));
+        if (r.has_origin()) {
+          set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
+        } else {
+          fields[6] = nullptr;
+        }
+        set_nonzero(7, edge.response().status());
+        set_nonzero(8, edge.edge().edge_code());
+        if (edge.edge().colo().empty()) {
+          fields[9] = nullptr;
+        } else {
+          set(9, edge.edge().colo());
+        }
+        set_nonzero(10, edge.timings().first_byte_us());
+        set_nonzero(11, edge.timings().total_us());
+        if (failed) {
+          detail.clear();
+          r.SerializeToString(&detail);
+          set(12, bytea_hex(detail));
+        } else {
+          fields[12] = nullptr;
+        }
+        copy << fields;
+      }
+    }
+    copy.complete();
+  };
   return with_connection("storing results", [&](pqxx::connection& c) {
     pqxx::work tx(c);
-    // A per-session staging table: COPY into it, then move the rows that are
-    // new. ON CONFLICT keeps a replayed result from being stored twice.
-    tx.exec0(
-        "CREATE TEMP TABLE IF NOT EXISTS results_incoming "
-        "(LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
-    {
-      pqxx::stream_to copy(tx, "results_incoming",
-                           std::vector<std::string>{"probe_id", "seq", "check_id", "start_time",
-                                                    "region", "class", "origin_class", "status",
-                                                    "edge_code", "colo", "ttfb_us", "total_us",
-                                                    "detail"});
-      // One row as text fields; a null pointer is SQL NULL. stream_to escapes.
-      constexpr size_t kColumns = 13;
-      std::array<std::string, kColumns> text;
-      std::array<const char*, kColumns> fields;
-      std::string detail;
-      for (const auto* batch : batches) {
-        const auto& probe = batch->probe;
-        for (const auto& r : batch->results) {
-          const auto& edge = r.edge();
-          const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
-                              (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
-          auto set = [&](size_t i, std::string value) {
-            text[i] = std::move(value);
-            fields[i] = text[i].c_str();
-          };
-          auto set_nonzero = [&](size_t i, uint64_t value) {
-            if (value == 0) {
-              fields[i] = nullptr;
-            } else {
-              set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
-            }
-          };
-          set(0, std::to_string(probe.key));
-          set(1, std::to_string(r.sequence()));
-          set(2, std::to_string(r.check_id()));
-          set(3, timestamp_text(r.start_time()));
-          set(4, probe.region);
-          set(5, std::to_string(static_cast<int>(edge.failure_class())));
-          if (r.has_origin()) {
-            set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
-          } else {
-            fields[6] = nullptr;
-          }
-          set_nonzero(7, edge.response().status());
-          set_nonzero(8, edge.edge().edge_code());
-          if (edge.edge().colo().empty()) {
-            fields[9] = nullptr;
-          } else {
-            set(9, edge.edge().colo());
-          }
-          set_nonzero(10, edge.timings().first_byte_us());
-          set_nonzero(11, edge.timings().total_us());
-          if (failed) {
-            detail.clear();
-            r.SerializeToString(&detail);
-            set(12, bytea_hex(detail));
-          } else {
-            fields[12] = nullptr;
-          }
-          copy << fields;
-        }
+    // (probe, seq) of the rows the staging path stored.
+    std::map<std::pair<int32_t, uint64_t>, size_t> inserted;
+    bool direct = true;
+    // Fast path: COPY straight into results. A replayed result makes the
+    // unique index refuse the COPY; then (rare) the rows go through a
+    // staging table and only the new ones are moved.
+    try {
+      pqxx::subtransaction attempt(tx, "direct_copy");
+      copy_rows(attempt, "results");
+      attempt.commit();
+    } catch (const pqxx::unique_violation&) {
+      direct = false;
+    }
+    if (!direct) {
+      tx.exec0(
+          "CREATE TEMP TABLE IF NOT EXISTS results_incoming "
+          "(LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+      copy_rows(tx, "results_incoming");
+      for (const auto& row : tx.exec("INSERT INTO results SELECT * FROM results_incoming "
+                                     "ON CONFLICT DO NOTHING RETURNING probe_id, seq")) {
+        ++inserted[{row[0].as<int32_t>(), row[1].as<uint64_t>()}];
       }
-      copy.complete();
     }
-    // Only the new rows come back: attribute them to their batches.
-    std::map<std::pair<int32_t, uint64_t>, size_t> inserted;  // (probe, seq) -> count
-    for (const auto& row : tx.exec("INSERT INTO results SELECT * FROM results_incoming "
-                                   "ON CONFLICT DO NOTHING RETURNING probe_id, seq")) {
-      ++inserted[{row[0].as<int32_t>(), row[1].as<uint64_t>()}];
-    }
+    // Attribute the stored rows to their batches.
     std::map<int32_t, uint64_t> highest;  // per probe
     for (size_t i = 0; i < batches.size(); ++i) {
       const auto& b = *batches[i];
       if (b.results.empty()) continue;
-      auto lo = inserted.lower_bound({b.probe.key, b.results.front().sequence()});
-      auto hi = inserted.upper_bound({b.probe.key, b.results.back().sequence()});
-      for (auto it = lo; it != hi; ++it) outcomes[i].inserted += it->second;
+      if (direct) {
+        outcomes[i].inserted = b.results.size();
+      } else {
+        auto lo = inserted.lower_bound({b.probe.key, b.results.front().sequence()});
+        auto hi = inserted.upper_bound({b.probe.key, b.results.back().sequence()});
+        for (auto it = lo; it != hi; ++it) outcomes[i].inserted += it->second;
+      }
       outcomes[i].duplicates = b.results.size() - outcomes[i].inserted;
       auto& h = highest[b.probe.key];
       h = std::max(h, b.results.back().sequence());
