@@ -82,7 +82,8 @@ wait_for_log $coordinator "$state/logs/coordinator.log" "coordinator started.*gr
 for entry in "${probes[@]}"; do
   id=${entry%%:*} region=${entry#*:}
   "$bin/probe/vantage-probe" --coordinator "127.0.0.1:$grpc_port" --probe-id "$id" \
-    --region "$region" --token-file "$state/tokens/$id" >"$state/logs/probe-$id.log" 2>&1 &
+    --region "$region" --token-file "$state/tokens/$id" --spool-dir "$state/spool/$id" \
+    >"$state/logs/probe-$id.log" 2>&1 &
   pids+=($!)
 done
 

@@ -65,6 +65,7 @@ class SliceTest : public ::testing::Test {
     options.stream.version = "test";
     options.stream.backoff_initial = std::chrono::milliseconds(100);
     options.stream.backoff_max = std::chrono::milliseconds(500);
+    options.metrics_listen = "127.0.0.1:0";
     auto agent = std::make_unique<probe::Agent>(options, RealClock::instance());
     agent->start();
     return agent;
@@ -108,6 +109,17 @@ TEST_F(SliceTest, ResultsLandExactlyOnceAcrossACoordinatorRestart) {
   EXPECT_GT(testing::metric_value(metrics, "vantage_ingest_results_total{region=\"us\"}").value_or(0), 0);
   EXPECT_GT(testing::metric_value(metrics, "vantage_ingest_results_total{region=\"eu\"}").value_or(0), 0);
   EXPECT_NE(metrics.find("vantage_build_info{"), std::string::npos);
+
+  // The probe's own metrics count what it produced.
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto probe_metrics = testing::http_get(eu->metrics_port(), "/metrics");
+        return testing::metric_value(probe_metrics, "vantage_probe_results_total{class=\"origin_5xx\"}").value_or(0) > 0 &&
+               testing::metric_value(probe_metrics, "vantage_probe_results_total{class=\"ok\"}").value_or(0) > 0 &&
+               testing::metric_value(probe_metrics, "vantage_probe_stream_connected") == 1;
+      },
+      seconds(10)))
+      << testing::http_get(eu->metrics_port(), "/metrics");
 
   // The coordinator goes away and comes back on the same address: the probes
   // reconnect and resend what was not acknowledged.
