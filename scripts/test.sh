@@ -9,3 +9,8 @@ cd "$(dirname "$0")/.."
 ./scripts/build.sh
 cd build
 ctest --output-on-failure "$@"
+# The delivery counts of the fault tests (ctest keeps passing tests' output in its log).
+if grep -q "produced .*, stored" Testing/Temporary/LastTest.log 2>/dev/null; then
+  echo "Delivery counts from the end-to-end tests:"
+  grep -hE "^(network cut for|probe .*: produced)" Testing/Temporary/LastTest.log | sed 's/^/  /'
+fi

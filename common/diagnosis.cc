@@ -1,0 +1,136 @@
+#include "common/diagnosis.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/failure_class.h"
+
+namespace vantage {
+
+namespace {
+
+using FC = v1::FailureClass;
+
+const std::vector<DiagnosisRow> kTable = {
+    // --- diagnosis.md section 4: the edge says 52x, the origin leg says why ---
+    {"origin_empty_reply", {520}, OriginLeg::kClasses, {v1::FAILURE_CLASS_EMPTY_REPLY},
+     "the origin returns an empty response", "check the application process and its error log; restart it"},
+    {"origin_resets_connections", {520}, OriginLeg::kClasses, {v1::FAILURE_CLASS_CONNECTION_RESET},
+     "the origin resets connections", "look for OOM kills and crashes; check firewall and IPS rules"},
+    {"origin_crashes_mid_response", {520}, OriginLeg::kClasses,
+     {v1::FAILURE_CLASS_INCOMPLETE_HEAD, v1::FAILURE_CLASS_TRUNCATED_BODY},
+     "the application crashes while answering", "read the application error log; check process supervisor restarts"},
+    {"origin_malformed_http", {520}, OriginLeg::kClasses,
+     {v1::FAILURE_CLASS_MALFORMED_STATUS_LINE, v1::FAILURE_CLASS_MALFORMED_HEADER, v1::FAILURE_CLASS_BAD_FRAMING},
+     "the origin sends malformed HTTP", "fix the application or proxy that writes raw responses"},
+    {"origin_headers_too_large", {520}, OriginLeg::kClasses, {v1::FAILURE_CLASS_HEADERS_TOO_LARGE},
+     "the origin's response headers are too large for the edge", "trim cookies and debug headers"},
+    {"edge_only_520", {520}, OriginLeg::kOk, {},
+     "the origin answers directly but fails through the edge: a firewall blocking CDN addresses, a keep-alive "
+     "timeout shorter than the edge's idle reuse, or HTTP/2 to the origin misconfigured",
+     "allow the CDN address ranges; raise the origin's keep-alive timeout above the edge's; check HTTP/2 settings"},
+    {"origin_refusing", {521}, OriginLeg::kClasses, {v1::FAILURE_CLASS_CONNECT_REFUSED},
+     "the origin is down or refusing connections", "start the server; check firewall rejects"},
+    {"origin_dropping_connections", {522}, OriginLeg::kClasses, {v1::FAILURE_CLASS_CONNECT_TIMEOUT},
+     "the origin drops connections", "check the origin's load and its firewall"},
+    {"edge_only_522", {522}, OriginLeg::kOk, {},
+     "the origin drops connections from the edge only", "allow the CDN address ranges; check load"},
+    {"no_route_to_origin", {523}, OriginLeg::kClasses, {v1::FAILURE_CLASS_UNREACHABLE},
+     "there is no route to the origin", "check routing and the DNS records pointing at the origin"},
+    {"origin_too_slow", {524}, OriginLeg::kClasses, {v1::FAILURE_CLASS_TIMEOUT_HEADERS},
+     "the origin is too slow to answer", "profile the slow endpoint"},
+    {"edge_origin_tls", {525, 526}, OriginLeg::kClasses,
+     {v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED, v1::FAILURE_CLASS_TLS_CERT_INVALID},
+     "TLS between the edge and the origin fails", "check the origin certificate, SNI and protocol versions"},
+    {"origin_dns", {530}, OriginLeg::kClasses, {v1::FAILURE_CLASS_DNS_FAILURE},
+     "the origin hostname does not resolve", "fix the DNS records"},
+    {"edge_hiding_origin_problem", {}, OriginLeg::kFailing, {},
+     "the edge is hiding an origin problem (served from cache)", "fix the origin before the cache expires"},
+
+    // --- no origin leg: what the edge code alone says ---
+    {"edge_520", {520}, OriginLeg::kAbsent, {},
+     "the origin sent something the edge could not use (empty, reset, malformed or oversized reply)",
+     "give the check an origin address so the next failure names the cause; meanwhile read the origin's logs"},
+    {"edge_521", {521}, OriginLeg::kAbsent, {}, "the origin refused the edge's connection",
+     "start the server; allow the CDN address ranges"},
+    {"edge_522", {522}, OriginLeg::kAbsent, {}, "the edge timed out connecting to the origin",
+     "check the origin's load and that its firewall allows the CDN ranges"},
+    {"edge_523", {523}, OriginLeg::kAbsent, {}, "the edge cannot reach the origin", "check routing and DNS records"},
+    {"edge_524", {524}, OriginLeg::kAbsent, {}, "the origin accepted the connection but did not answer in time",
+     "profile the slow endpoint"},
+    {"edge_tls", {525, 526}, OriginLeg::kAbsent, {}, "TLS between the edge and the origin fails",
+     "check the origin certificate, SNI and protocol versions"},
+    {"edge_530", {530}, OriginLeg::kAbsent, {}, "the edge cannot resolve or reach the origin (530)",
+     "check the origin's DNS records"},
+};
+
+bool edge_matches(const DiagnosisRow& row, const v1::LegResult& edge) {
+  const bool edge_ok = edge.failure_class() == v1::FAILURE_CLASS_OK ||
+                       edge.failure_class() == v1::FAILURE_CLASS_HEADERS_NEAR_LIMIT;
+  if (row.edge_codes.empty()) return edge_ok;
+  const uint32_t code = edge.edge().edge_code() ? edge.edge().edge_code() : edge.response().status();
+  return !edge_ok && std::find(row.edge_codes.begin(), row.edge_codes.end(), code) != row.edge_codes.end();
+}
+
+bool origin_matches(const DiagnosisRow& row, const v1::LegResult* origin) {
+  const bool ok = origin && (origin->failure_class() == v1::FAILURE_CLASS_OK ||
+                             origin->failure_class() == v1::FAILURE_CLASS_HEADERS_NEAR_LIMIT);
+  switch (row.origin) {
+    case OriginLeg::kAbsent: return origin == nullptr;
+    case OriginLeg::kOk: return ok;
+    case OriginLeg::kFailing: return origin != nullptr && !ok;
+    case OriginLeg::kClasses:
+      return origin != nullptr &&
+             std::find(row.origin_classes.begin(), row.origin_classes.end(), origin->failure_class()) !=
+                 row.origin_classes.end();
+  }
+  return false;
+}
+
+std::string seconds_text(uint64_t micros) { return fmt::format("{:.2f} s", static_cast<double>(micros) / 1e6); }
+
+std::string leg_evidence(const char* name, const v1::LegResult& leg) {
+  std::string text = fmt::format("{}: {}", name, failure_class_name(leg.failure_class()));
+  if (leg.response().status()) text += fmt::format(", status {}", leg.response().status());
+  if (leg.edge().edge_code()) text += fmt::format(", edge code {}", leg.edge().edge_code());
+  if (!leg.edge().colo().empty()) text += ", colo " + leg.edge().colo();
+  if (!leg.edge().ray_id().empty()) text += ", ray " + leg.edge().ray_id();
+  if (leg.timings().time_to_error_us()) text += ", failed after " + seconds_text(leg.timings().time_to_error_us());
+  if (!leg.error().empty()) text += " (" + leg.error() + ")";
+  return text;
+}
+
+}  // namespace
+
+const std::vector<DiagnosisRow>& diagnosis_table() { return kTable; }
+
+v1::Diagnosis diagnose(const v1::LegResult& edge, const v1::LegResult* origin) {
+  v1::Diagnosis out;
+  for (const auto& row : kTable) {
+    if (edge_matches(row, edge) && origin_matches(row, origin)) {
+      out.set_cause_id(std::string(row.cause_id));
+      out.set_cause(std::string(row.cause));
+      out.set_advice(std::string(row.advice));
+      break;
+    }
+  }
+  if (out.cause_id().empty() && edge.failure_class() != v1::FAILURE_CLASS_OK) {
+    // No row: the failure class of the leg is the most exact thing known.
+    out.set_cause_id(failure_class_name(edge.failure_class()));
+    out.set_cause(fmt::format("the check failed: {}", failure_class_name(edge.failure_class())));
+    out.set_advice("see the evidence; add an origin address to the check to tell edge and origin apart");
+  }
+  out.add_evidence(leg_evidence("edge", edge));
+  if (origin) out.add_evidence(leg_evidence("origin", *origin));
+  // Times to error tell causes apart (diagnosis.md section 1).
+  const auto tte = edge.timings().time_to_error_us();
+  if (tte >= 18'000'000 && tte <= 21'000'000) {
+    out.add_evidence("the edge gave up after about 19 s: its connect timeout to the origin");
+  } else if (tte >= 120'000'000 && tte <= 130'000'000) {
+    out.add_evidence("the edge gave up after about 125 s: its wait for the origin's response headers");
+  }
+  return out;
+}
+
+}  // namespace vantage

@@ -1,0 +1,39 @@
+#pragma once
+// Combining the edge leg and the origin leg into a cause and a fix
+// (diagnosis.md sections 4 and 5). The table is data: a new row is one line
+// in diagnosis.cc, and the coordinator and the probe share it.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vantage/v1/types.pb.h"
+
+namespace vantage {
+
+// Which origin-leg outcome a row is about.
+enum class OriginLeg {
+  kAbsent,   // no origin leg ran
+  kOk,       // it ran and was fine
+  kClasses,  // it ran and failed with one of the row's classes
+  kFailing,  // it ran and failed, whatever the class
+};
+
+struct DiagnosisRow {
+  std::string_view cause_id;
+  // Edge leg: the edge codes that match (empty: the edge leg was ok).
+  std::vector<uint32_t> edge_codes;
+  OriginLeg origin;
+  std::vector<v1::FailureClass> origin_classes;  // for kClasses
+  std::string_view cause;
+  std::string_view advice;
+};
+
+// The rows, most specific first.
+const std::vector<DiagnosisRow>& diagnosis_table();
+
+// The diagnosis of one attempt; `origin` is null when no origin leg ran.
+// Evidence lists what the verdict rests on: codes, colo, ray id, times.
+v1::Diagnosis diagnose(const v1::LegResult& edge, const v1::LegResult* origin);
+
+}  // namespace vantage
