@@ -2,17 +2,22 @@
 
 #include <fmt/format.h>
 
-#include <limits>
+#include <array>
+#include <charconv>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
 
 #include "common/check_config.h"
 #include "common/url.h"
+#include "probe/cloudflare_ranges.h"
+#include "probe/edge.h"
 
 namespace vantage::probe {
 
@@ -32,40 +37,36 @@ v1::FailureClass classify_connect_error(const boost::system::error_code& ec) {
   return v1::FAILURE_CLASS_CONNECT_REFUSED;
 }
 
-// A read that stopped early: what it means depends on how far the response got.
-v1::FailureClass classify_read_error(const boost::system::error_code& ec, bool header_done,
-                                     uint64_t bytes_received, v1::Response& response) {
-  if (ec == beast::error::timeout) {
-    response.set_transport_end(v1::TRANSPORT_END_TIMEOUT);
-    return header_done ? v1::FAILURE_CLASS_TIMEOUT_BODY : v1::FAILURE_CLASS_TIMEOUT_HEADERS;
-  }
-  if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
-      ec == asio::error::eof) {
-    if (bytes_received == 0) {
-      response.set_transport_end(v1::TRANSPORT_END_FIN_BEFORE_ANY);
-      return v1::FAILURE_CLASS_EMPTY_REPLY;
+// Cloudflare's published ranges, shipped inside the binary.
+const AddressRanges& cloudflare_ranges() {
+  static const AddressRanges ranges = [] {
+    std::string error;
+    auto v4 = AddressRanges::parse(kCloudflareRangesV4, &error);
+    auto v6 = AddressRanges::parse(kCloudflareRangesV6, &error);
+    AddressRanges all;
+    if (v4) all.add(*v4);
+    if (v6) all.add(*v6);
+    return all;
+  }();
+  return ranges;
+}
+
+// Copies what the parser saw of the head into the result.
+void record_head(const ResponseParser& parser, v1::Response& response) {
+  response.set_status(parser.status());
+  response.set_http_version(parser.http_version());
+  response.set_header_bytes(parser.header_bytes());
+  response.set_header_count(parser.header_count());
+  response.set_largest_header_bytes(parser.largest_header_bytes());
+  response.set_set_cookie_count(parser.set_cookie_count());
+  if (auto v = parser.header("server")) response.set_server(std::string(v->substr(0, 128)));
+  if (auto v = parser.header("cf-cache-status")) response.set_cf_cache_status(std::string(v->substr(0, 32)));
+  if (auto v = parser.header("retry-after")) {
+    unsigned seconds = 0;
+    if (std::from_chars(v->data(), v->data() + v->size(), seconds).ec == std::errc()) {
+      response.set_retry_after_seconds(seconds);
     }
-    response.set_transport_end(header_done ? v1::TRANSPORT_END_FIN_MID_BODY
-                                           : v1::TRANSPORT_END_FIN_MID_HEAD);
-    return header_done ? v1::FAILURE_CLASS_TRUNCATED_BODY : v1::FAILURE_CLASS_INCOMPLETE_HEAD;
   }
-  if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe) {
-    response.set_transport_end(v1::TRANSPORT_END_RST);
-    return header_done ? v1::FAILURE_CLASS_TRUNCATED_BODY : v1::FAILURE_CLASS_CONNECTION_RESET;
-  }
-  // Everything below is the parser rejecting what it read.
-  response.set_parse_error(ec.message());
-  response.set_parse_error_offset(bytes_received);
-  if (ec == http::error::header_limit) return v1::FAILURE_CLASS_HEADERS_TOO_LARGE;
-  if (ec == http::error::bad_version || ec == http::error::bad_status ||
-      ec == http::error::bad_reason) {
-    return v1::FAILURE_CLASS_MALFORMED_STATUS_LINE;
-  }
-  if (ec == http::error::bad_content_length || ec == http::error::bad_transfer_encoding ||
-      ec == http::error::bad_chunk || ec == http::error::bad_chunk_extension) {
-    return v1::FAILURE_CLASS_BAD_FRAMING;
-  }
-  return header_done ? v1::FAILURE_CLASS_BAD_FRAMING : v1::FAILURE_CLASS_MALFORMED_HEADER;
 }
 
 }  // namespace
@@ -154,57 +155,84 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
                    "write request: " + wec.message());
   }
 
-  // Response: read until the parser is done, recording the first byte.
-  http::response_parser<http::string_body> parser;
-  parser.header_limit(limits.max_header_bytes);
-  // Capped below without failing the attempt (Beast's limit would be an error).
-  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-  if (check.method() == "HEAD") parser.skip(true);
-  beast::flat_buffer buffer;
-  uint64_t received = 0;
-  bool capped = false;
-  while (!parser.is_done()) {
+  // Response: bytes into the strict parser, as they come.
+  ResponseParser parser(limits.parser, check.method() == "HEAD");
+  std::array<char, 16 * 1024> chunk;
+  while (parser.state() == ResponseParser::State::kHead || parser.state() == ResponseParser::State::kBody) {
     stream.expires_after(remaining());
     boost::system::error_code ec;
-    const auto n = co_await http::async_read_some(stream, buffer, parser,
-                                                  asio::redirect_error(asio::use_awaitable, ec));
-    if (received == 0 && (n > 0 || buffer.size() > 0)) timings->set_first_byte_us(since_start());
-    received += n;
-    if (ec) {
-      const bool header_done = parser.is_header_done();
-      auto c = classify_read_error(ec, header_done, received, *response);
-      if (header_done) response->set_status(parser.get().result_int());
-      co_return fail(c, header_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
-                     "read response: " + ec.message());
+    const auto n = co_await stream.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    if (n > 0) {
+      if (parser.bytes_received() == 0) timings->set_first_byte_us(since_start());
+      parser.feed(std::string_view(chunk.data(), n));
     }
-    if (parser.is_header_done() && parser.get().body().size() >= limits.max_body_bytes) {
-      capped = true;
-      break;
+    if (!ec) continue;
+    const bool head_done = parser.head_complete();
+    if (head_done) record_head(parser, *response);
+    response->set_transport_end_offset(parser.bytes_received());
+    if (ec == asio::error::eof) {
+      if (parser.finish_eof() == ResponseParser::State::kComplete) break;  // a body delimited by close
+      response->set_transport_end(parser.bytes_received() == 0 ? v1::TRANSPORT_END_FIN_BEFORE_ANY
+                                  : head_done                  ? v1::TRANSPORT_END_FIN_MID_BODY
+                                                               : v1::TRANSPORT_END_FIN_MID_HEAD);
+      co_return fail(parser.failure_class(), head_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
+                     "read response: " + parser.error());
     }
+    if (ec == beast::error::timeout) {
+      response->set_transport_end(v1::TRANSPORT_END_TIMEOUT);
+      co_return fail(head_done ? v1::FAILURE_CLASS_TIMEOUT_BODY : v1::FAILURE_CLASS_TIMEOUT_HEADERS,
+                     head_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
+                     fmt::format("no complete response {} within the timeout", head_done ? "body" : "head"));
+    }
+    // A reset (or any other transport error) before the end of the response.
+    response->set_transport_end(v1::TRANSPORT_END_RST);
+    co_return fail(head_done ? v1::FAILURE_CLASS_TRUNCATED_BODY : v1::FAILURE_CLASS_CONNECTION_RESET,
+                   head_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD, "read response: " + ec.message());
   }
-  const auto& message = parser.get();
-  response->set_status(message.result_int());
-  response->set_http_version(message.version() == 10 ? "1.0" : "1.1");
-  uint32_t header_count = 0, largest = 0, cookies = 0;
-  for (const auto& field : message.base()) {
-    ++header_count;
-    largest = std::max<uint32_t>(largest, static_cast<uint32_t>(field.name_string().size() + field.value().size() + 4));
-    if (field.name() == http::field::set_cookie) ++cookies;
+  if (parser.state() == ResponseParser::State::kError) {
+    if (parser.head_complete()) record_head(parser, *response);
+    response->set_header_bytes(parser.header_bytes());
+    response->set_header_count(parser.header_count());
+    response->set_largest_header_bytes(parser.largest_header_bytes());
+    response->set_parse_error(parser.error());
+    response->set_parse_error_offset(parser.error_offset());
+    co_return fail(parser.failure_class(), parser.head_complete() ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
+                   "response rejected: " + parser.error());
   }
-  response->set_header_count(header_count);
-  response->set_largest_header_bytes(largest);
-  response->set_set_cookie_count(cookies);
-  if (auto it = message.find(http::field::server); it != message.end()) response->set_server(std::string(it->value()));
-  response->set_body_bytes(message.body().size());
-  response->set_body_truncated_by_cap(capped);
+  record_head(parser, *response);
+  response->set_body_bytes(parser.body_bytes());
+  response->set_body_truncated_by_cap(parser.body_capped());
   response->set_transport_end(v1::TRANSPORT_END_COMPLETE);
+  response->set_transport_end_offset(parser.bytes_received());
   timings->set_total_us(since_start());
 
-  const auto status = message.result_int();
+  // Who answered: the edge or the origin (diagnosis.md section 2).
+  EdgeResponse seen;
+  seen.status = parser.status();
+  seen.content_type = parser.header("content-type").value_or("");
+  seen.body = parser.body();
+  seen.cf_ray = parser.header("cf-ray");
+  seen.server = parser.header("server").value_or("");
+  seen.address_in_cloudflare = cloudflare_ranges().contains(endpoint.address());
+  *leg.mutable_edge() = recognise_edge(seen);
+  for (auto& address : *leg.mutable_connection()->mutable_addresses()) {
+    boost::system::error_code bad;
+    auto parsed = asio::ip::make_address(address.address(), bad);
+    if (!bad) address.set_in_cloudflare_ranges(cloudflare_ranges().contains(parsed));
+  }
+
+  const auto status = parser.status();
   if (status_expected(check, status)) {
-    leg.set_failure_class(v1::FAILURE_CLASS_OK);
+    const bool near_limit = parser.header_bytes() >
+                            static_cast<double>(limits.parser.max_header_bytes) * limits.near_limit_share;
+    leg.set_failure_class(near_limit ? v1::FAILURE_CLASS_HEADERS_NEAR_LIMIT : v1::FAILURE_CLASS_OK);
+    if (near_limit) {
+      leg.set_error(fmt::format("response headers are {} bytes, {:.0f} % of the {} byte limit", parser.header_bytes(),
+                                100.0 * parser.header_bytes() / limits.parser.max_header_bytes,
+                                limits.parser.max_header_bytes));
+    }
   } else if (status >= 500) {
-    leg.set_failure_class(v1::FAILURE_CLASS_ORIGIN_5XX);
+    leg.set_failure_class(classify_5xx(leg.edge(), status));
     leg.set_error(fmt::format("status {}", status));
   } else {
     leg.set_failure_class(v1::FAILURE_CLASS_UNEXPECTED_STATUS);

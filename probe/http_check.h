@@ -9,15 +9,18 @@
 #include <cstdint>
 
 #include "common/clock.h"
+#include "probe/http_parser.h"
 #include "vantage/v1/types.pb.h"
 
 namespace vantage::probe {
 
 struct HttpLimits {
-  // Today's Cloudflare response header limit; a setting, never a constant.
-  uint32_t max_header_bytes = 128 * 1024;
-  // Bytes of body read at most; the rest is not downloaded.
-  uint64_t max_body_bytes = 1024 * 1024;
+  // Header bytes and count are today's Cloudflare limits, body bytes what is
+  // read at most (the rest is not downloaded): settings, never constants.
+  HttpParserLimits parser;
+  // A successful response whose header block passes this share of the limit
+  // is headers_near_limit: the 520 before it happens.
+  double near_limit_share = 0.75;
 };
 
 // Runs the check once against its URL; the check's timeout bounds the whole

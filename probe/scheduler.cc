@@ -10,6 +10,7 @@
 #include <deque>
 
 #include "common/check_config.h"
+#include "common/diagnosis.h"
 #include "common/log.h"
 
 namespace vantage::probe {
@@ -132,6 +133,9 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
     ts->set_seconds(micros / 1'000'000);
     ts->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
     *result.mutable_edge() = co_await run_http_attempt(task->check, clock_, limits_);
+    if (result.edge().failure_class() != v1::FAILURE_CLASS_OK) {
+      *result.mutable_diagnosis() = diagnose(result.edge(), nullptr);
+    }
     if (task->stopped) break;  // removed or changed while running: its result is stale
     on_result_(std::move(result));
     task->timer.expires_at(task->rechecks.empty() ? due : std::chrono::steady_clock::now());
