@@ -79,7 +79,7 @@ bool status_expected(const v1::Check& check, uint32_t status) {
 }
 
 asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Clock& clock,
-                                                HttpLimits limits) {
+                                                HttpLimits limits, LegTarget target) {
   v1::LegResult leg;
   auto* timings = leg.mutable_timings();
   auto* response = leg.mutable_response();
@@ -100,6 +100,10 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   std::string url_error;
   auto url = parse_url(check.url(), &url_error);
   if (!url) co_return fail(v1::FAILURE_CLASS_UNSPECIFIED, v1::PHASE_UNSPECIFIED, "bad url: " + url_error);
+  if (!target.scheme.empty()) url->scheme = target.scheme;
+  if (!target.host_header.empty()) url->host_header = target.host_header;
+  if (!target.connect_host.empty()) url->host = target.connect_host;
+  if (target.connect_port) url->port = target.connect_port;
   if (url->scheme != "http") {
     co_return fail(v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED, v1::PHASE_TLS,
                    "https is not supported by this probe version");

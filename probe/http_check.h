@@ -23,10 +23,20 @@ struct HttpLimits {
   double near_limit_share = 0.75;
 };
 
-// Runs the check once against its URL; the check's timeout bounds the whole
-// attempt. Never throws.
+// Where one leg connects, when not simply where the URL points: the origin
+// leg (straight at the origin, with the URL's Host header), or curl-like
+// --resolve. Empty fields keep the URL's.
+struct LegTarget {
+  std::string connect_host;  // an address or a name to resolve
+  uint16_t connect_port = 0;
+  std::string host_header;
+  std::string scheme;
+};
+
+// Runs the check once; the check's timeout bounds the whole attempt.
+// Never throws.
 boost::asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Clock& clock,
-                                                       HttpLimits limits);
+                                                       HttpLimits limits, LegTarget target = {});
 
 // Whether `status` is in the check's expected set.
 bool status_expected(const v1::Check& check, uint32_t status);

@@ -1,13 +1,22 @@
 // vantage-probe: checks sites on the coordinator's behalf and streams the results.
+//
+//   vantage-probe --coordinator HOST:PORT --probe-id ID --region REGION [--token-file F] ...
+//   vantage-probe diagnose URL [--origin HOST:PORT] [--resolve HOST:PORT:ADDRESS] [--timeout SECONDS] [--json]
 #include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 
 #include "common/build_info.h"
+#include "common/check_config.h"
 #include "common/log.h"
 #include "probe/agent.h"
+#include "probe/attempt.h"
+#include "probe/report.h"
 
 namespace {
 
@@ -21,18 +30,72 @@ std::string read_token(const std::string& path) {
   return token;
 }
 
+struct DiagnoseArgs {
+  std::string url;
+  std::string origin;
+  std::vector<std::string> resolve;
+  double timeout_seconds = 30;
+  bool json = false;
+};
+
+// One attempt at the URL (and the origin), the same code the daemon runs.
+// Exit code: 0 when nothing is wrong, 1 when the check failed, 2 for bad input.
+int diagnose(const DiagnoseArgs& args) {
+  using namespace vantage;
+  v1::Check check;
+  check.set_name("diagnose");
+  check.set_url(args.url);
+  if (args.timeout_seconds <= 0 || args.timeout_seconds > 3600) {
+    std::cerr << "vantage-probe diagnose: --timeout must be between 0 and 3600 seconds\n";
+    return 2;
+  }
+  const auto timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
+  *check.mutable_timeout() = to_duration(timeout);
+  *check.mutable_interval() = to_duration(std::max(timeout, std::chrono::milliseconds(1000)));
+  if (!args.origin.empty()) check.mutable_origin()->set_address(args.origin);
+  if (auto problem = normalize_check(check); !problem.empty()) {
+    std::cerr << "vantage-probe diagnose: " << problem << "\n";
+    return 2;
+  }
+  probe::AttemptOptions options;
+  options.origin_always = true;
+  for (const auto& text : args.resolve) {
+    std::string error;
+    auto r = probe::parse_resolve(text, &error);
+    if (!r) {
+      std::cerr << "vantage-probe diagnose: " << error << "\n";
+      return 2;
+    }
+    options.resolve.push_back(*r);
+  }
+  boost::asio::io_context io;
+  auto future = boost::asio::co_spawn(
+      io, probe::run_attempt(check, RealClock::instance(), probe::HttpLimits{}, options), boost::asio::use_future);
+  io.run();
+  const auto result = future.get();
+  std::cout << (args.json ? probe::report_json(args.url, args.origin, result)
+                          : probe::report_text(args.url, args.origin, result));
+  const bool ok = result.edge().failure_class() == v1::FAILURE_CLASS_OK &&
+                  (!result.has_origin() || result.origin().failure_class() == v1::FAILURE_CLASS_OK);
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"vantage-probe: checks sites and streams the results to a Vantage coordinator"};
   app.set_version_flag("--version", std::string(vantage::kVersion) + " (" + vantage::kRevision + ")");
+  app.require_subcommand(0, 1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("vantage-probe: ") + e.what() + " (see --help)\n";
+  });
   vantage::probe::AgentOptions options;
   auto& stream = options.stream;
   std::string token_file;
   std::string log_level = "info";
-  app.add_option("--coordinator", stream.coordinator, "coordinator address, host:port")->required();
-  app.add_option("--probe-id", stream.probe_id, "this probe's id, as registered with the coordinator")->required();
-  app.add_option("--region", stream.region, "the region this probe runs in, e.g. eu-west")->required();
+  app.add_option("--coordinator", stream.coordinator, "coordinator address, host:port (required)");
+  app.add_option("--probe-id", stream.probe_id, "this probe's id, as registered with the coordinator (required)");
+  app.add_option("--region", stream.region, "the region this probe runs in, e.g. eu-west (required)");
   app.add_option("--token-file", token_file,
                  "file holding this probe's bearer token (default: $VANTAGE_PROBE_TOKEN)");
   app.add_option("--tls-ca", stream.tls_ca_file, "PEM CA bundle: connect with TLS and verify the coordinator");
@@ -50,13 +113,28 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", options.metrics_listen,
                  "address of this probe's Prometheus /metrics endpoint, e.g. 127.0.0.1:9465 (default: none)");
   app.add_option("--log-level", log_level, "debug, info, warn or error");
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return std::string("vantage-probe: ") + e.what() + " (see --help)\n";
-  });
+
+  DiagnoseArgs diagnose_args;
+  auto* diagnose_cmd = app.add_subcommand(
+      "diagnose", "check a URL once, through the edge and (with --origin) straight at the origin, and say why it fails");
+  diagnose_cmd->add_option("url", diagnose_args.url, "the URL as visitors use it")->required();
+  diagnose_cmd->add_option("--origin", diagnose_args.origin, "the origin's address, HOST:PORT, for the origin leg");
+  diagnose_cmd->add_option("--resolve", diagnose_args.resolve, "HOST:PORT:ADDRESS, like curl's --resolve");
+  diagnose_cmd->add_option("--timeout", diagnose_args.timeout_seconds, "seconds for each leg")->capture_default_str();
+  diagnose_cmd->add_flag("--json", diagnose_args.json, "print JSON instead of a report");
+
   CLI11_PARSE(app, argc, argv);
 
+  if (*diagnose_cmd) {
+    vantage::log::init("probe", "warn");
+    return diagnose(diagnose_args);
+  }
   try {
     vantage::log::init("probe", log_level);
+    for (auto [flag, value] : {std::pair{"--coordinator", &stream.coordinator}, std::pair{"--probe-id", &stream.probe_id},
+                               std::pair{"--region", &stream.region}}) {
+      if (value->empty()) throw std::runtime_error(std::string(flag) + " is required");
+    }
     if (!token_file.empty()) {
       stream.token = read_token(token_file);
     } else if (const char* env = std::getenv("VANTAGE_PROBE_TOKEN"); env && *env) {

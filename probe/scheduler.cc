@@ -10,8 +10,8 @@
 #include <deque>
 
 #include "common/check_config.h"
-#include "common/diagnosis.h"
 #include "common/log.h"
+#include "probe/attempt.h"
 
 namespace vantage::probe {
 
@@ -123,19 +123,8 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
       // that a long attempt made us miss.
       while (due <= std::chrono::steady_clock::now()) due += interval;
     }
-    v1::CheckResult result;
-    result.set_check_id(task->check.id());
-    result.set_check_version(task->check.version());
+    auto result = co_await run_attempt(task->check, clock_, limits_);
     result.set_recheck_request_id(request_id);
-    const auto wall = clock_.now();
-    auto* ts = result.mutable_start_time();
-    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(wall.time_since_epoch()).count();
-    ts->set_seconds(micros / 1'000'000);
-    ts->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
-    *result.mutable_edge() = co_await run_http_attempt(task->check, clock_, limits_);
-    if (result.edge().failure_class() != v1::FAILURE_CLASS_OK) {
-      *result.mutable_diagnosis() = diagnose(result.edge(), nullptr);
-    }
     if (task->stopped) break;  // removed or changed while running: its result is stale
     on_result_(std::move(result));
     task->timer.expires_at(task->rechecks.empty() ? due : std::chrono::steady_clock::now());

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "tests/support/postgres.h"
@@ -68,6 +69,35 @@ TEST(StartupErrors, AnUnreachableDatabaseIsOneLineWithoutThePassword) {
   EXPECT_NE(r.output.find("cannot connect to PostgreSQL at postgresql://vantage:***@127.0.0.1:1/vantage"),
             std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("s3cret"), std::string::npos) << r.output;
+}
+
+TEST(Diagnose, JsonReportsBothLegsAndTheCause) {
+  Process lab({kLab, "--listen", "127.0.0.1:0"});
+  ASSERT_TRUE(lab.wait_for_output("msg=listening", seconds(10))) << lab.output();
+  const auto port = lab.output().substr(lab.output().find("address=127.0.0.1:") + 18, 5);
+  const auto lab_address = "127.0.0.1:" + std::to_string(std::atoi(port.c_str()));
+
+  // Through "the edge" (here the URL resolves, curl-style, to a closed port) and
+  // straight at the origin, which answers.
+  auto r = run_command({kProbe, "diagnose", "http://shop.example:1/", "--resolve", "shop.example:1:127.0.0.1",
+                        "--origin", lab_address, "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  auto report = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << r.output;
+  EXPECT_EQ(report["edge"]["class"], "connect_refused");
+  EXPECT_EQ(report["edge"]["edge_code"], nullptr);
+  EXPECT_TRUE(report["edge"]["timings"].contains("connect_ms"));
+  EXPECT_EQ(report["origin"]["class"], "ok");
+  EXPECT_EQ(report["origin"]["status"], 200);
+  EXPECT_EQ(report["diagnosis"]["cause_id"], "connect_refused");
+
+  r = run_command({kProbe, "diagnose", "http://" + lab_address + "/"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("no problem found"), std::string::npos) << r.output;
+
+  r = run_command({kProbe, "diagnose", "http://" + lab_address + "/", "--resolve", "nonsense"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--resolve \"nonsense\""), std::string::npos) << r.output;
 }
 
 TEST(Stack, ThreeRegionsReportAndEveryResultIsStoredOnce) {

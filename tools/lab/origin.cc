@@ -2,14 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
+#include <string_view>
 
 namespace vantage::lab {
 
@@ -19,6 +22,38 @@ using asio::ip::tcp;
 namespace {
 
 constexpr size_t kMaxRequestHead = 16 * 1024;
+constexpr uint64_t kMiB = 1024 * 1024;
+// What a "field of about 1000 bytes" is, for /fault/headers.
+constexpr size_t kFillerLineBytes = 1000;
+// How long /fault/reset-mid-body waits between its last byte and the RST, so
+// the client has read the head when the reset arrives.
+constexpr std::chrono::milliseconds kPauseBeforeReset{50};
+
+constexpr std::string_view kHelp =
+    R"(Paths (parameters as a query string, e.g. /fault/headers?kb=64):
+  /                            200 "ok"
+  /status/NNN                  status NNN (500/502/503: origin_5xx)
+  /fail                        the status set for /fail (default 200)
+  /fault/empty-reply           read the request, FIN without a byte
+  /fault/reset                 read the request, RST without a byte
+  /fault/reset-mid-body        Content-Length: 1000, 100 bytes, RST
+  /fault/partial-head          "HTTP/1.1 200 OK\r\nContent-Ty", FIN
+  /fault/bad-status-line       "HTTP/1.1 2000 OK"
+  /fault/banner                "SSH-2.0-OpenSSH_9.2", FIN
+  /fault/http09                an HTML body without a status line, FIN
+  /fault/header-without-colon  a header line with no colon
+  /fault/conflicting-length    two different Content-Length values
+  /fault/length-and-chunked    Content-Length with Transfer-Encoding: chunked
+  /fault/bad-chunk             a chunked body with an invalid chunk size
+  /fault/truncated-body        Content-Length: 1000, 100 bytes, FIN
+  /fault/headers?kb=N          a valid 200 with an N KiB header block (default 64)
+  /fault/header-fields?count=N a valid 200 with N header fields (default 100)
+  /fault/stall?seconds=S       send nothing for S seconds, then FIN (default 30)
+  /fault/trickle-head?delay_ms=D  a valid head, one byte every D ms (default 1000)
+  /fault/big-body?mb=N         a valid 200 with an N MiB body, streamed (default 10)
+Keep-alive, on any path: --idle-close-ms (FIN an idle connection) and
+--max-requests (FIN after that many requests on a connection).
+)";
 
 const char* reason(int status) {
   switch (status) {
@@ -32,7 +67,257 @@ const char* reason(int status) {
   }
 }
 
+// The integer query parameter `name`, or `fallback`, clamped to [lo, hi].
+int64_t query_int(std::string_view query, std::string_view name, int64_t fallback, int64_t lo, int64_t hi) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (eq == std::string_view::npos || pair.substr(0, eq) != name) continue;
+    const auto value = pair.substr(eq + 1);
+    int64_t parsed = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+    if (ec != std::errc() || end != value.data() + value.size()) return fallback;
+    return std::clamp(parsed, lo, hi);
+  }
+  return fallback;
+}
+
+// Orderly close: FIN (the request was read in full, so no unread bytes turn
+// the close into a reset).
+void close_fin(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+// Abortive close: SO_LINGER 0, then close sends a RST.
+void close_rst(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.set_option(asio::socket_base::linger(true, 0), ec);
+  socket.close(ec);
+}
+
+asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view bytes) {
+  boost::system::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  co_return !ec;
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(duration);
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+// What the connection does after a response.
+enum class After {
+  kKeepAlive,  // read the next request (unless this was the last one)
+  kClosed,     // the response closed (or lost) the connection itself
+};
+
+// Writes `bytes`, then closes with a FIN.
+asio::awaitable<After> send_then_fin(tcp::socket& socket, std::string bytes) {
+  if (!bytes.empty()) co_await write_all(socket, bytes);
+  close_fin(socket);
+  co_return After::kClosed;
+}
+
+std::string connection_header(bool last) { return last ? "Connection: close\r\n" : ""; }
+
+// A valid 200 "ok\n" whose header block (status line to blank line) is
+// `target` bytes, padded with filler fields of about kFillerLineBytes.
+std::string big_head_response(size_t target, bool last) {
+  const std::string start = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n" + connection_header(last);
+  std::string head = start;
+  // "X-Lab-Filler-00000: " + value + "\r\n"
+  constexpr size_t kOverhead = 22;
+  const size_t fixed = start.size() + 2;
+  if (target > fixed + kOverhead) {
+    const size_t remaining = target - fixed;
+    const size_t lines = (remaining + kFillerLineBytes - 1) / kFillerLineBytes;
+    head.reserve(target + 8);
+    for (size_t i = 0; i < lines; ++i) {
+      const size_t line = remaining / lines + (i < remaining % lines ? 1 : 0);
+      head += fmt::format("X-Lab-Filler-{:05d}: {}\r\n", i, std::string(line - kOverhead, 'a'));
+    }
+  }
+  return head + "\r\nok\n";
+}
+
+// A valid 200 "ok\n" with exactly `count` header fields (at least the ones
+// it needs).
+std::string many_fields_response(size_t count, bool last) {
+  std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" + connection_header(last);
+  const size_t fixed = last ? 2 : 1;
+  for (size_t i = fixed; i < count; ++i) head += fmt::format("X-Lab-Field-{:05d}: v\r\n", i);
+  return head + "\r\nok\n";
+}
+
+asio::awaitable<After> trickle_head(tcp::socket& socket, std::chrono::milliseconds delay, bool last) {
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n" +
+                           connection_header(last) + "\r\n";
+  for (size_t i = 0; i < head.size(); ++i) {
+    if (i > 0) co_await sleep_for(delay);
+    if (!co_await write_all(socket, std::string_view(head).substr(i, 1))) {
+      close_fin(socket);
+      co_return After::kClosed;
+    }
+  }
+  if (!co_await write_all(socket, "ok\n")) {
+    close_fin(socket);
+    co_return After::kClosed;
+  }
+  co_return After::kKeepAlive;
+}
+
+// Streams `bytes` of body as the client reads it; never holds more than one
+// 64 KiB block.
+asio::awaitable<After> big_body(tcp::socket& socket, uint64_t bytes, bool last) {
+  static const std::string block(64 * 1024, 'x');
+  const std::string head = fmt::format(
+      "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{}\r\n", bytes,
+      connection_header(last));
+  bool ok = co_await write_all(socket, head);
+  for (uint64_t sent = 0; ok && sent < bytes; sent += block.size()) {
+    ok = co_await write_all(socket, std::string_view(block).substr(0, std::min<uint64_t>(block.size(), bytes - sent)));
+  }
+  if (!ok) {  // the client went away (or reset): stop
+    close_fin(socket);
+    co_return After::kClosed;
+  }
+  co_return After::kKeepAlive;
+}
+
+std::string not_found_fault(std::string_view name) {
+  const std::string body = fmt::format("unknown fault \"{}\"\n{}", name, kHelp);
+  return fmt::format("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
+                     body.size(), body);
+}
+
+// One /fault/<name> request.
+asio::awaitable<After> fault(tcp::socket& socket, std::string_view name, std::string_view query, bool last) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  if (name == "empty-reply") co_return co_await send_then_fin(socket, "");
+  if (name == "reset") {
+    close_rst(socket);
+    co_return After::kClosed;
+  }
+  if (name == "reset-mid-body") {
+    const std::string bytes =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n" + std::string(100, 'x');
+    co_await write_all(socket, bytes);
+    co_await sleep_for(kPauseBeforeReset);
+    close_rst(socket);
+    co_return After::kClosed;
+  }
+  if (name == "partial-head") co_return co_await send_then_fin(socket, "HTTP/1.1 200 OK\r\nContent-Ty");
+  if (name == "bad-status-line") {
+    co_return co_await send_then_fin(socket, "HTTP/1.1 2000 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n");
+  }
+  if (name == "banner") co_return co_await send_then_fin(socket, "SSH-2.0-OpenSSH_9.2\r\n");
+  if (name == "http09") {
+    co_return co_await send_then_fin(socket, "<html><head><title>ok</title></head><body>ok</body></html>\n");
+  }
+  if (name == "header-without-colon") {
+    co_return co_await send_then_fin(socket,
+                                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nBroken header\r\n"
+                                     "Content-Length: 3\r\n\r\nok\n");
+  }
+  if (name == "conflicting-length") {
+    co_return co_await send_then_fin(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok\n");
+  }
+  if (name == "length-and-chunked") {
+    co_return co_await send_then_fin(
+        socket, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\n0\r\n\r\n");
+  }
+  if (name == "bad-chunk") {
+    co_return co_await send_then_fin(socket,
+                                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\n\r\n0\r\n\r\n");
+  }
+  if (name == "truncated-body") {
+    co_return co_await send_then_fin(
+        socket, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n" + std::string(100, 'x'));
+  }
+  if (name == "headers") {
+    const auto kb = query_int(query, "kb", 64, 0, 4096);
+    const std::string response = big_head_response(static_cast<size_t>(kb) * 1024, last);
+    if (!co_await write_all(socket, response)) {
+      close_fin(socket);
+      co_return After::kClosed;
+    }
+    co_return After::kKeepAlive;
+  }
+  if (name == "header-fields") {
+    const auto count = query_int(query, "count", 100, 1, 100000);
+    const std::string response = many_fields_response(static_cast<size_t>(count), last);
+    if (!co_await write_all(socket, response)) {
+      close_fin(socket);
+      co_return After::kClosed;
+    }
+    co_return After::kKeepAlive;
+  }
+  if (name == "stall") {
+    co_await sleep_for(seconds(query_int(query, "seconds", 30, 0, 86400)));
+    close_fin(socket);
+    co_return After::kClosed;
+  }
+  if (name == "trickle-head") {
+    co_return co_await trickle_head(socket, milliseconds(query_int(query, "delay_ms", 1000, 1, 60000)), last);
+  }
+  if (name == "big-body") {
+    const auto mb = query_int(query, "mb", 10, 0, 1024 * 1024);
+    co_return co_await big_body(socket, static_cast<uint64_t>(mb) * kMiB, last);
+  }
+  const std::string response = not_found_fault(name);
+  if (!co_await write_all(socket, response)) {
+    close_fin(socket);
+    co_return After::kClosed;
+  }
+  co_return After::kKeepAlive;
+}
+
+// Reads the next request head into `buffer`; returns its length, or 0 when the
+// connection ended or stayed idle past `idle` (then `idle_expired` is set).
+asio::awaitable<size_t> read_request(tcp::socket& socket, asio::streambuf& buffer, std::chrono::milliseconds idle,
+                                     bool& idle_expired) {
+  // The timer's handler may run after the read has finished (both completed
+  // in the same turn); `watch` tells it the read is over, and it then leaves
+  // the socket alone.
+  struct Watch {
+    bool reading = true;
+    bool expired = false;
+  };
+  auto watch = std::make_shared<Watch>();
+  asio::steady_timer timer(socket.get_executor());
+  if (idle.count() > 0) {
+    timer.expires_after(idle);
+    timer.async_wait([watch, &socket](const boost::system::error_code& ec) {
+      if (ec || !watch->reading) return;
+      watch->expired = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);
+    });
+  }
+  boost::system::error_code ec;
+  const auto n =
+      co_await asio::async_read_until(socket, buffer, "\r\n\r\n", asio::redirect_error(asio::use_awaitable, ec));
+  watch->reading = false;
+  timer.cancel();
+  if (ec) {
+    idle_expired = watch->expired;
+    co_return 0;
+  }
+  co_return n;
+}
+
 }  // namespace
+
+std::string_view Origin::help() { return kHelp; }
 
 struct Origin::Impl {
   asio::io_context io;
@@ -41,18 +326,42 @@ struct Origin::Impl {
 
   asio::awaitable<void> serve(tcp::socket socket, Origin* self) {
     asio::streambuf buffer(kMaxRequestHead);
-    for (;;) {
-      boost::system::error_code ec;
-      const auto n = co_await asio::async_read_until(socket, buffer, "\r\n\r\n",
-                                                     asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return;
+    for (uint64_t served = 0;;) {
+      bool idle_expired = false;
+      const auto n =
+          co_await read_request(socket, buffer, std::chrono::milliseconds(self->idle_close_ms_.load()), idle_expired);
+      if (n == 0) {
+        if (idle_expired) close_fin(socket);  // like nginx keepalive_timeout
+        co_return;
+      }
       std::string head(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + n);
       buffer.consume(n);
       ++self->requests_;
-      // "GET /path HTTP/1.1"
+      ++served;
+      // "GET /path?query HTTP/1.1"
       auto sp1 = head.find(' ');
       auto sp2 = head.find(' ', sp1 + 1);
-      std::string path = sp1 == std::string::npos ? "/" : head.substr(sp1 + 1, sp2 - sp1 - 1);
+      std::string target = sp1 == std::string::npos ? "/" : head.substr(sp1 + 1, sp2 - sp1 - 1);
+      const auto question = target.find('?');
+      const std::string path = target.substr(0, question);
+      const std::string query = question == std::string::npos ? "" : target.substr(question + 1);
+      const uint64_t max_requests = self->max_requests_;
+      const bool close = head.find("Connection: close") != std::string::npos ||
+                         head.find("connection: close") != std::string::npos;
+      // The last request on this connection: the client asked, or the lab's
+      // keepalive_requests is reached (like nginx: say so, then FIN).
+      const bool last = close || (max_requests > 0 && served >= max_requests);
+
+      if (path.starts_with("/fault/")) {
+        const auto after = co_await fault(socket, std::string_view(path).substr(7), query, last);
+        if (after == After::kClosed) co_return;
+        if (last) {
+          close_fin(socket);
+          co_return;
+        }
+        continue;
+      }
+
       int status = 200;
       if (path.starts_with("/status/")) {
         auto code = std::string_view(path).substr(8);
@@ -62,15 +371,16 @@ struct Origin::Impl {
       } else if (path != "/") {
         status = 404;
       }
-      const bool close = head.find("Connection: close") != std::string::npos ||
-                         head.find("connection: close") != std::string::npos;
       std::string body = status == 200 ? "ok\n" : fmt::format("status {}\n", status);
-      std::string response = fmt::format(
-          "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}", status,
-          reason(status), body.size(), close ? "Connection: close\r\n" : "", body);
-      boost::system::error_code wec;
-      co_await asio::async_write(socket, asio::buffer(response), asio::redirect_error(asio::use_awaitable, wec));
-      if (wec || close) co_return;
+      std::string response =
+          fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}", status,
+                      reason(status), body.size(), connection_header(last), body);
+      const bool written = co_await write_all(socket, response);
+      if (!written) co_return;
+      if (last) {
+        close_fin(socket);
+        co_return;
+      }
     }
   }
 

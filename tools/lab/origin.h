@@ -1,17 +1,70 @@
 #pragma once
 // A fake origin for tests and demos. It writes raw bytes on purpose, so it can
-// later misbehave in every way diagnosis.md lists; today it answers:
-//   GET /               200 "ok"
-//   GET /status/NNN     status NNN with a short body
-//   GET /fail           the status set with set_fail_status() (default 200)
-// Connections are keep-alive unless the request says close.
+// misbehave in every origin-side way diagnosis.md (section 3) lists. One
+// running lab serves every case; the request path picks the behaviour and
+// parameters come as a query string (e.g. /fault/headers?kb=64).
+//
+//   GET /                          200 "ok"
+//   GET /status/NNN                status NNN with a short body (500/502/503: origin_5xx)
+//   GET /fail                      the status set with set_fail_status() (default 200)
+//
+// Faults (the class the strict prober reports is in brackets). "FIN" is an
+// orderly close, "RST" an abortive one (SO_LINGER 0, then close).
+//   /fault/empty-reply             read the request, FIN without a byte   [empty_reply]
+//   /fault/reset                   read the request, RST without a byte   [connection_reset]
+//   /fault/reset-mid-body          head with Content-Length: 1000, 100 body bytes, a short
+//                                  pause (so the head is read before the reset), RST
+//                                                                          [truncated_body]
+//   /fault/partial-head            "HTTP/1.1 200 OK\r\nContent-Ty", FIN   [incomplete_head]
+//   /fault/bad-status-line         "HTTP/1.1 2000 OK" ..., FIN             [malformed_status_line]
+//   /fault/banner                  "SSH-2.0-OpenSSH_9.2\r\n", FIN          [malformed_status_line]
+//   /fault/http09                  a bare HTML body, no status line, FIN   [malformed_status_line]
+//   /fault/header-without-colon    a header line with no colon, FIN        [malformed_header]
+//   /fault/conflicting-length      Content-Length: 2 and Content-Length: 3 [bad_framing]
+//   /fault/length-and-chunked      Content-Length with Transfer-Encoding: chunked [bad_framing]
+//   /fault/bad-chunk               chunked body whose chunk size is "zz"   [bad_framing]
+//   /fault/truncated-body          Content-Length: 1000, 100 bytes, FIN    [truncated_body]
+//   /fault/headers?kb=N            a valid 200 whose header block (status line to the
+//                                  blank line) is exactly N KiB, in fields of about
+//                                  1000 bytes (N default 64, at most 4096)
+//                                  [ok up to 96 KiB, headers_near_limit above, headers_too_large
+//                                  past 128 KiB, with the prober's default limits]
+//   /fault/header-fields?count=N   a valid 200 with exactly N header fields in all,
+//                                  Content-Length included (N default 100, 1..100000)
+//                                  [headers_too_large past 300]
+//   /fault/stall?seconds=S         read the request, send nothing for S seconds (default
+//                                  30, at most 86400), then FIN            [timeout_headers]
+//   /fault/trickle-head?delay_ms=D a valid head, one byte every D ms (default 1000,
+//                                  1..60000), then the body "ok\n"; the connection
+//                                  stays usable                            [timeout_headers]
+//   /fault/big-body?mb=N           a valid 200 with Content-Length N MiB (default 10, at most
+//                                  1048576), streamed in 64 KiB writes as the client reads,
+//                                  stopping when the client goes away
+//                                  [ok, body_truncated_by_cap]
+//   /fault/<anything else>         404 listing the known faults
+// A fault that ends in FIN or RST ends the connection; the others keep it alive.
+//
+// Keep-alive behaviour on any path, lab-wide (like nginx keepalive_timeout and
+// keepalive_requests; the intermittent 520s of diagnosis.md section 5):
+//   set_idle_close(d)   FIN a connection on which no complete request head
+//                       arrives within d after it opened or after the previous
+//                       response (0: never, the default)
+//   set_max_requests(n) after the n-th request on a connection, answer it with
+//                       "Connection: close" and FIN (0: unlimited, the default)
+// Connections are otherwise keep-alive unless the request says close.
+//
+// Each connection is its own coroutine on the lab's one thread, so a stall or
+// a trickle never blocks another connection; stop() (and the destructor)
+// returns promptly whatever the open connections are doing.
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace vantage::lab {
@@ -27,14 +80,24 @@ class Origin {
   uint16_t port() const { return port_; }
   // What /fail answers from now on.
   void set_fail_status(int status) { fail_status_ = status; }
+  // Close idle keep-alive connections after `idle` (0: never). Applies to
+  // each wait that starts from now on.
+  void set_idle_close(std::chrono::milliseconds idle) { idle_close_ms_ = idle.count(); }
+  // Close a connection after it has served `n` requests (0: unlimited).
+  void set_max_requests(uint64_t n) { max_requests_ = n; }
   uint64_t requests() const { return requests_; }
   void stop();
+
+  // The paths and settings above, for --help.
+  static std::string_view help();
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   uint16_t port_ = 0;
   std::atomic<int> fail_status_{200};
+  std::atomic<int64_t> idle_close_ms_{0};
+  std::atomic<uint64_t> max_requests_{0};
   std::atomic<uint64_t> requests_{0};
 };
 
