@@ -46,6 +46,7 @@ LegTarget origin_target(const v1::Check& check) {
     target.connect_port = hp->port;
   }
   target.host_header = origin.host().empty() ? (url ? url->host_header : "") : origin.host();
+  target.sni = origin.sni();
   return target;
 }
 

@@ -13,6 +13,12 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/ssl.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <ctime>
+#include <optional>
 
 #include "common/check_config.h"
 #include "common/url.h"
@@ -49,6 +55,45 @@ const AddressRanges& cloudflare_ranges() {
     return all;
   }();
   return ranges;
+}
+
+// One client context for every attempt: the system's trust store, TLS 1.2+,
+// ALPN http/1.1 (what we speak).
+asio::ssl::context& client_tls_context() {
+  static asio::ssl::context context = [] {
+    asio::ssl::context c(asio::ssl::context::tls_client);
+    c.set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                  asio::ssl::context::no_tlsv1_1);
+    boost::system::error_code ignored;  // no trust store: every certificate then fails as untrusted
+    c.set_default_verify_paths(ignored);
+    c.set_verify_mode(asio::ssl::verify_peer);
+    static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    SSL_CTX_set_alpn_protos(c.native_handle(), kAlpn, sizeof kAlpn);
+    return c;
+  }();
+  return context;
+}
+
+v1::TlsCertProblem cert_problem(long verify_result) {
+  switch (verify_result) {
+    case X509_V_ERR_CERT_HAS_EXPIRED: return v1::TLS_CERT_PROBLEM_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID: return v1::TLS_CERT_PROBLEM_NOT_YET_VALID;
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return v1::TLS_CERT_PROBLEM_SELF_SIGNED;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH: return v1::TLS_CERT_PROBLEM_NAME_MISMATCH;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return v1::TLS_CERT_PROBLEM_INCOMPLETE_CHAIN;
+    default: return v1::TLS_CERT_PROBLEM_UNTRUSTED;
+  }
+}
+
+// The peer certificate's expiry, whether or not it was trusted.
+void record_certificate(SSL* ssl, v1::ConnectionInfo& connection) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return;
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) connection.mutable_cert_not_after()->set_seconds(timegm(&tm));
+  X509_free(cert);
 }
 
 // Copies what the parser saw of the head into the result.
@@ -104,10 +149,6 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   if (!target.host_header.empty()) url->host_header = target.host_header;
   if (!target.connect_host.empty()) url->host = target.connect_host;
   if (target.connect_port) url->port = target.connect_port;
-  if (url->scheme != "http") {
-    co_return fail(v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED, v1::PHASE_TLS,
-                   "https is not supported by this probe version");
-  }
   const auto timeout = to_millis(check.timeout());
   const auto deadline = start + timeout;
   auto remaining = [&] {
@@ -144,6 +185,56 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   leg.mutable_connection()->set_ip_family(endpoint.address().is_v6() ? 6 : 4);
   response->clear_transport_end();
 
+  // TLS: SNI and the name verified are the Host header's host (or the
+  // target's SNI); a failure says whether the certificate or the handshake
+  // was at fault, and why.
+  std::optional<asio::ssl::stream<beast::tcp_stream&>> tls;
+  if (url->scheme == "https") {
+    tls.emplace(stream, client_tls_context());
+    std::string server_name = target.sni;
+    if (server_name.empty()) {
+      std::string ignored;
+      auto hp = parse_host_port(url->host_header, 443, &ignored);
+      server_name = hp ? hp->host : url->host;
+    }
+    SSL* ssl = tls->native_handle();
+    boost::system::error_code not_ip;
+    asio::ip::make_address(server_name, not_ip);
+    if (not_ip) {
+      SSL_set_tlsext_host_name(ssl, server_name.c_str());
+      SSL_set1_host(ssl, server_name.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
+    }
+    stream.expires_after(remaining());
+    const auto tls_start = since_start();
+    boost::system::error_code hec;
+    co_await tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, hec));
+    timings->set_tls_us(since_start() - tls_start);
+    record_certificate(ssl, *leg.mutable_connection());
+    if (hec) {
+      if (hec == beast::error::timeout) {
+        response->set_transport_end(v1::TRANSPORT_END_TIMEOUT);
+        co_return fail(v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED, v1::PHASE_TLS, "TLS handshake timed out");
+      }
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK) {
+        leg.mutable_connection()->set_cert_problem(cert_problem(verify));
+        leg.mutable_connection()->set_tls_error(X509_verify_cert_error_string(verify));
+        co_return fail(v1::FAILURE_CLASS_TLS_CERT_INVALID, v1::PHASE_TLS,
+                       fmt::format("certificate of {} rejected: {}", server_name, X509_verify_cert_error_string(verify)));
+      }
+      leg.mutable_connection()->set_tls_error(hec.message());
+      if (hec == asio::error::connection_reset) response->set_transport_end(v1::TRANSPORT_END_RST);
+      co_return fail(v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED, v1::PHASE_TLS, "TLS handshake: " + hec.message());
+    }
+    leg.mutable_connection()->set_tls_version(SSL_get_version(ssl));
+    const unsigned char* alpn = nullptr;
+    unsigned alpn_length = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_length);
+    if (alpn_length) leg.mutable_connection()->set_alpn(std::string(reinterpret_cast<const char*>(alpn), alpn_length));
+  }
+
   // Request.
   http::request<http::empty_body> request(http::string_to_verb(check.method()), url->target, 11);
   request.set(http::field::host, url->host_header);
@@ -151,7 +242,11 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   for (const auto& [name, value] : check.headers()) request.set(name, value);
   stream.expires_after(remaining());
   boost::system::error_code wec;
-  co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, wec));
+  if (tls) {
+    co_await http::async_write(*tls, request, asio::redirect_error(asio::use_awaitable, wec));
+  } else {
+    co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, wec));
+  }
   timings->set_request_written_us(since_start());
   if (wec) {
     response->set_transport_end(v1::TRANSPORT_END_RST);
@@ -165,7 +260,10 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   while (parser.state() == ResponseParser::State::kHead || parser.state() == ResponseParser::State::kBody) {
     stream.expires_after(remaining());
     boost::system::error_code ec;
-    const auto n = co_await stream.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    const auto n = tls ? co_await tls->async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec))
+                       : co_await stream.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    // A TLS peer that closes without close_notify: a FIN all the same.
+    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
     if (n > 0) {
       if (parser.bytes_received() == 0) timings->set_first_byte_us(since_start());
       parser.feed(std::string_view(chunk.data(), n));

@@ -31,6 +31,7 @@ struct LegTarget {
   uint16_t connect_port = 0;
   std::string host_header;
   std::string scheme;
+  std::string sni;  // TLS server name (and name verified); default: the Host header's host
 };
 
 // Runs the check once; the check's timeout bounds the whole attempt.

@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # running locally: PostgreSQL server and client, and curl for the status line
   postgresql postgresql-client curl
+  # the system trust store, for https checks
+  ca-certificates
 )
 
 missing=()

@@ -131,7 +131,8 @@ std::string connection_header(bool last) { return last ? "Connection: close\r\n"
 // A valid 200 "ok\n" whose header block (status line to blank line) is
 // `target` bytes, padded with filler fields of about kFillerLineBytes.
 std::string big_head_response(size_t target, bool last) {
-  const std::string start = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n" + connection_header(last);
+  const std::string start =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n" + connection_header(last);
   std::string head = start;
   // "X-Lab-Filler-00000: " + value + "\r\n"
   constexpr size_t kOverhead = 22;
@@ -217,7 +218,8 @@ asio::awaitable<After> fault(tcp::socket& socket, std::string_view name, std::st
   }
   if (name == "partial-head") co_return co_await send_then_fin(socket, "HTTP/1.1 200 OK\r\nContent-Ty");
   if (name == "bad-status-line") {
-    co_return co_await send_then_fin(socket, "HTTP/1.1 2000 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n");
+    co_return co_await send_then_fin(socket,
+                                     "HTTP/1.1 2000 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n");
   }
   if (name == "banner") co_return co_await send_then_fin(socket, "SSH-2.0-OpenSSH_9.2\r\n");
   if (name == "http09") {
