@@ -20,11 +20,15 @@ Agent::Agent(AgentOptions options, const Clock& clock)
     }
     exposer_->RegisterCollectable(metrics_.registry);
   }
-  scheduler_ = std::make_unique<Scheduler>(io_.get_executor(), clock, options_.limits, random_uniform(),
-                                           [this](v1::CheckResult result) {
-                                             metrics_.count_result(result);
-                                             spool_.append(std::move(result));
-                                           });
+  scheduler_ = std::make_unique<Scheduler>(
+      io_.get_executor(), clock, options_.scheduler, random_uniform(),
+      [this](v1::CheckResult result) {
+        metrics_.count_result(result);
+        spool_.append(std::move(result));
+      },
+      [this](std::chrono::steady_clock::duration lag) {
+        metrics_.scheduler_lag.Observe(std::chrono::duration<double>(lag).count());
+      });
   streamer_ = std::make_unique<Streamer>(options_.stream, spool_, *scheduler_, random_uniform());
 }
 

@@ -21,7 +21,7 @@ namespace vantage::probe {
 
 struct AgentOptions {
   StreamerOptions stream;
-  HttpLimits limits;
+  SchedulerOptions scheduler;
   SpoolOptions spool;
   std::string metrics_listen;  // empty: no /metrics endpoint
   // On stop, how long to wait for unacknowledged results to be stored.

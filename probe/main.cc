@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--metrics-listen", options.metrics_listen,
                  "address of this probe's Prometheus /metrics endpoint, e.g. 127.0.0.1:9465 (default: none)");
+  app.add_option("--max-concurrent", options.scheduler.max_concurrent, "attempts in flight at once")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--log-level", log_level, "debug, info, warn or error");
 
   DiagnoseArgs diagnose_args;

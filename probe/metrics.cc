@@ -43,7 +43,13 @@ ProbeMetrics::ProbeMetrics()
                    .Name("vantage_probe_stream_sessions_total")
                    .Help("Streams to the coordinator established.")
                    .Register(*registry)
-                   .Add({})) {
+                   .Add({})),
+      scheduler_lag(prometheus::BuildHistogram()
+                        .Name("vantage_probe_scheduler_lag_seconds")
+                        .Help("How late scheduled attempts started (waiting for a free slot, a busy loop).")
+                        .Register(*registry)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
+                                                                         10, 30})) {
   BuildGauge()
       .Name("vantage_build_info")
       .Help("Always 1; the labels say which build is running.")

@@ -5,6 +5,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <memory>
@@ -30,6 +31,7 @@ struct ProbeMetrics {
   prometheus::Counter& replayed;
   prometheus::Gauge& connected;
   prometheus::Counter& sessions;
+  prometheus::Histogram& scheduler_lag;  // seconds a scheduled attempt started late
 
  private:
   uint64_t seen_dropped_ = 0;

@@ -25,13 +25,30 @@ struct Scheduler::Task {
   bool stopped = false;
 };
 
-Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, HttpLimits limits,
-                     std::function<double()> uniform, ResultFn on_result)
+Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, SchedulerOptions options,
+                     std::function<double()> uniform, ResultFn on_result, LagFn on_lag)
     : executor_(std::move(executor)),
       clock_(clock),
-      limits_(limits),
+      options_(options),
       uniform_(std::move(uniform)),
-      on_result_(std::move(on_result)) {}
+      on_result_(std::move(on_result)),
+      on_lag_(std::move(on_lag)) {}
+
+asio::awaitable<void> Scheduler::acquire_slot() {
+  while (running_ >= options_.max_concurrent) {
+    asio::steady_timer wake(executor_, asio::steady_timer::time_point::max());
+    waiting_.push_back(&wake);
+    boost::system::error_code ignored;  // cancelled: a slot is free
+    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    std::erase(waiting_, &wake);
+  }
+  ++running_;
+}
+
+void Scheduler::release_slot() {
+  --running_;
+  if (!waiting_.empty()) waiting_.front()->cancel();
+}
 
 Scheduler::~Scheduler() = default;
 
@@ -123,7 +140,12 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
       // that a long attempt made us miss.
       while (due <= std::chrono::steady_clock::now()) due += interval;
     }
-    auto result = co_await run_attempt(task->check, clock_, limits_);
+    const bool scheduled = request_id.empty();
+    const auto scheduled_at = due - interval;
+    co_await acquire_slot();
+    if (scheduled && on_lag_) on_lag_(std::chrono::steady_clock::now() - scheduled_at);
+    auto result = co_await run_attempt(task->check, clock_, options_.limits);
+    release_slot();
     result.set_recheck_request_id(request_id);
     if (task->stopped) break;  // removed or changed while running: its result is stale
     on_result_(std::move(result));

@@ -6,6 +6,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,12 +20,21 @@
 
 namespace vantage::probe {
 
+struct SchedulerOptions {
+  HttpLimits limits;
+  // Attempts in flight at once; the others wait their turn (and the wait
+  // shows as scheduler lag).
+  size_t max_concurrent = 256;
+};
+
 class Scheduler {
  public:
   using ResultFn = std::function<void(v1::CheckResult)>;
+  // How late a scheduled attempt started, for the lag metric.
+  using LagFn = std::function<void(std::chrono::steady_clock::duration)>;
   // `uniform` draws from [0, 1) for the jitter.
-  Scheduler(boost::asio::any_io_executor executor, const Clock& clock, HttpLimits limits,
-            std::function<double()> uniform, ResultFn on_result);
+  Scheduler(boost::asio::any_io_executor executor, const Clock& clock, SchedulerOptions options,
+            std::function<double()> uniform, ResultFn on_result, LagFn on_lag = {});
   ~Scheduler();
 
   // Replaces the whole set of checks.
@@ -37,12 +48,18 @@ class Scheduler {
   void start(v1::Check check);
   void remove(int64_t check_id);
   boost::asio::awaitable<void> run(std::shared_ptr<Task> task);
+  // A slot among max_concurrent; wakes the next waiter when released.
+  boost::asio::awaitable<void> acquire_slot();
+  void release_slot();
 
   boost::asio::any_io_executor executor_;
   const Clock& clock_;
-  HttpLimits limits_;
+  SchedulerOptions options_;
   std::function<double()> uniform_;
   ResultFn on_result_;
+  LagFn on_lag_;
+  size_t running_ = 0;
+  std::deque<boost::asio::steady_timer*> waiting_;  // executor_ only
   std::map<int64_t, std::shared_ptr<Task>> tasks_;  // touched on executor_ only
 };
 

@@ -1,0 +1,129 @@
+// The scheduler against the lab origin: rechecks run at once, and the bound
+// on attempts in flight holds (the wait shows as lag).
+#include "probe/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <mutex>
+#include <thread>
+
+#include "common/check_config.h"
+#include "tests/support/process.h"
+#include "tools/lab/origin.h"
+
+namespace vantage::probe {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::eventually;
+
+v1::Check check(int64_t id, const std::string& url, milliseconds interval) {
+  v1::Check c;
+  c.set_id(id);
+  c.set_version(1);
+  c.set_name("c" + std::to_string(id));
+  c.set_url(url);
+  *c.mutable_interval() = to_duration(interval);
+  *c.mutable_timeout() = to_duration(milliseconds(1000));
+  EXPECT_EQ(normalize_check(c), "");
+  return c;
+}
+
+struct Recorder {
+  std::mutex mu;
+  std::vector<v1::CheckResult> results;
+  std::vector<double> lags;
+  size_t size() {
+    std::lock_guard lock(mu);
+    return results.size();
+  }
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void start(SchedulerOptions options) {
+    scheduler_ = std::make_unique<Scheduler>(
+        io_.get_executor(), RealClock::instance(), options, [] { return 0.0; },  // no jitter: due at once
+        [this](v1::CheckResult r) {
+          std::lock_guard lock(recorder_.mu);
+          recorder_.results.push_back(std::move(r));
+        },
+        [this](std::chrono::steady_clock::duration lag) {
+          std::lock_guard lock(recorder_.mu);
+          recorder_.lags.push_back(std::chrono::duration<double>(lag).count());
+        });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    scheduler_->stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  std::string url(const std::string& path) { return "http://127.0.0.1:" + std::to_string(origin_.port()) + path; }
+
+  lab::Origin origin_{"127.0.0.1", 0};
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{io_.get_executor()};
+  Recorder recorder_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::thread thread_;
+};
+
+TEST_F(SchedulerTest, AttemptsInFlightStayWithinTheBoundAndTheWaitIsLag) {
+  SchedulerOptions options;
+  options.max_concurrent = 1;
+  start(options);
+  // Each attempt takes about 250 ms: a head trickled 5 ms a byte.
+  std::vector<v1::Check> checks;
+  for (int i = 1; i <= 3; ++i) checks.push_back(check(i, url("/fault/trickle-head?delay_ms=5"), milliseconds(60'000)));
+  scheduler_->assign(checks);
+  ASSERT_TRUE(eventually([&] { return recorder_.size() == 3; }, std::chrono::seconds(10)));
+  std::lock_guard lock(recorder_.mu);
+  for (const auto& r : recorder_.results) EXPECT_EQ(r.edge().failure_class(), v1::FAILURE_CLASS_OK) << r.edge().error();
+  // One at a time: the attempts do not overlap.
+  std::vector<std::pair<int64_t, int64_t>> spans;
+  for (const auto& r : recorder_.results) {
+    const auto start = r.start_time().seconds() * 1'000'000 + r.start_time().nanos() / 1000;
+    spans.emplace_back(start, start + static_cast<int64_t>(r.edge().timings().total_us()));
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 1; i < spans.size(); ++i) EXPECT_GE(spans[i].first, spans[i - 1].second - 2'000) << "overlap";
+  std::sort(recorder_.lags.begin(), recorder_.lags.end());
+  ASSERT_EQ(recorder_.lags.size(), 3u);
+  EXPECT_GT(recorder_.lags.back(), 0.3) << "the last waited for two attempts";
+}
+
+TEST_F(SchedulerTest, ARecheckRunsAtOnceAndCarriesItsRequestId) {
+  start(SchedulerOptions{});
+  scheduler_->assign({check(7, url("/"), milliseconds(3'600'000))});
+  ASSERT_TRUE(eventually([&] { return recorder_.size() == 1; }, std::chrono::seconds(5)));
+  scheduler_->recheck(7, "req-1");
+  ASSERT_TRUE(eventually([&] { return recorder_.size() == 2; }, std::chrono::seconds(5)))
+      << "a re-check does not wait for the hour";
+  std::lock_guard lock(recorder_.mu);
+  EXPECT_EQ(recorder_.results[1].recheck_request_id(), "req-1");
+  EXPECT_EQ(recorder_.results[1].check_id(), 7);
+  EXPECT_EQ(recorder_.lags.size(), 1u) << "re-checks are not scheduled runs";
+}
+
+TEST_F(SchedulerTest, RemovedChecksStopAndUpdatedOnesRestart) {
+  start(SchedulerOptions{});
+  scheduler_->assign({check(1, url("/"), milliseconds(1'000)), check(2, url("/"), milliseconds(1'000))});
+  ASSERT_TRUE(eventually([&] { return recorder_.size() >= 2; }, std::chrono::seconds(5)));
+  v1::CheckAssignmentDiff diff;
+  diff.add_removed_check_ids(2);
+  scheduler_->apply(diff);
+  std::this_thread::sleep_for(milliseconds(100));
+  const auto before = recorder_.size();
+  std::this_thread::sleep_for(milliseconds(2'200));
+  std::lock_guard lock(recorder_.mu);
+  size_t of_two = 0;
+  for (size_t i = before; i < recorder_.results.size(); ++i) of_two += recorder_.results[i].check_id() == 2;
+  EXPECT_EQ(of_two, 0u);
+  EXPECT_GE(recorder_.results.size() - before, 2u) << "check 1 goes on";
+}
+
+}  // namespace
+}  // namespace vantage::probe
