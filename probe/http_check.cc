@@ -23,6 +23,7 @@
 #include "common/check_config.h"
 #include "common/url.h"
 #include "probe/cloudflare_ranges.h"
+#include "probe/dns.h"
 #include "probe/edge.h"
 
 namespace vantage::probe {
@@ -158,18 +159,20 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   auto executor = co_await asio::this_coro::executor;
   beast::tcp_stream stream(executor);
 
-  // DNS (the system resolver for now).
-  tcp::resolver resolver(executor);
+  // DNS, bounded by the attempt's deadline.
   response->set_transport_end(v1::TRANSPORT_END_NOT_CONNECTED);
-  boost::system::error_code rec;
-  auto endpoints = co_await resolver.async_resolve(url->host, std::to_string(url->port),
-                                                   asio::redirect_error(asio::use_awaitable, rec));
+  const auto dns = co_await resolve_host(
+      url->host, std::chrono::duration_cast<std::chrono::milliseconds>(remaining()));
   timings->set_dns_us(since_start());
-  if (rec) co_return fail(v1::FAILURE_CLASS_DNS_FAILURE, v1::PHASE_DNS, "resolve " + url->host + ": " + rec.message());
-  for (const auto& e : endpoints) {
-    leg.mutable_connection()->add_addresses()->set_address(e.endpoint().address().to_string());
+  leg.mutable_connection()->set_resolver("c-ares");
+  if (!dns.error.empty()) {
+    co_return fail(v1::FAILURE_CLASS_DNS_FAILURE, v1::PHASE_DNS, "resolve " + url->host + ": " + dns.error);
   }
-  leg.mutable_connection()->set_resolver("system");
+  std::vector<tcp::endpoint> endpoints;
+  for (const auto& address : dns.addresses) {
+    leg.mutable_connection()->add_addresses()->set_address(address.to_string());
+    endpoints.emplace_back(address, url->port);
+  }
 
   // Connect.
   stream.expires_after(remaining());
