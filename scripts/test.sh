@@ -12,5 +12,5 @@ ctest --output-on-failure "$@"
 # The delivery counts of the fault tests (ctest keeps passing tests' output in its log).
 if grep -q "produced .*, stored" Testing/Temporary/LastTest.log 2>/dev/null; then
   echo "Delivery counts from the end-to-end tests:"
-  grep -hE "^(network cut for|probe .*: produced)" Testing/Temporary/LastTest.log | sed 's/^/  /'
+  grep -hE "^(network cut for|.*probe .*: produced)" Testing/Temporary/LastTest.log | sed 's/^/  /'
 fi

@@ -118,7 +118,9 @@ void Stack::expect_exactly_once() const {
     const auto in_range = query_int("SELECT count(DISTINCT seq)" + where + " AND seq BETWEEN 1 AND " + std::to_string(produced));
     const auto duplicates = stored - distinct;
     const auto gaps = produced - in_range;
-    std::printf("probe %s: produced %lld, stored %lld, duplicates %lld, gaps %lld\n", p.id.c_str(),
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::printf("%s.%s: probe %s: produced %lld, stored %lld, duplicates %lld, gaps %lld\n", test->test_suite_name(),
+                test->name(), p.id.c_str(),
                 static_cast<long long>(produced), static_cast<long long>(stored),
                 static_cast<long long>(duplicates), static_cast<long long>(gaps));
     EXPECT_GT(produced, 0) << p.id << " logged no final sequence: " << output;
