@@ -97,13 +97,18 @@ void record_certificate(SSL* ssl, v1::ConnectionInfo& connection) {
   X509_free(cert);
 }
 
-// Copies what the parser saw of the head into the result.
-void record_head(const ResponseParser& parser, v1::Response& response) {
-  response.set_status(parser.status());
-  response.set_http_version(parser.http_version());
+// The header counters: known even when the head was refused half-way.
+void record_header_counts(const ResponseParser& parser, v1::Response& response) {
   response.set_header_bytes(parser.header_bytes());
   response.set_header_count(parser.header_count());
   response.set_largest_header_bytes(parser.largest_header_bytes());
+}
+
+// Copies what the parser saw of a complete head into the result.
+void record_head(const ResponseParser& parser, v1::Response& response) {
+  response.set_status(parser.status());
+  response.set_http_version(parser.http_version());
+  record_header_counts(parser, response);
   response.set_set_cookie_count(parser.set_cookie_count());
   if (auto v = parser.header("server")) response.set_server(std::string(v->substr(0, 128)));
   if (auto v = parser.header("cf-cache-status")) response.set_cf_cache_status(std::string(v->substr(0, 32)));
@@ -295,10 +300,11 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
                    head_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD, "read response: " + ec.message());
   }
   if (parser.state() == ResponseParser::State::kError) {
-    if (parser.head_complete()) record_head(parser, *response);
-    response->set_header_bytes(parser.header_bytes());
-    response->set_header_count(parser.header_count());
-    response->set_largest_header_bytes(parser.largest_header_bytes());
+    if (parser.head_complete()) {
+      record_head(parser, *response);
+    } else {
+      record_header_counts(parser, *response);
+    }
     response->set_parse_error(parser.error());
     response->set_parse_error_offset(parser.error_offset());
     co_return fail(parser.failure_class(), parser.head_complete() ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,

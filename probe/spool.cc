@@ -34,12 +34,13 @@ uint32_t checksum(const std::string& bytes) {
   return static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
 }
 
-// Calls `fn(result, end_offset)` for each intact record; returns the offset
-// after the last intact one.
+// Calls `fn(result, end_offset)` for each intact record from byte `start` on;
+// returns the offset after the last intact one.
 template <typename Fn>
-uint64_t scan_segment(const std::string& path, Fn&& fn) {
+uint64_t scan_segment(const std::string& path, uint64_t start, Fn&& fn) {
   std::ifstream in(path, std::ios::binary);
-  uint64_t good = 0;
+  in.seekg(static_cast<std::streamoff>(start));
+  uint64_t good = start;
   char header[kHeaderBytes];
   std::string payload;
   while (in.read(header, kHeaderBytes)) {
@@ -88,7 +89,7 @@ void Spool::recover() {
   uint64_t recovered = 0;
   for (const auto& path : paths) {
     Segment segment{0, 0, 0, path};
-    const auto good = scan_segment(path, [&](v1::CheckResult r, uint64_t) {
+    const auto good = scan_segment(path, 0, [&](v1::CheckResult r, uint64_t) {
       if (segment.first == 0) segment.first = r.sequence();
       segment.last = r.sequence();
       ++recovered;
@@ -238,13 +239,27 @@ std::vector<v1::CheckResult> Spool::read_disk(uint64_t from, size_t max) {
   std::vector<v1::CheckResult> out;
   for (const auto& segment : segments_) {
     if (segment.last < from) continue;
-    scan_segment(segment.path, [&](v1::CheckResult r, uint64_t) {
-      if (r.sequence() >= from) out.push_back(std::move(r));
+    // Replaying a long outage reads a segment batch after batch: go on from
+    // where the last read stopped instead of from the segment's start.
+    const bool resume = disk_cursor_.path == segment.path && disk_cursor_.next_sequence <= from;
+    scan_segment(segment.path, resume ? disk_cursor_.offset : 0, [&](v1::CheckResult r, uint64_t end) {
+      if (r.sequence() < from) return true;
+      disk_cursor_ = {segment.path, end, r.sequence() + 1};
+      out.push_back(std::move(r));
       return out.size() < max;
     });
     if (!out.empty()) break;
   }
   return out;
+}
+
+uint64_t Spool::oldest_held() const {
+  if (!options_.directory.empty() && !segments_.empty() && segments_.back().last > acked_sequence_) {
+    return std::max(segments_.front().first, acked_sequence_ + 1);
+  }
+  // Memory only (or results a disk error kept in memory): memory_ holds
+  // just the unacknowledged.
+  return memory_.empty() ? 0 : memory_.front().sequence();
 }
 
 std::vector<v1::CheckResult> Spool::next_unsent(size_t max, std::chrono::milliseconds wait) {
@@ -253,9 +268,7 @@ std::vector<v1::CheckResult> Spool::next_unsent(size_t max, std::chrono::millise
   std::vector<v1::CheckResult> out;
   const bool disk = !options_.directory.empty();
   // Skip what the bound dropped.
-  const uint64_t held_from = disk ? (segments_.empty() ? memory_first() : std::max(segments_.front().first, acked_sequence_ + 1))
-                                  : memory_first();
-  next_to_send_ = std::max(next_to_send_, held_from);
+  if (const auto held = oldest_held()) next_to_send_ = std::max(next_to_send_, held);
   while (!closed_ && out.size() < max && next_to_send_ <= last_sequence_) {
     const uint64_t first_in_memory = memory_first();
     if (next_to_send_ >= first_in_memory) {
@@ -294,16 +307,9 @@ Spool::Stats Spool::stats() const {
   s.acked_sequence = acked_sequence_;
   s.dropped = dropped_;
   s.replayed = replayed_;
-  if (options_.directory.empty()) {
-    s.results = memory_.size();
-    s.oldest_sequence = memory_.empty() ? 0 : memory_.front().sequence();
-  } else if (!segments_.empty() && segments_.back().last > acked_sequence_) {
-    s.oldest_sequence = std::max(segments_.front().first, acked_sequence_ + 1);
-    s.results = last_sequence_ - s.oldest_sequence + 1;
-  } else if (!memory_.empty()) {  // written to memory only (a disk error)
-    s.oldest_sequence = memory_.front().sequence();
-    s.results = memory_.size();
-  }
+  // What is held runs without holes up to the last sequence.
+  s.oldest_sequence = oldest_held();
+  if (s.oldest_sequence) s.results = last_sequence_ - s.oldest_sequence + 1;
   return s;
 }
 

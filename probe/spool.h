@@ -82,6 +82,8 @@ class Spool {
   // Reads results with sequence >= `from` from disk, at most `max`.
   std::vector<v1::CheckResult> read_disk(uint64_t from, size_t max);
   uint64_t memory_first() const;
+  // The oldest unacknowledged result still held (not dropped); 0 when none.
+  uint64_t oldest_held() const;
 
   const SpoolOptions options_;
   mutable std::mutex mu_;
@@ -89,10 +91,14 @@ class Spool {
   std::deque<v1::CheckResult> memory_;  // the newest unacknowledged, contiguous, ending at last_sequence_
   std::deque<Segment> segments_;        // oldest first; the last one takes appends
   int active_fd_ = -1;
+  struct DiskCursor {
+    std::string path;
+    uint64_t offset = 0;
+    uint64_t next_sequence = 0;
+  } disk_cursor_;  // where the last read_disk stopped
   uint64_t disk_bytes_ = 0;
   uint64_t last_sequence_ = 0;
   uint64_t acked_sequence_ = 0;
-  uint64_t oldest_sequence_ = 0;  // oldest unacknowledged still held; 0 when none
   uint64_t next_to_send_ = 1;
   uint64_t highest_sent_ = 0;
   uint64_t dropped_ = 0;

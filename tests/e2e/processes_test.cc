@@ -74,8 +74,7 @@ TEST(StartupErrors, AnUnreachableDatabaseIsOneLineWithoutThePassword) {
 TEST(Diagnose, JsonReportsBothLegsAndTheCause) {
   Process lab({kLab, "--listen", "127.0.0.1:0"});
   ASSERT_TRUE(lab.wait_for_output("msg=listening", seconds(10))) << lab.output();
-  const auto port = lab.output().substr(lab.output().find("address=127.0.0.1:") + 18, 5);
-  const auto lab_address = "127.0.0.1:" + std::to_string(std::atoi(port.c_str()));
+  const auto lab_address = "127.0.0.1:" + std::to_string(number_after(lab.output(), "address=127.0.0.1:"));
 
   // Through "the edge" (here the URL resolves, curl-style, to a closed port) and
   // straight at the origin, which answers.

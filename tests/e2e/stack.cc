@@ -11,16 +11,7 @@
 namespace vantage::testing {
 
 namespace {
-
 using std::chrono::seconds;
-
-// The number after `key` in a log, e.g. "grpc_port=" -> 41234. Last match wins.
-int64_t number_after(const std::string& output, const std::string& key) {
-  auto at = output.rfind(key);
-  if (at == std::string::npos) return -1;
-  return std::atoll(output.c_str() + at + key.size());
-}
-
 }  // namespace
 
 Stack::Stack() : db_(PostgresEnvironment::fresh_database()) {
@@ -67,7 +58,6 @@ void Stack::start_coordinator(const std::string& listen, const std::string& metr
 
 void Stack::start_probe(size_t i, const std::string& address) {
   auto& p = probes_[i];
-  if (p.process) p.earlier_output += p.process->output();
   p.process = std::make_unique<Process>(
       std::vector<std::string>{VANTAGE_PROBE_BIN, "--coordinator",
                                address.empty() ? "127.0.0.1:" + std::to_string(grpc_port_) : address,

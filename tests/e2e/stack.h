@@ -21,7 +21,6 @@ class Stack {
     std::string token;
     std::filesystem::path spool;
     std::unique_ptr<Process> process;
-    std::string earlier_output;  // of processes already replaced
   };
 
   Stack();
@@ -51,7 +50,6 @@ class Stack {
   // duplicate or loss.
   void expect_exactly_once() const;
 
-  const std::string& database() const { return db_; }
 
  private:
   std::string db_;

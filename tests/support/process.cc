@@ -87,6 +87,12 @@ RunResult run_command(std::vector<std::string> argv, std::map<std::string, std::
   return {code.value_or(-1), p.output()};
 }
 
+int64_t number_after(const std::string& output, const std::string& key) {
+  auto at = output.rfind(key);
+  if (at == std::string::npos) return -1;
+  return std::atoll(output.c_str() + at + key.size());
+}
+
 std::string http_get(int port, const std::string& path) {
   namespace asio = boost::asio;
   try {

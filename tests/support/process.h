@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -19,7 +20,6 @@ class Process {
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
 
-  pid_t pid() const { return pid_; }
   void signal(int sig);
   // The exit code (or 128+signal), or nullopt if still running at the deadline.
   std::optional<int> wait(std::chrono::milliseconds timeout);
@@ -53,6 +53,10 @@ bool eventually(Fn&& condition, std::chrono::milliseconds timeout) {
   }
   return condition();
 }
+
+// The number after `key` in a log, e.g. "grpc_port=" -> 41234; the last
+// match wins; -1 when absent.
+int64_t number_after(const std::string& output, const std::string& key);
 
 // GET http://127.0.0.1:port/path; the body, or empty on any failure.
 std::string http_get(int port, const std::string& path);

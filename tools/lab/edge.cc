@@ -1,4 +1,5 @@
 #include "tools/lab/edge.h"
+#include "tools/lab/socket.h"
 
 #include <fmt/format.h>
 
@@ -305,19 +306,6 @@ class Deadline {
   asio::steady_timer timer_;
 };
 
-void close_socket(tcp::socket& socket) {
-  boost::system::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_both, ec);
-  socket.close(ec);
-}
-
-asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view bytes) {
-  boost::system::error_code ec;
-  co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  co_return !ec;
-}
-
 // One client request, as the edge needs it.
 struct Request {
   std::string method;
@@ -475,7 +463,7 @@ struct Edge::Impl {
         *reused = true;
         co_return std::move(pooled.socket);
       }
-      close_socket(pooled.socket);
+      close_fin(pooled.socket);
     }
     *reused = false;
     tcp::socket socket(io);
@@ -530,7 +518,7 @@ struct Edge::Impl {
     // A reused connection the origin has closed may still take the write
     // (the RST comes back later): the read then sees EOF or RST, -> 520.
     if (!co_await write_all(origin, origin_request(request, ray))) {
-      close_socket(origin);
+      close_fin(origin);
       co_return error_answer(520, request, colo, ray, Box::kHost);
     }
 
@@ -576,7 +564,7 @@ struct Edge::Impl {
 
     const auto state = parser.state();
     if (state != probe::ResponseParser::State::kComplete || parser.body_capped()) {
-      close_socket(origin);
+      close_fin(origin);
       co_return error_answer(timed_out_head ? 524 : 520, request, colo, ray, Box::kHost);
     }
 
@@ -588,12 +576,12 @@ struct Edge::Impl {
     if (origin_keeps) {
       auto& pool = pools[std::string(colo)];
       if (pool.size() >= kMaxIdlePerColo) {
-        close_socket(pool.front().socket);
+        close_fin(pool.front().socket);
         pool.pop_front();
       }
       pool.push_back(Pooled{std::move(origin), Steady::now()});
     } else {
-      close_socket(origin);
+      close_fin(origin);
     }
 
     const int status = static_cast<int>(parser.status());
@@ -647,7 +635,7 @@ struct Edge::Impl {
         n = co_await asio::async_read_until(client, buffer, "\r\n\r\n", asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec) {  // closed, idle too long, or a head over kMaxRequestHead
-        close_socket(client);
+        close_fin(client);
         co_return;
       }
       ++self->requests_;
@@ -684,7 +672,7 @@ struct Edge::Impl {
                                         asio::redirect_error(asio::use_awaitable, bec));
             }
             if (bec || buffer.size() < length) {
-              close_socket(client);
+              close_fin(client);
               co_return;
             }
             request.body.assign(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + length);
@@ -706,7 +694,7 @@ struct Edge::Impl {
       }
       const bool written = co_await write_all(client, serialize(answer, cf_ray, close, request.method == "HEAD"));
       if (!written || close) {
-        close_socket(client);
+        close_fin(client);
         co_return;
       }
     }

@@ -1,4 +1,5 @@
 #include "tools/lab/origin.h"
+#include "tools/lab/socket.h"
 
 #include <fmt/format.h>
 
@@ -82,28 +83,6 @@ int64_t query_int(std::string_view query, std::string_view name, int64_t fallbac
     return std::clamp(parsed, lo, hi);
   }
   return fallback;
-}
-
-// Orderly close: FIN (the request was read in full, so no unread bytes turn
-// the close into a reset).
-void close_fin(tcp::socket& socket) {
-  boost::system::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  socket.close(ec);
-}
-
-// Abortive close: SO_LINGER 0, then close sends a RST.
-void close_rst(tcp::socket& socket) {
-  boost::system::error_code ec;
-  socket.set_option(asio::socket_base::linger(true, 0), ec);
-  socket.close(ec);
-}
-
-asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view bytes) {
-  boost::system::error_code ec;
-  co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  co_return !ec;
 }
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
