@@ -19,7 +19,9 @@ std::string g_error;
 
 std::string run(const std::string& command) {
   std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  // Only stdout is the answer (a URL); stderr (pg_ctl's retries and warnings)
+  // goes to the test's own output, where a failure can be read.
+  FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed: " + command);
   char buf[4096];
   while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
