@@ -71,6 +71,30 @@ std::string timestamp_text(const google::protobuf::Timestamp& ts) {
   return fmt::format("{}.{:06d}+00", buf, ts.nanos() / 1000);
 }
 
+google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(us / 1'000'000);
+  ts.set_nanos(static_cast<int32_t>(us % 1'000'000) * 1000);
+  return ts;
+}
+
+std::string serialized(const google::protobuf::Message& m) {
+  std::string bytes;
+  m.SerializeToString(&bytes);
+  return bytea_hex(bytes);
+}
+
+template <typename Message>
+Message parsed(const pqxx::field& field, const char* what) {
+  Message m;
+  const pqxx::binarystring bytes(field);
+  if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    throw StorageError(StorageError::Kind::kInternal, fmt::format("a stored {} does not parse", what));
+  }
+  return m;
+}
+
 std::string check_to_json(const v1::Check& check) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
@@ -466,6 +490,106 @@ std::pair<int, int> PgStore::maintain_partitions(std::chrono::sys_days today, in
                             .as<int>();
     tx.commit();
     return std::pair{created, dropped};
+  });
+}
+
+std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Incident>& changed,
+                                                       const std::vector<v1::IncidentEvent>& events) {
+  if (changed.empty() && events.empty()) return {};
+  return with_connection("storing incidents", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    for (v1::Incident incident : changed) {
+      incident.clear_timeline();
+      tx.exec_params0(
+          "INSERT INTO incidents (id, check_id, kind, state, scope, first_failure_time, resolve_time, detail) "
+          "VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7::timestamptz, $8::bytea) "
+          "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
+          "scope = excluded.scope, resolve_time = excluded.resolve_time, detail = excluded.detail, "
+          "update_time = now()",
+          incident.id(), incident.check_id(), static_cast<int>(incident.kind()), static_cast<int>(incident.state()),
+          static_cast<int>(incident.scope()), timestamp_text(incident.first_failure_time()),
+          incident.has_resolve_time() ? std::optional(timestamp_text(incident.resolve_time())) : std::nullopt,
+          serialized(incident));
+    }
+    std::vector<v1::IncidentEvent> fresh;
+    for (const auto& event : events) {
+      auto rows = tx.exec_params(
+          "INSERT INTO incident_events (incident_id, type, time, scope, detail) "
+          "VALUES ($1, $2, $3::timestamptz, $4, $5::bytea) ON CONFLICT DO NOTHING RETURNING id",
+          event.incident_id(), static_cast<int>(event.type()), timestamp_text(event.time()),
+          static_cast<int>(event.scope()), serialized(event));
+      if (rows.empty()) continue;
+      auto stored = event;
+      stored.set_event_id(rows[0][0].as<int64_t>());
+      fresh.push_back(std::move(stored));
+    }
+    tx.commit();
+    return fresh;
+  });
+}
+
+std::vector<v1::Incident> PgStore::load_incidents(std::chrono::system_clock::time_point resolved_since) {
+  return with_connection("loading incidents", [&](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<v1::Incident> out;
+    for (const auto& row : tx.exec_params(
+             "SELECT detail FROM incidents WHERE coalesce(resolve_time, 'infinity'::timestamptz) >= "
+             "$1::timestamptz ORDER BY first_failure_time",
+             timestamp_text(to_timestamp(resolved_since)))) {
+      out.push_back(parsed<v1::Incident>(row[0], "incident"));
+    }
+    return out;
+  });
+}
+
+std::optional<v1::Incident> PgStore::get_incident(const std::string& id) {
+  return with_connection("reading an incident", [&](pqxx::connection& c) -> std::optional<v1::Incident> {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_params("SELECT detail FROM incidents WHERE id = $1", id);
+    if (rows.empty()) return std::nullopt;
+    auto incident = parsed<v1::Incident>(rows[0][0], "incident");
+    for (const auto& row : tx.exec_params(
+             "SELECT id, detail FROM incident_events WHERE incident_id = $1 ORDER BY time, id", id)) {
+      auto* event = incident.add_timeline();
+      *event = parsed<v1::IncidentEvent>(row[1], "incident event");
+      event->set_event_id(row[0].as<int64_t>());
+    }
+    return incident;
+  });
+}
+
+std::vector<StoredResult> PgStore::results_since(std::chrono::system_clock::time_point since) {
+  return with_connection("reading recent results", [&](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<StoredResult> out;
+    // Failures carry their whole CheckResult; successes are rebuilt from the
+    // columns, which hold everything the correlator reads from a success.
+    for (const auto& row : tx.exec_params(
+             "SELECT p.name, r.region, r.seq, r.check_id, extract(epoch FROM r.start_time)::float8, "
+             "r.class, r.origin_class, r.status, r.edge_code, r.colo, r.detail "
+             "FROM results r JOIN probes p ON p.id = r.probe_id "
+             "WHERE r.start_time >= $1::timestamptz ORDER BY r.start_time, r.probe_id, r.seq",
+             timestamp_text(to_timestamp(since)))) {
+      StoredResult stored{row[0].as<std::string>(), row[1].as<std::string>(), {}};
+      auto& r = stored.result;
+      if (!row[10].is_null()) {
+        r = parsed<v1::CheckResult>(row[10], "result");
+      } else {
+        r.set_sequence(row[2].as<uint64_t>());
+        r.set_check_id(row[3].as<int64_t>());
+        *r.mutable_start_time() = to_timestamp(std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::duration<double>(row[4].as<double>()))));
+        auto* edge = r.mutable_edge();
+        edge->set_failure_class(static_cast<v1::FailureClass>(row[5].as<int>()));
+        if (!row[7].is_null()) edge->mutable_response()->set_status(row[7].as<uint32_t>());
+        if (!row[8].is_null()) edge->mutable_edge()->set_edge_code(row[8].as<uint32_t>());
+        if (!row[9].is_null()) edge->mutable_edge()->set_colo(row[9].as<std::string>());
+        if (!row[6].is_null()) r.mutable_origin()->set_failure_class(static_cast<v1::FailureClass>(row[6].as<int>()));
+      }
+      out.push_back(std::move(stored));
+    }
+    return out;
   });
 }
 

@@ -51,7 +51,11 @@ class ConnectionPool {
   std::condition_variable cv_;
 };
 
-class PgStore final : public ProbeRegistry, public CheckRepository, public ResultSink {
+class PgStore final : public ProbeRegistry,
+                      public CheckRepository,
+                      public ResultSink,
+                      public IncidentStore,
+                      public ResultHistory {
  public:
   // Does not connect yet: call migrate() (or any method) to find out.
   PgStore(const std::string& url, size_t pool_size = 4);
@@ -71,6 +75,12 @@ class PgStore final : public ProbeRegistry, public CheckRepository, public Resul
   std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) override;
   // One batch alone (tools and tests).
   WriteOutcome write_results(const ResultBatch& batch) { return write_results(std::vector{&batch}).front(); }
+
+  std::vector<v1::IncidentEvent> save_incidents(const std::vector<v1::Incident>& changed,
+                                                const std::vector<v1::IncidentEvent>& events) override;
+  std::vector<v1::Incident> load_incidents(std::chrono::system_clock::time_point resolved_since) override;
+  std::optional<v1::Incident> get_incident(const std::string& id) override;
+  std::vector<StoredResult> results_since(std::chrono::system_clock::time_point since) override;
 
   // Creates the day partitions of results from `today` to `days_ahead` days
   // later and drops those older than `retention_days`. Replicas may run it at

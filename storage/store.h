@@ -2,6 +2,7 @@
 // What the coordinator needs from storage, as interfaces: the coordinator's
 // logic is tested with fakes, and SQL lives only in the implementation.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -71,6 +72,36 @@ class ResultSink {
   // Stores the batches (of one or many probes) in one transaction and returns
   // only after the commit: one outcome per batch, in order.
   virtual std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) = 0;
+};
+
+// Incidents and their timelines (correlation.md).
+class IncidentStore {
+ public:
+  virtual ~IncidentStore() = default;
+  // In one transaction: upserts `changed` (full snapshots, timelines ignored)
+  // and inserts `events`, skipping events already stored. Returns the events
+  // that were new, with their event_id: what to announce.
+  virtual std::vector<v1::IncidentEvent> save_incidents(const std::vector<v1::Incident>& changed,
+                                                        const std::vector<v1::IncidentEvent>& events) = 0;
+  // Open incidents and those resolved at or after `resolved_since`, oldest first.
+  virtual std::vector<v1::Incident> load_incidents(std::chrono::system_clock::time_point resolved_since) = 0;
+  // One incident with its timeline.
+  virtual std::optional<v1::Incident> get_incident(const std::string& id) = 0;
+};
+
+// A stored result with the probe that produced it, for the correlator's
+// replay after a restart.
+struct StoredResult {
+  std::string probe;
+  std::string region;
+  v1::CheckResult result;  // the columns, or the full detail when stored
+};
+
+class ResultHistory {
+ public:
+  virtual ~ResultHistory() = default;
+  // Results that started at or after `since`, in start-time order.
+  virtual std::vector<StoredResult> results_since(std::chrono::system_clock::time_point since) = 0;
 };
 
 }  // namespace vantage::storage

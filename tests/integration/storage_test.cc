@@ -171,6 +171,87 @@ TEST_F(StorageTest, DayPartitionsAreCreatedAheadAndDroppedAfterRetention) {
   EXPECT_EQ(one_row("SELECT to_regclass('results_20260921') IS NULL")[0].as<bool>(), true);
 }
 
+v1::Incident incident(const std::string& id, v1::IncidentState state, int64_t first_failure) {
+  v1::Incident i;
+  i.set_id(id);
+  i.set_check_id(7);
+  i.set_check("shop");
+  i.set_kind(v1::INCIDENT_KIND_OUTAGE);
+  i.set_state(state);
+  i.set_scope(v1::SCOPE_REGION);
+  i.mutable_first_failure_time()->set_seconds(first_failure);
+  if (state == v1::INCIDENT_STATE_RESOLVED) i.mutable_resolve_time()->set_seconds(first_failure + 300);
+  return i;
+}
+
+v1::IncidentEvent event(const std::string& incident_id, v1::IncidentEventType type, int64_t time) {
+  v1::IncidentEvent e;
+  e.set_incident_id(incident_id);
+  e.set_type(type);
+  e.mutable_time()->set_seconds(time);
+  e.set_scope(v1::SCOPE_REGION);
+  return e;
+}
+
+TEST_F(StorageTest, IncidentEventsDerivedTwiceAreStoredOnce) {
+  const int64_t t0 = 1'790'000'000;
+  auto open = incident("7-1", v1::INCIDENT_STATE_OPEN, t0);
+  auto fresh = store_->save_incidents({open}, {event("7-1", v1::INCIDENT_EVENT_TYPE_OPENED, t0 + 60)});
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_GT(fresh[0].event_id(), 0);
+
+  // A replay after a restart derives the same OPENED again, plus a new event.
+  auto resolved = incident("7-1", v1::INCIDENT_STATE_RESOLVED, t0);
+  fresh = store_->save_incidents({resolved}, {event("7-1", v1::INCIDENT_EVENT_TYPE_OPENED, t0 + 60),
+                                              event("7-1", v1::INCIDENT_EVENT_TYPE_RESOLVED, t0 + 300)});
+  ASSERT_EQ(fresh.size(), 1u) << "only the new event is announced";
+  EXPECT_EQ(fresh[0].type(), v1::INCIDENT_EVENT_TYPE_RESOLVED);
+
+  auto back = store_->get_incident("7-1");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->state(), v1::INCIDENT_STATE_RESOLVED);
+  EXPECT_EQ(back->check_id(), 7);
+  ASSERT_EQ(back->timeline_size(), 2);
+  EXPECT_EQ(back->timeline(0).type(), v1::INCIDENT_EVENT_TYPE_OPENED);
+  EXPECT_EQ(back->timeline(1).type(), v1::INCIDENT_EVENT_TYPE_RESOLVED);
+  EXPECT_FALSE(store_->get_incident("7-2").has_value());
+}
+
+TEST_F(StorageTest, RestoreLoadsOpenAndRecentlyResolvedIncidents) {
+  const int64_t t0 = 1'790'000'000;
+  store_->save_incidents({incident("7-old", v1::INCIDENT_STATE_RESOLVED, t0 - 86'400 * 10),
+                          incident("7-recent", v1::INCIDENT_STATE_RESOLVED, t0 - 3'600),
+                          incident("7-open", v1::INCIDENT_STATE_OPEN, t0 - 86'400 * 20)},
+                         {});
+  auto since = std::chrono::system_clock::time_point(std::chrono::seconds(t0 - 86'400));
+  auto loaded = store_->load_incidents(since);
+  ASSERT_EQ(loaded.size(), 2u);
+  EXPECT_EQ(loaded[0].id(), "7-open");
+  EXPECT_EQ(loaded[1].id(), "7-recent");
+}
+
+TEST_F(StorageTest, RecentResultsComeBackForTheCorrelatorsReplay) {
+  auto token = store_->add_probe("eu-1", "eu");
+  auto probe = *store_->find_probe_by_token(token_sha256_hex(token));
+  auto failure = result(2, v1::FAILURE_CLASS_EDGE_ERROR);
+  failure.mutable_edge()->mutable_edge()->set_ray_id("8a1b2c3d4e5f6789");
+  auto ok = result(3);
+  ok.mutable_edge()->mutable_edge()->set_colo("FRA");
+  store_->write_results(storage::ResultBatch{probe, {result(1), failure, ok}});
+
+  auto since = std::chrono::system_clock::time_point(std::chrono::seconds(1'790'000'002));
+  auto back = store_->results_since(since);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].probe, "eu-1");
+  EXPECT_EQ(back[0].region, "eu");
+  EXPECT_EQ(back[0].result.edge().edge().ray_id(), "8a1b2c3d4e5f6789") << "a failure comes back whole";
+  EXPECT_EQ(back[1].result.sequence(), 3u);
+  EXPECT_EQ(back[1].result.check_id(), 1);
+  EXPECT_EQ(back[1].result.start_time().seconds(), 1'790'000'003);
+  EXPECT_EQ(back[1].result.edge().failure_class(), v1::FAILURE_CLASS_OK);
+  EXPECT_EQ(back[1].result.edge().edge().colo(), "FRA");
+}
+
 TEST(StorageUnavailable, AnUnreachableDatabaseIsKindUnavailableAndHidesThePassword) {
   PgStore store("postgresql://vantage:s3cret@127.0.0.1:1/vantage?connect_timeout=2", 1);
   try {
