@@ -1,6 +1,7 @@
 #pragma once
 // The checks the coordinator currently runs, and which probe gets which.
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -21,12 +22,20 @@ class CheckRegistry {
     std::lock_guard lock(mu_);
     std::vector<v1::Check> out;
     for (const auto& c : checks_) {
-      if (c.regions().empty() ||
-          std::find(c.regions().begin(), c.regions().end(), region) != c.regions().end()) {
-        out.push_back(c);
-      }
+      if (assigned(c, region)) out.push_back(c);
     }
     return out;
+  }
+  bool runs_in(int64_t check_id, const std::string& region) const {
+    std::lock_guard lock(mu_);
+    for (const auto& c : checks_) {
+      if (c.id() == check_id) return assigned(c, region);
+    }
+    return false;
+  }
+  std::vector<v1::Check> all() const {
+    std::lock_guard lock(mu_);
+    return checks_;
   }
   size_t size() const {
     std::lock_guard lock(mu_);
@@ -34,6 +43,9 @@ class CheckRegistry {
   }
 
  private:
+  static bool assigned(const v1::Check& c, const std::string& region) {
+    return c.regions().empty() || std::find(c.regions().begin(), c.regions().end(), region) != c.regions().end();
+  }
   mutable std::mutex mu_;
   std::vector<v1::Check> checks_;
 };

@@ -6,12 +6,14 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 
 #include "common/check_config.h"
 #include "common/log.h"
 #include "coordinator/check_registry.h"
+#include "coordinator/incident_tracker.h"
 #include "coordinator/ingest.h"
 #include "coordinator/metrics.h"
 #include "coordinator/probe_service.h"
@@ -41,8 +43,13 @@ struct Coordinator::Impl {
   CheckRegistry checks;
   std::unique_ptr<CoordinatorMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
+  RealClock clock;
+  std::unique_ptr<IncidentTracker> incidents;
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<ProbeServiceImpl> probe_service;
+  // The tracker's thread asks for re-checks through it; set once the
+  // service exists.
+  std::atomic<ProbeServiceImpl*> recheck_service{nullptr};
   std::unique_ptr<grpc::Server> server;
   int grpc_port = 0;
 
@@ -107,9 +114,21 @@ void Coordinator::start() {
   }
   impl_->exposer->RegisterCollectable(impl_->metrics->registry);
 
-  impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{});
+  // Incidents first: restored and replayed before new results arrive.
+  impl_->incidents = std::make_unique<IncidentTracker>(
+      *impl_->store, *impl_->store, *impl_->metrics, impl_->clock, IncidentTrackerOptions{},
+      [impl = impl_.get()](int64_t check_id, const std::vector<std::string>& regions, const std::string& request_id,
+                           const std::string& reason) -> size_t {
+        auto* service = impl->recheck_service.load();
+        return service ? service->request_recheck(check_id, regions, request_id, reason) : 0;
+      });
+  impl_->incidents->set_checks(impl_->checks.all());
+  impl_->incidents->start();
+  impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{},
+                                           [impl = impl_.get()](const auto& batches) { impl->incidents->add(batches); });
   impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest,
                                                             impl_->checks, *impl_->metrics);
+  impl_->recheck_service = impl_->probe_service.get();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -154,6 +173,7 @@ void Coordinator::shutdown() {
     impl_->server.reset();
   }
   if (impl_->ingest) impl_->ingest->stop();
+  if (impl_->incidents) impl_->incidents->stop();
   if (impl_->maintenance.joinable()) {
     {
       std::lock_guard lock(impl_->maintenance_mu);

@@ -5,8 +5,9 @@
 
 namespace vantage::coordinator {
 
-Ingest::Ingest(storage::ResultSink& sink, CoordinatorMetrics& metrics, IngestOptions options)
-    : sink_(sink), metrics_(metrics), options_(options) {
+Ingest::Ingest(storage::ResultSink& sink, CoordinatorMetrics& metrics, IngestOptions options,
+               CommittedFn on_committed)
+    : sink_(sink), metrics_(metrics), options_(options), on_committed_(std::move(on_committed)) {
   for (size_t i = 0; i < options_.writers; ++i) writers_.emplace_back([this] { write_loop(); });
 }
 
@@ -91,6 +92,7 @@ void Ingest::write_loop() {
         }
         if (backoff.attempts() > 0) log::info("storing results again", "after_attempts", backoff.attempts());
         backoff.reset();
+        if (on_committed_) on_committed_(batches);
         finish(work, &written, {});
         break;
       } catch (const storage::StorageError& e) {

@@ -33,7 +33,10 @@ struct IngestOptions {
 
 class Ingest {
  public:
-  Ingest(storage::ResultSink& sink, CoordinatorMetrics& metrics, IngestOptions options);
+  // Called by a writer with the batches of each commit, after it: what the
+  // correlator sees is stored (a replay's duplicates included).
+  using CommittedFn = std::function<void(const std::vector<const storage::ResultBatch*>&)>;
+  Ingest(storage::ResultSink& sink, CoordinatorMetrics& metrics, IngestOptions options, CommittedFn on_committed = {});
   ~Ingest();
 
   struct Outcome {
@@ -62,6 +65,7 @@ class Ingest {
   storage::ResultSink& sink_;
   CoordinatorMetrics& metrics_;
   IngestOptions options_;
+  CommittedFn on_committed_;
   std::mutex mu_;
   std::condition_variable work_cv_;   // writers wait for batches
   std::condition_variable space_cv_;  // submitters wait for room

@@ -71,7 +71,35 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
                  .Name("vantage_checks")
                  .Help("Checks configured.")
                  .Register(*registry)
-                 .Add({})) {
+                 .Add({})),
+      check_up(BuildGauge()
+                   .Name("vantage_check_up")
+                   .Help("1 when the latest results of the region's probes for the check succeed, 0 when they fail.")
+                   .Register(*registry)),
+      check_results(BuildCounter()
+                        .Name("vantage_check_results_total")
+                        .Help("Results by the edge leg's failure class, region, Cloudflare colo and edge code "
+                              "(colo and edge_code empty when there was none).")
+                        .Register(*registry)),
+      incidents_open(BuildGauge()
+                         .Name("vantage_incidents_open")
+                         .Help("Open incidents by kind (outage, intermittent) and current scope.")
+                         .Register(*registry)),
+      incident_events(BuildCounter()
+                          .Name("vantage_incident_events_total")
+                          .Help("Incident timeline events by type (opened, scope_changed, reopened, resolved, ...).")
+                          .Register(*registry)),
+      detection_seconds(BuildHistogram()
+                            .Name("vantage_incident_detection_seconds")
+                            .Help("From an incident's first failure to its confirmation.")
+                            .Register(*registry)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{
+                                         0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900, 3600})),
+      rechecks_requested(BuildCounter()
+                             .Name("vantage_rechecks_requested_total")
+                             .Help("Immediate re-checks asked of probes to confirm a first failure.")
+                             .Register(*registry)
+                             .Add({})) {
   BuildGauge()
       .Name("vantage_build_info")
       .Help("Always 1; the labels say which build is running.")

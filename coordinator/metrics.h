@@ -2,8 +2,9 @@
 // The coordinator's metrics, declared in one place. Label handles for the hot
 // path are created on first use and cached by prometheus-cpp's families.
 //
-// Cardinality budget: region (tens), reason (a fixed handful). No check name
-// and no probe id on these internal series.
+// Cardinality budget: region (tens), reason (a fixed handful). No probe id.
+// The check name appears only on the series users alert on (check_up), and
+// colo (about 300 Cloudflare data centres) only on the results by class.
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -32,6 +33,14 @@ struct CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>& probe_auth_failures;  // {reason}
   prometheus::Gauge& probes_connected;
   prometheus::Gauge& checks;
+
+  // Correlation (correlation.md).
+  prometheus::Family<prometheus::Gauge>& check_up;          // {check, region}: 1 up, 0 failing
+  prometheus::Family<prometheus::Counter>& check_results;   // {class, region, colo, edge_code}
+  prometheus::Family<prometheus::Gauge>& incidents_open;    // {kind, scope}
+  prometheus::Family<prometheus::Counter>& incident_events; // {type}
+  prometheus::Histogram& detection_seconds;                 // first failure to confirmation
+  prometheus::Counter& rechecks_requested;                  // RecheckRequests sent to probes
 };
 
 }  // namespace vantage::coordinator

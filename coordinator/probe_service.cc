@@ -76,12 +76,16 @@ grpc::Status ProbeServiceImpl::Connect(
     return storage_status(e);
   }
 
+  auto session = std::make_shared<Session>();
+  session->context = context;
+  session->stream = stream;
+  session->region = probe.region;
   {
     std::lock_guard lock(mu_);
-    auto [it, inserted] = sessions_.emplace(probe.name, context);
+    auto [it, inserted] = sessions_.emplace(probe.name, session);
     if (!inserted) {
-      it->second->TryCancel();  // the probe reconnected before the old stream died
-      it->second = context;
+      it->second->context->TryCancel();  // the probe reconnected before the old stream died
+      it->second = session;
     }
   }
   metrics_.probes_connected.Increment();
@@ -95,11 +99,11 @@ grpc::Status ProbeServiceImpl::Connect(
   welcome->set_coordinator_version(kVersion);
   welcome->mutable_heartbeat_interval()->set_seconds(kHeartbeatSeconds);
   welcome->set_max_batch_results(kMaxBatchResults);
-  bool open = stream->Write(out);
+  bool open = session->write(out);
   if (open) {
     out.Clear();
     for (auto& c : checks_.for_region(probe.region)) *out.mutable_assignment()->add_checks() = std::move(c);
-    open = stream->Write(out);
+    open = session->write(out);
   }
   uint64_t last_sequence = 0;  // highest received on this stream
   v1::ProbeMessage in;
@@ -108,13 +112,13 @@ grpc::Status ProbeServiceImpl::Connect(
     out.Clear();
     status = ingest(context, probe, *in.mutable_results(), &last_sequence, out.mutable_ack());
     if (!status.ok()) break;
-    open = stream->Write(out);
+    open = session->write(out);
   }
 
   {
     std::lock_guard lock(mu_);
     auto it = sessions_.find(probe.name);
-    if (it != sessions_.end() && it->second == context) sessions_.erase(it);
+    if (it != sessions_.end() && it->second == session) sessions_.erase(it);
   }
   metrics_.probes_connected.Decrement();
   log::info("probe disconnected", "probe", probe.name, "error", status.error_message());
@@ -165,7 +169,31 @@ grpc::Status ProbeServiceImpl::ingest(grpc::ServerContext* context, const storag
 
 void ProbeServiceImpl::cancel_all() {
   std::lock_guard lock(mu_);
-  for (auto& [name, context] : sessions_) context->TryCancel();
+  for (auto& [name, session] : sessions_) session->context->TryCancel();
+}
+
+size_t ProbeServiceImpl::request_recheck(int64_t check_id, const std::vector<std::string>& regions,
+                                         const std::string& request_id, const std::string& reason) {
+  std::vector<std::shared_ptr<Session>> targets;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, session] : sessions_) {
+      if (std::find(regions.begin(), regions.end(), session->region) != regions.end()) targets.push_back(session);
+    }
+  }
+  v1::CoordinatorMessage out;
+  auto* recheck = out.mutable_recheck();
+  recheck->set_check_id(check_id);
+  recheck->set_request_id(request_id);
+  recheck->set_reason(reason);
+  size_t asked = 0;
+  for (const auto& session : targets) {
+    if (!checks_.runs_in(check_id, session->region)) continue;
+    // A failed write means the stream is ending; its handler cleans up.
+    if (session->write(out)) ++asked;
+  }
+  metrics_.rechecks_requested.Increment(static_cast<double>(asked));
+  return asked;
 }
 
 }  // namespace vantage::coordinator

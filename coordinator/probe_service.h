@@ -3,8 +3,10 @@
 // results and acknowledges them once committed.
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "coordinator/check_registry.h"
 #include "coordinator/ingest.h"
@@ -25,6 +27,11 @@ class ProbeServiceImpl final : public v1::ProbeService::Service {
   // Ends every open stream (on shutdown).
   void cancel_all();
 
+  // Asks the connected probes of `regions` that run the check for an
+  // immediate attempt. Returns how many probes were asked.
+  size_t request_recheck(int64_t check_id, const std::vector<std::string>& regions, const std::string& request_id,
+                         const std::string& reason);
+
  private:
   grpc::Status authenticate(grpc::ServerContext* context, storage::ProbeRecord* probe);
   grpc::Status ingest(grpc::ServerContext* context, const storage::ProbeRecord& probe, v1::ResultBatch& batch,
@@ -35,9 +42,19 @@ class ProbeServiceImpl final : public v1::ProbeService::Service {
   const CheckRegistry& checks_;
   CoordinatorMetrics& metrics_;
 
-  std::mutex mu_;
   // One open stream per probe: a newer one replaces (cancels) an older one.
-  std::map<std::string, grpc::ServerContext*> sessions_;
+  struct Session {
+    grpc::ServerContext* context;
+    grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::ProbeMessage>* stream;
+    std::string region;
+    std::mutex write_mu;  // gRPC allows one Write at a time per stream
+    bool write(const v1::CoordinatorMessage& message) {
+      std::lock_guard lock(write_mu);
+      return stream->Write(message);
+    }
+  };
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
 };
 
 }  // namespace vantage::coordinator

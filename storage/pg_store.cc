@@ -531,12 +531,28 @@ std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Inc
 std::vector<v1::Incident> PgStore::load_incidents(std::chrono::system_clock::time_point resolved_since) {
   return with_connection("loading incidents", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
+    const auto since = timestamp_text(to_timestamp(resolved_since));
+    constexpr const char* kRecent = "coalesce(i.resolve_time, 'infinity'::timestamptz) >= $1::timestamptz";
     std::vector<v1::Incident> out;
+    std::map<std::string, size_t> index;
     for (const auto& row : tx.exec_params(
-             "SELECT detail FROM incidents WHERE coalesce(resolve_time, 'infinity'::timestamptz) >= "
-             "$1::timestamptz ORDER BY first_failure_time",
-             timestamp_text(to_timestamp(resolved_since)))) {
-      out.push_back(parsed<v1::Incident>(row[0], "incident"));
+             fmt::format("SELECT i.id, i.detail FROM incidents i WHERE {} ORDER BY i.first_failure_time, i.id",
+                         kRecent),
+             since)) {
+      index[row[0].as<std::string>()] = out.size();
+      out.push_back(parsed<v1::Incident>(row[1], "incident"));
+    }
+    // Their timelines: the correlator counts openings and reopenings in them.
+    for (const auto& row : tx.exec_params(
+             fmt::format("SELECT e.incident_id, e.id, e.detail FROM incident_events e "
+                         "JOIN incidents i ON i.id = e.incident_id WHERE {} ORDER BY e.time, e.id",
+                         kRecent),
+             since)) {
+      auto it = index.find(row[0].as<std::string>());
+      if (it == index.end()) continue;  // opened between the two queries
+      auto* event = out[it->second].add_timeline();
+      *event = parsed<v1::IncidentEvent>(row[2], "incident event");
+      event->set_event_id(row[1].as<int64_t>());
     }
     return out;
   });
@@ -558,38 +574,47 @@ std::optional<v1::Incident> PgStore::get_incident(const std::string& id) {
   });
 }
 
-std::vector<StoredResult> PgStore::results_since(std::chrono::system_clock::time_point since) {
-  return with_connection("reading recent results", [&](pqxx::connection& c) {
-    pqxx::read_transaction tx(c);
-    std::vector<StoredResult> out;
+void PgStore::for_each_result_since(std::chrono::system_clock::time_point since,
+                                    const std::function<void(StoredResult&&)>& fn) {
+  with_connection("reading recent results", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
     // Failures carry their whole CheckResult; successes are rebuilt from the
     // columns, which hold everything the correlator reads from a success.
-    for (const auto& row : tx.exec_params(
-             "SELECT p.name, r.region, r.seq, r.check_id, extract(epoch FROM r.start_time)::float8, "
-             "r.class, r.origin_class, r.status, r.edge_code, r.colo, r.detail "
-             "FROM results r JOIN probes p ON p.id = r.probe_id "
-             "WHERE r.start_time >= $1::timestamptz ORDER BY r.start_time, r.probe_id, r.seq",
-             timestamp_text(to_timestamp(since)))) {
-      StoredResult stored{row[0].as<std::string>(), row[1].as<std::string>(), {}};
-      auto& r = stored.result;
-      if (!row[10].is_null()) {
-        r = parsed<v1::CheckResult>(row[10], "result");
-      } else {
-        r.set_sequence(row[2].as<uint64_t>());
-        r.set_check_id(row[3].as<int64_t>());
-        *r.mutable_start_time() = to_timestamp(std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                std::chrono::duration<double>(row[4].as<double>()))));
-        auto* edge = r.mutable_edge();
-        edge->set_failure_class(static_cast<v1::FailureClass>(row[5].as<int>()));
-        if (!row[7].is_null()) edge->mutable_response()->set_status(row[7].as<uint32_t>());
-        if (!row[8].is_null()) edge->mutable_edge()->set_edge_code(row[8].as<uint32_t>());
-        if (!row[9].is_null()) edge->mutable_edge()->set_colo(row[9].as<std::string>());
-        if (!row[6].is_null()) r.mutable_origin()->set_failure_class(static_cast<v1::FailureClass>(row[6].as<int>()));
+    tx.exec_params0(
+        "DECLARE recent_results NO SCROLL CURSOR FOR "
+        "SELECT p.name, r.region, r.seq, r.check_id, extract(epoch FROM r.start_time)::float8, "
+        "r.class, r.origin_class, r.status, r.edge_code, r.colo, r.detail "
+        "FROM results r JOIN probes p ON p.id = r.probe_id "
+        "WHERE r.start_time >= $1::timestamptz ORDER BY r.start_time, r.probe_id, r.seq",
+        timestamp_text(to_timestamp(since)));
+    for (;;) {
+      auto rows = tx.exec("FETCH 10000 FROM recent_results");
+      if (rows.empty()) break;
+      for (const auto& row : rows) {
+        StoredResult stored{row[0].as<std::string>(), row[1].as<std::string>(), {}};
+        auto& r = stored.result;
+        if (!row[10].is_null()) {
+          r = parsed<v1::CheckResult>(row[10], "result");
+        } else {
+          r.set_sequence(row[2].as<uint64_t>());
+          r.set_check_id(row[3].as<int64_t>());
+          *r.mutable_start_time() = to_timestamp(std::chrono::system_clock::time_point(
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                  std::chrono::duration<double>(row[4].as<double>()))));
+          auto* edge = r.mutable_edge();
+          edge->set_failure_class(static_cast<v1::FailureClass>(row[5].as<int>()));
+          if (!row[7].is_null()) edge->mutable_response()->set_status(row[7].as<uint32_t>());
+          if (!row[8].is_null()) edge->mutable_edge()->set_edge_code(row[8].as<uint32_t>());
+          if (!row[9].is_null()) edge->mutable_edge()->set_colo(row[9].as<std::string>());
+          if (!row[6].is_null()) {
+            r.mutable_origin()->set_failure_class(static_cast<v1::FailureClass>(row[6].as<int>()));
+          }
+        }
+        fn(std::move(stored));
       }
-      out.push_back(std::move(stored));
     }
-    return out;
+    tx.commit();
+    return 0;
   });
 }
 

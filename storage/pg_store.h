@@ -80,7 +80,8 @@ class PgStore final : public ProbeRegistry,
                                                 const std::vector<v1::IncidentEvent>& events) override;
   std::vector<v1::Incident> load_incidents(std::chrono::system_clock::time_point resolved_since) override;
   std::optional<v1::Incident> get_incident(const std::string& id) override;
-  std::vector<StoredResult> results_since(std::chrono::system_clock::time_point since) override;
+  void for_each_result_since(std::chrono::system_clock::time_point since,
+                             const std::function<void(StoredResult&&)>& fn) override;
 
   // Creates the day partitions of results from `today` to `days_ahead` days
   // later and drops those older than `retention_days`. Replicas may run it at

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -83,7 +84,8 @@ class IncidentStore {
   // that were new, with their event_id: what to announce.
   virtual std::vector<v1::IncidentEvent> save_incidents(const std::vector<v1::Incident>& changed,
                                                         const std::vector<v1::IncidentEvent>& events) = 0;
-  // Open incidents and those resolved at or after `resolved_since`, oldest first.
+  // Open incidents and those resolved at or after `resolved_since`, oldest
+  // first, with their timelines.
   virtual std::vector<v1::Incident> load_incidents(std::chrono::system_clock::time_point resolved_since) = 0;
   // One incident with its timeline.
   virtual std::optional<v1::Incident> get_incident(const std::string& id) = 0;
@@ -100,8 +102,10 @@ struct StoredResult {
 class ResultHistory {
  public:
   virtual ~ResultHistory() = default;
-  // Results that started at or after `since`, in start-time order.
-  virtual std::vector<StoredResult> results_since(std::chrono::system_clock::time_point since) = 0;
+  // Calls `fn` for each result that started at or after `since`, in
+  // start-time order, reading in chunks (an hour of results can be millions).
+  virtual void for_each_result_since(std::chrono::system_clock::time_point since,
+                                     const std::function<void(StoredResult&&)>& fn) = 0;
 };
 
 }  // namespace vantage::storage

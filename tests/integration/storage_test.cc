@@ -222,12 +222,14 @@ TEST_F(StorageTest, RestoreLoadsOpenAndRecentlyResolvedIncidents) {
   store_->save_incidents({incident("7-old", v1::INCIDENT_STATE_RESOLVED, t0 - 86'400 * 10),
                           incident("7-recent", v1::INCIDENT_STATE_RESOLVED, t0 - 3'600),
                           incident("7-open", v1::INCIDENT_STATE_OPEN, t0 - 86'400 * 20)},
-                         {});
+                         {event("7-recent", v1::INCIDENT_EVENT_TYPE_OPENED, t0 - 7'200)});
   auto since = std::chrono::system_clock::time_point(std::chrono::seconds(t0 - 86'400));
   auto loaded = store_->load_incidents(since);
   ASSERT_EQ(loaded.size(), 2u);
   EXPECT_EQ(loaded[0].id(), "7-open");
   EXPECT_EQ(loaded[1].id(), "7-recent");
+  ASSERT_EQ(loaded[1].timeline_size(), 1) << "the correlator counts openings in the timeline";
+  EXPECT_EQ(loaded[1].timeline(0).type(), v1::INCIDENT_EVENT_TYPE_OPENED);
 }
 
 TEST_F(StorageTest, RecentResultsComeBackForTheCorrelatorsReplay) {
@@ -240,7 +242,8 @@ TEST_F(StorageTest, RecentResultsComeBackForTheCorrelatorsReplay) {
   store_->write_results(storage::ResultBatch{probe, {result(1), failure, ok}});
 
   auto since = std::chrono::system_clock::time_point(std::chrono::seconds(1'790'000'002));
-  auto back = store_->results_since(since);
+  std::vector<StoredResult> back;
+  store_->for_each_result_since(since, [&](StoredResult&& r) { back.push_back(std::move(r)); });
   ASSERT_EQ(back.size(), 2u);
   EXPECT_EQ(back[0].probe, "eu-1");
   EXPECT_EQ(back[0].region, "eu");
