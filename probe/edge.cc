@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -364,6 +365,41 @@ v1::EdgeEvidence recognise_edge(const EdgeResponse& response,
   evidence.set_rule(cloudflare_code && response.cf_ray ? v1::EDGE_RULE_NO_MARKERS
                                                         : v1::EDGE_RULE_ORIGIN_BODY);
   return evidence;
+}
+
+bool apply_json_follow_up(const v1::EdgeEvidence& follow_up, uint32_t status, v1::EdgeEvidence* evidence) {
+  if (follow_up.rule() != v1::EDGE_RULE_JSON || follow_up.edge_code() != status) return false;
+  const auto rule = evidence->rule();
+  if (rule == v1::EDGE_RULE_UNSPECIFIED || rule == v1::EDGE_RULE_NO_MARKERS || rule == v1::EDGE_RULE_ORIGIN_BODY) {
+    evidence->set_rule(v1::EDGE_RULE_JSON);
+    evidence->set_edge_generated(follow_up.edge_generated());
+    evidence->set_edge_code(follow_up.edge_code());
+  }
+  if (evidence->edge_error_code() == 0) evidence->set_edge_error_code(follow_up.edge_error_code());
+  if (evidence->error_name().empty()) evidence->set_error_name(follow_up.error_name());
+  if (evidence->error_category().empty()) evidence->set_error_category(follow_up.error_category());
+  if (evidence->ray_id().empty()) {
+    evidence->set_ray_id(follow_up.ray_id());
+    evidence->set_colo(follow_up.colo());
+  }
+  return true;
+}
+
+std::optional<uint32_t> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now) {
+  value = trim(value);
+  if (auto seconds = parse_uint(value, UINT32_MAX)) return seconds;
+  if (value.empty() || value.size() > 64) return std::nullopt;
+  const std::string text(value);
+  // IMF-fixdate first (what senders must use), then the two obsolete forms.
+  for (const char* format : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y"}) {
+    std::tm tm{};
+    const char* end = strptime(text.c_str(), format, &tm);
+    if (end == nullptr || *end != '\0') continue;
+    const auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+    const auto ahead = std::chrono::duration_cast<std::chrono::seconds>(at - now).count();
+    return static_cast<uint32_t>(std::clamp<int64_t>(ahead, 0, UINT32_MAX));
+  }
+  return std::nullopt;
 }
 
 v1::FailureClass classify_5xx(const v1::EdgeEvidence& evidence, uint32_t status) {

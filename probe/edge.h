@@ -8,6 +8,7 @@
 // regular expressions, and nothing throws: failures are values.
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -82,6 +83,23 @@ v1::EdgeEvidence recognise_edge(const EdgeResponse& response);
 // follow-up scheduler needs it to avoid hammering a failing origin.
 v1::EdgeEvidence recognise_edge(const EdgeResponse& response,
                                 std::optional<uint32_t>* retry_after_seconds);
+
+// What a follow-up request with `Accept: application/json` (diagnosis.md
+// section 2), recognised by recognise_edge(), adds to the evidence of the 5xx
+// it follows, when both name the same code (`status`, the 5xx's status):
+// - the fields only the JSON format carries (error name and category, the
+//   1xxx code), and the ray id and colo when the 5xx had none;
+// - rule 1's verdict (rule, edge_generated) when the 5xx itself had no
+//   markers (rule 5) or looked like the origin's (rule 6): the JSON settles
+//   who produced it. A verdict from a marker of the 5xx's own body stays.
+// False, and the evidence unchanged, when the follow-up was not rule 1 or
+// named another code (the failure changed in between).
+bool apply_json_follow_up(const v1::EdgeEvidence& follow_up, uint32_t status, v1::EdgeEvidence* evidence);
+
+// A Retry-After value (RFC 9110 10.2.3): delay-seconds, or an HTTP date
+// (IMF-fixdate, or the obsolete RFC 850 and asctime forms) as seconds from
+// `now` (0 for a date in the past). nullopt when it is neither.
+std::optional<uint32_t> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
 
 // The failure class for a 5xx through the edge:
 // - FAILURE_CLASS_EDGE_ERROR when the edge generated it (rules 1-4), and also

@@ -2,8 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
-#include <charconv>
+#include <cctype>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -104,8 +105,9 @@ void record_header_counts(const ResponseParser& parser, v1::Response& response) 
   response.set_largest_header_bytes(parser.largest_header_bytes());
 }
 
-// Copies what the parser saw of a complete head into the result.
-void record_head(const ResponseParser& parser, v1::Response& response) {
+// Copies what the parser saw of a complete head into the result; `now`
+// turns a Retry-After date into seconds.
+void record_head(const ResponseParser& parser, v1::Response& response, std::chrono::system_clock::time_point now) {
   response.set_status(parser.status());
   response.set_http_version(parser.http_version());
   record_header_counts(parser, response);
@@ -113,14 +115,240 @@ void record_head(const ResponseParser& parser, v1::Response& response) {
   if (auto v = parser.header("server")) response.set_server(std::string(v->substr(0, 128)));
   if (auto v = parser.header("cf-cache-status")) response.set_cf_cache_status(std::string(v->substr(0, 32)));
   if (auto v = parser.header("retry-after")) {
-    unsigned seconds = 0;
-    if (std::from_chars(v->data(), v->data() + v->size(), seconds).ec == std::errc()) {
-      response.set_retry_after_seconds(seconds);
-    }
+    if (auto seconds = parse_retry_after(*v, now)) response.set_retry_after_seconds(*seconds);
   }
 }
 
+// The URL as one leg sees it: the target's overrides applied.
+void apply_target(Url& url, const LegTarget& target) {
+  if (!target.scheme.empty()) url.scheme = target.scheme;
+  if (!target.host_header.empty()) url.host_header = target.host_header;
+  if (!target.connect_host.empty()) url.host = target.connect_host;
+  if (target.connect_port) url.port = target.connect_port;
+}
+
+// SNI and the name verified: the target's SNI, else the Host header's host.
+std::string server_name_for(const Url& url, const LegTarget& target) {
+  if (!target.sni.empty()) return target.sni;
+  std::string ignored;
+  auto hp = parse_host_port(url.host_header, 443, &ignored);
+  return hp ? hp->host : url.host;
+}
+
+void set_tls_names(SSL* ssl, const std::string& server_name) {
+  boost::system::error_code not_ip;
+  asio::ip::make_address(server_name, not_ip);
+  if (not_ip) {
+    SSL_set_tlsext_host_name(ssl, server_name.c_str());
+    SSL_set1_host(ssl, server_name.c_str());
+  } else {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
+  }
+}
+
+http::request<http::empty_body> make_request(std::string_view method, const v1::Check& check, const Url& url) {
+  http::request<http::empty_body> request(http::string_to_verb(beast::string_view(method.data(), method.size())),
+                                          url.target, 11);
+  request.set(http::field::host, url.host_header);
+  request.set(http::field::user_agent, "vantage-probe");
+  for (const auto& [name, value] : check.headers()) request.set(name, value);
+  return request;
+}
+
+// A client connection: TCP, and TLS over it for https. Not movable (the TLS
+// stream refers to the TCP one); it lives in the coroutine frame.
+struct Connection {
+  explicit Connection(const asio::any_io_executor& executor) : stream(executor) {}
+  beast::tcp_stream stream;
+  std::optional<asio::ssl::stream<beast::tcp_stream&>> tls;
+
+  asio::awaitable<size_t> read_some(asio::mutable_buffer buffer, boost::system::error_code& ec) {
+    const auto n = tls ? co_await tls->async_read_some(buffer, asio::redirect_error(asio::use_awaitable, ec))
+                       : co_await stream.async_read_some(buffer, asio::redirect_error(asio::use_awaitable, ec));
+    // A TLS peer that closes without close_notify: a FIN all the same.
+    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+    co_return n;
+  }
+  asio::awaitable<void> write(http::request<http::empty_body>& request, boost::system::error_code& ec) {
+    if (tls) {
+      co_await http::async_write(*tls, request, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+};
+
+// What one request on a keep-alive connection showed about the connection.
+enum class Exchange {
+  kKeepAlive,     // a complete response; the connection stays open
+  kClosing,       // a complete response saying the server closes (Connection: close, or the body ran to a FIN)
+  kClosedBefore,  // the server had closed (FIN or RST, or the write failed) before a byte of the response
+  kFailed,        // anything else: `error` says what
+};
+
+bool contains_token(std::string_view value, std::string_view token) {
+  return std::search(value.begin(), value.end(), token.begin(), token.end(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+         }) != value.end();
+}
+
+// Connects (DNS, TCP, TLS for https) for a keep-alive measurement, each step
+// within `timeout`. Empty on success, else what failed.
+asio::awaitable<std::string> open_connection(Connection& connection, const Url& url, const LegTarget& target,
+                                             std::chrono::milliseconds timeout) {
+  const auto dns = co_await resolve_host(url.host, timeout);
+  if (!dns.error.empty()) co_return "resolve " + url.host + ": " + dns.error;
+  std::vector<tcp::endpoint> endpoints;
+  for (const auto& address : dns.addresses) endpoints.emplace_back(address, url.port);
+  boost::system::error_code ec;
+  connection.stream.expires_after(timeout);
+  co_await connection.stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return fmt::format("connect {}:{}: {}", url.host, url.port, ec.message());
+  if (url.scheme == "https") {
+    connection.tls.emplace(connection.stream, client_tls_context());
+    set_tls_names(connection.tls->native_handle(), server_name_for(url, target));
+    connection.stream.expires_after(timeout);
+    co_await connection.tls->async_handshake(asio::ssl::stream_base::client,
+                                             asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return "TLS handshake: " + ec.message();
+  }
+  co_return std::string();
+}
+
+// One request and its whole response, within `timeout`.
+asio::awaitable<Exchange> exchange(Connection& connection, http::request<http::empty_body>& request, bool head,
+                                   std::chrono::milliseconds timeout, std::string* error) {
+  boost::system::error_code ec;
+  connection.stream.expires_after(timeout);
+  co_await connection.write(request, ec);
+  if (ec) co_return Exchange::kClosedBefore;  // EPIPE or a reset: the server has gone
+  ResponseParser parser(HttpParserLimits{}, head);
+  std::array<char, 16 * 1024> chunk;
+  while (parser.state() == ResponseParser::State::kHead || parser.state() == ResponseParser::State::kBody) {
+    const auto n = co_await connection.read_some(asio::buffer(chunk), ec);
+    if (n > 0) parser.feed(std::string_view(chunk.data(), n));
+    if (!ec) continue;
+    const bool closed = ec == asio::error::eof || ec == asio::error::connection_reset;
+    if (closed && parser.bytes_received() == 0) co_return Exchange::kClosedBefore;
+    if (ec == asio::error::eof && parser.finish_eof() == ResponseParser::State::kComplete) co_return Exchange::kClosing;
+    *error = ec == beast::error::timeout ? "no complete response within the timeout"
+                                        : "read response: " + (closed ? parser.error() : ec.message());
+    co_return Exchange::kFailed;
+  }
+  if (parser.state() == ResponseParser::State::kError) {
+    *error = "response rejected: " + parser.error();
+    co_return Exchange::kFailed;
+  }
+  if (parser.body_capped()) {
+    // The rest of the body is still on the wire: the connection cannot carry another request.
+    *error = "the body is larger than the probe reads; measure on a smaller URL";
+    co_return Exchange::kFailed;
+  }
+  const auto says = parser.header("connection").value_or("");
+  const bool closing = contains_token(says, "close") ||
+                       (parser.http_version() == "1.0" && !contains_token(says, "keep-alive"));
+  co_return closing ? Exchange::kClosing : Exchange::kKeepAlive;
+}
+
+google::protobuf::Duration to_proto(std::chrono::steady_clock::duration d) {
+  // At least 1 us: zero means "not closed within the window".
+  const auto us = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  google::protobuf::Duration out;
+  out.set_seconds(us / 1'000'000);
+  out.set_nanos(static_cast<int32_t>((us % 1'000'000) * 1000));
+  return out;
+}
+
+void close_connection(Connection& connection) {
+  boost::system::error_code ignored;
+  connection.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  connection.stream.socket().close(ignored);
+}
+
 }  // namespace
+
+asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& check, const Clock& clock,
+                                                             LegTarget target, KeepAliveOptions options) {
+  v1::KeepAliveMeasurement out;
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock.now().time_since_epoch()).count();
+  out.mutable_measure_time()->set_seconds(micros / 1'000'000);
+  out.mutable_measure_time()->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
+  std::string error;
+  auto url = parse_url(check.url(), &error);
+  if (!url) {
+    out.set_error("bad url: " + error);
+    co_return out;
+  }
+  apply_target(*url, target);
+  const auto timeout = to_millis(check.timeout());
+  // Never repeat a POST: the measurement reads, GET (or HEAD for a HEAD check).
+  const bool head = check.method() == "HEAD";
+  auto request = make_request(head ? "HEAD" : "GET", check, *url);
+  const auto executor = co_await asio::this_coro::executor;
+
+  // Requests per connection: sequential requests until the server closes.
+  {
+    Connection connection(executor);
+    if (auto failed = co_await open_connection(connection, *url, target, timeout); !failed.empty()) {
+      out.set_error(failed);
+      co_return out;
+    }
+    uint32_t served = 0;
+    bool closed = false;
+    while (!closed && served < options.max_requests) {
+      if (options.cancel && options.cancel->cancelled()) {
+        out.set_error("cancelled");
+        co_return out;
+      }
+      const auto seen = co_await exchange(connection, request, head, timeout, &error);
+      if (seen == Exchange::kFailed || (seen == Exchange::kClosedBefore && served == 0)) {
+        out.set_error(fmt::format("request {} on one connection: {}", served + 1,
+                                  seen == Exchange::kFailed ? error : "closed before any response"));
+        co_return out;
+      }
+      if (seen == Exchange::kClosedBefore) break;  // closed after `served` without saying so
+      ++served;
+      closed = seen == Exchange::kClosing;
+    }
+    out.set_requests_per_connection(served < options.max_requests || closed ? served : 0);
+    close_connection(connection);
+  }
+
+  // Idle close: one request on a fresh connection, then wait for the FIN.
+  Connection connection(executor);
+  if (auto failed = co_await open_connection(connection, *url, target, timeout); !failed.empty()) {
+    out.set_error(failed);
+    co_return out;
+  }
+  const auto seen = co_await exchange(connection, request, head, timeout, &error);
+  if (seen == Exchange::kFailed || seen == Exchange::kClosedBefore) {
+    out.set_error("idle connection: " + (seen == Exchange::kFailed ? error : std::string("closed before any response")));
+    co_return out;
+  }
+  if (options.cancel && options.cancel->cancelled()) {
+    out.set_error("cancelled");
+    co_return out;
+  }
+  if (options.on_idle) options.on_idle();
+  const auto idle_start = clock.steady_now();
+  connection.stream.expires_after(options.max_idle);
+  if (options.cancel) options.cancel->set_on_cancel([&connection] { connection.stream.cancel(); });
+  std::array<char, 512> unasked;
+  boost::system::error_code ec;
+  const auto n = co_await connection.read_some(asio::buffer(unasked), ec);
+  if (options.cancel) options.cancel->set_on_cancel(nullptr);
+  if (n > 0) {
+    out.set_error(fmt::format("the server sent {} bytes on an idle connection", n));
+  } else if (ec == asio::error::eof || ec == asio::error::connection_reset) {
+    *out.mutable_idle_close_after() = to_proto(clock.steady_now() - idle_start);
+  } else if (ec == asio::error::operation_aborted) {
+    out.set_error("cancelled");
+  } else if (ec != beast::error::timeout) {  // a timeout: still open after max_idle, recorded as zero
+    out.set_error("idle connection: " + ec.message());
+  }
+  close_connection(connection);
+  co_return out;
+}
 
 bool status_expected(const v1::Check& check, uint32_t status) {
   for (const auto& range : check.expected_status()) {
@@ -130,7 +358,7 @@ bool status_expected(const v1::Check& check, uint32_t status) {
 }
 
 asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Clock& clock,
-                                                HttpLimits limits, LegTarget target) {
+                                                HttpLimits limits, LegTarget target, std::string* body) {
   v1::LegResult leg;
   auto* timings = leg.mutable_timings();
   auto* response = leg.mutable_response();
@@ -151,18 +379,16 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   std::string url_error;
   auto url = parse_url(check.url(), &url_error);
   if (!url) co_return fail(v1::FAILURE_CLASS_UNSPECIFIED, v1::PHASE_UNSPECIFIED, "bad url: " + url_error);
-  if (!target.scheme.empty()) url->scheme = target.scheme;
-  if (!target.host_header.empty()) url->host_header = target.host_header;
-  if (!target.connect_host.empty()) url->host = target.connect_host;
-  if (target.connect_port) url->port = target.connect_port;
+  apply_target(*url, target);
   const auto timeout = to_millis(check.timeout());
   const auto deadline = start + timeout;
   auto remaining = [&] {
     return std::max(std::chrono::steady_clock::duration::zero(), deadline - clock.steady_now());
   };
 
-  auto executor = co_await asio::this_coro::executor;
-  beast::tcp_stream stream(executor);
+  Connection connection(co_await asio::this_coro::executor);
+  auto& stream = connection.stream;
+  auto& tls = connection.tls;
 
   // DNS, bounded by the attempt's deadline.
   response->set_transport_end(v1::TRANSPORT_END_NOT_CONNECTED);
@@ -196,24 +422,11 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   // TLS: SNI and the name verified are the Host header's host (or the
   // target's SNI); a failure says whether the certificate or the handshake
   // was at fault, and why.
-  std::optional<asio::ssl::stream<beast::tcp_stream&>> tls;
   if (url->scheme == "https") {
     tls.emplace(stream, client_tls_context());
-    std::string server_name = target.sni;
-    if (server_name.empty()) {
-      std::string ignored;
-      auto hp = parse_host_port(url->host_header, 443, &ignored);
-      server_name = hp ? hp->host : url->host;
-    }
+    const std::string server_name = server_name_for(*url, target);
     SSL* ssl = tls->native_handle();
-    boost::system::error_code not_ip;
-    asio::ip::make_address(server_name, not_ip);
-    if (not_ip) {
-      SSL_set_tlsext_host_name(ssl, server_name.c_str());
-      SSL_set1_host(ssl, server_name.c_str());
-    } else {
-      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
-    }
+    set_tls_names(ssl, server_name);
     stream.expires_after(remaining());
     const auto tls_start = since_start();
     boost::system::error_code hec;
@@ -244,17 +457,10 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   }
 
   // Request.
-  http::request<http::empty_body> request(http::string_to_verb(check.method()), url->target, 11);
-  request.set(http::field::host, url->host_header);
-  request.set(http::field::user_agent, "vantage-probe");
-  for (const auto& [name, value] : check.headers()) request.set(name, value);
+  auto request = make_request(check.method(), check, *url);
   stream.expires_after(remaining());
   boost::system::error_code wec;
-  if (tls) {
-    co_await http::async_write(*tls, request, asio::redirect_error(asio::use_awaitable, wec));
-  } else {
-    co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, wec));
-  }
+  co_await connection.write(request, wec);
   timings->set_request_written_us(since_start());
   if (wec) {
     response->set_transport_end(v1::TRANSPORT_END_RST);
@@ -268,17 +474,14 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   while (parser.state() == ResponseParser::State::kHead || parser.state() == ResponseParser::State::kBody) {
     stream.expires_after(remaining());
     boost::system::error_code ec;
-    const auto n = tls ? co_await tls->async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec))
-                       : co_await stream.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
-    // A TLS peer that closes without close_notify: a FIN all the same.
-    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+    const auto n = co_await connection.read_some(asio::buffer(chunk), ec);
     if (n > 0) {
       if (parser.bytes_received() == 0) timings->set_first_byte_us(since_start());
       parser.feed(std::string_view(chunk.data(), n));
     }
     if (!ec) continue;
     const bool head_done = parser.head_complete();
-    if (head_done) record_head(parser, *response);
+    if (head_done) record_head(parser, *response, clock.now());
     response->set_transport_end_offset(parser.bytes_received());
     if (ec == asio::error::eof) {
       if (parser.finish_eof() == ResponseParser::State::kComplete) break;  // a body delimited by close
@@ -301,7 +504,7 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   }
   if (parser.state() == ResponseParser::State::kError) {
     if (parser.head_complete()) {
-      record_head(parser, *response);
+      record_head(parser, *response, clock.now());
     } else {
       record_header_counts(parser, *response);
     }
@@ -310,7 +513,8 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
     co_return fail(parser.failure_class(), parser.head_complete() ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
                    "response rejected: " + parser.error());
   }
-  record_head(parser, *response);
+  record_head(parser, *response, clock.now());
+  if (body != nullptr) *body = parser.body();
   response->set_body_bytes(parser.body_bytes());
   response->set_body_truncated_by_cap(parser.body_capped());
   response->set_transport_end(v1::TRANSPORT_END_COMPLETE);
@@ -325,7 +529,10 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
   seen.cf_ray = parser.header("cf-ray");
   seen.server = parser.header("server").value_or("");
   seen.address_in_cloudflare = cloudflare_ranges().contains(endpoint.address());
-  *leg.mutable_edge() = recognise_edge(seen);
+  std::optional<uint32_t> json_retry_after;
+  *leg.mutable_edge() = recognise_edge(seen, &json_retry_after);
+  // Cloudflare's JSON errors repeat Retry-After in the body: the header wins.
+  if (!parser.header("retry-after") && json_retry_after) response->set_retry_after_seconds(*json_retry_after);
   for (auto& address : *leg.mutable_connection()->mutable_addresses()) {
     boost::system::error_code bad;
     auto parsed = asio::ip::make_address(address.address(), bad);

@@ -1,7 +1,9 @@
 // vantage-probe: checks sites on the coordinator's behalf and streams the results.
 //
 //   vantage-probe --coordinator HOST:PORT --probe-id ID --region REGION [--token-file F] ...
-//   vantage-probe diagnose URL [--origin HOST:PORT] [--resolve HOST:PORT:ADDRESS] [--timeout SECONDS] [--json]
+//   vantage-probe diagnose URL [--origin HOST:PORT] [--resolve HOST:PORT:ADDRESS]
+//                              [--connect-to HOST:PORT:ADDRESS:PORT2] [--timeout SECONDS] [--json]
+//                          [--follow-up-json] [--follow-up-trace] [--keepalive [--keepalive-max-idle SECONDS]]
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -34,8 +36,13 @@ struct DiagnoseArgs {
   std::string url;
   std::string origin;
   std::vector<std::string> resolve;
+  std::vector<std::string> connect_to;
   double timeout_seconds = 30;
   bool json = false;
+  bool follow_up_json = false;
+  bool follow_up_trace = false;
+  bool keep_alive = false;
+  double keep_alive_max_idle_seconds = 1000;
 };
 
 // One attempt at the URL (and the origin), the same code the daemon runs.
@@ -53,26 +60,42 @@ int diagnose(const DiagnoseArgs& args) {
   *check.mutable_timeout() = to_duration(timeout);
   *check.mutable_interval() = to_duration(std::max(timeout, std::chrono::milliseconds(1000)));
   if (!args.origin.empty()) check.mutable_origin()->set_address(args.origin);
+  check.set_follow_up_json(args.follow_up_json);
+  check.set_follow_up_trace(args.follow_up_trace);
+  if (args.keep_alive_max_idle_seconds <= 0 || args.keep_alive_max_idle_seconds > 86400) {
+    std::cerr << "vantage-probe diagnose: --keepalive-max-idle must be between 0 and 86400 seconds\n";
+    return 2;
+  }
   if (auto problem = normalize_check(check); !problem.empty()) {
     std::cerr << "vantage-probe diagnose: " << problem << "\n";
     return 2;
   }
   probe::AttemptOptions options;
   options.origin_always = true;
-  for (const auto& text : args.resolve) {
-    std::string error;
-    auto r = probe::parse_resolve(text, &error);
-    if (!r) {
-      std::cerr << "vantage-probe diagnose: " << error << "\n";
-      return 2;
-    }
-    options.resolve.push_back(*r);
+  if (auto error = probe::parse_overrides(args.resolve, args.connect_to, &options.resolve); !error.empty()) {
+    std::cerr << "vantage-probe diagnose: " << error << "\n";
+    return 2;
   }
   boost::asio::io_context io;
   auto future = boost::asio::co_spawn(
       io, probe::run_attempt(check, RealClock::instance(), probe::HttpLimits{}, options), boost::asio::use_future);
   io.run();
-  const auto result = future.get();
+  auto result = future.get();
+  if (args.keep_alive) {
+    // Holds an idle connection until the server closes it: up to --keepalive-max-idle.
+    if (!args.json) {  // a script reading JSON (perhaps with 2>&1) wants nothing else
+      std::cerr << "measuring keep-alive: an idle connection is held until the server closes it, at most "
+                << args.keep_alive_max_idle_seconds << " s\n";
+    }
+    probe::KeepAliveOptions keep_alive;
+    keep_alive.max_idle = std::chrono::milliseconds(static_cast<long long>(args.keep_alive_max_idle_seconds * 1000));
+    io.restart();
+    auto measured = boost::asio::co_spawn(
+        io, probe::measure_keep_alive(check, RealClock::instance(), probe::keep_alive_target(check, options), keep_alive),
+        boost::asio::use_future);
+    io.run();
+    *result.mutable_keep_alive() = measured.get();
+  }
   std::cout << (args.json ? probe::report_json(args.url, args.origin, result)
                           : probe::report_text(args.url, args.origin, result));
   const bool ok = result.edge().failure_class() == v1::FAILURE_CLASS_OK &&
@@ -116,6 +139,18 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--log-level", log_level, "debug, info, warn or error");
+  std::vector<std::string> resolve, connect_to;
+  app.add_option("--resolve", resolve,
+                 "HOST:PORT:ADDRESS, like curl's: connect to ADDRESS for URLs naming HOST:PORT (repeatable)");
+  app.add_option("--connect-to", connect_to,
+                 "HOST:PORT:ADDRESS:PORT2, like curl's: connect to ADDRESS:PORT2 instead, e.g. to reach a site "
+                 "through one edge location (repeatable)");
+  double keep_alive_interval_hours = 6;
+  app.add_option("--keepalive-interval", keep_alive_interval_hours,
+                 "hours between measurements of each origin's keep-alive behaviour (checks with an origin "
+                 "address; 0: never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   DiagnoseArgs diagnose_args;
   auto* diagnose_cmd = app.add_subcommand(
@@ -123,8 +158,19 @@ int main(int argc, char** argv) {
   diagnose_cmd->add_option("url", diagnose_args.url, "the URL as visitors use it")->required();
   diagnose_cmd->add_option("--origin", diagnose_args.origin, "the origin's address, HOST:PORT, for the origin leg");
   diagnose_cmd->add_option("--resolve", diagnose_args.resolve, "HOST:PORT:ADDRESS, like curl's --resolve");
+  diagnose_cmd->add_option("--connect-to", diagnose_args.connect_to,
+                           "HOST:PORT:ADDRESS:PORT2, like curl's --connect-to");
   diagnose_cmd->add_option("--timeout", diagnose_args.timeout_seconds, "seconds for each leg")->capture_default_str();
   diagnose_cmd->add_flag("--json", diagnose_args.json, "print JSON instead of a report");
+  diagnose_cmd->add_flag("--follow-up-json", diagnose_args.follow_up_json,
+                         "after a 5xx through the edge, ask again with Accept: application/json");
+  diagnose_cmd->add_flag("--follow-up-trace", diagnose_args.follow_up_trace,
+                         "after a 5xx through the edge, GET /cdn-cgi/trace for the colo");
+  diagnose_cmd->add_flag("--keepalive", diagnose_args.keep_alive,
+                         "also measure the origin's (or the URL's) idle-close time and requests per connection");
+  diagnose_cmd->add_option("--keepalive-max-idle", diagnose_args.keep_alive_max_idle_seconds,
+                           "seconds to hold an idle connection open waiting for the server to close it")
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -145,6 +191,16 @@ int main(int argc, char** argv) {
     } else {
       throw std::runtime_error("no token: pass --token-file or set VANTAGE_PROBE_TOKEN");
     }
+    if (!stream.tls_ca_file.empty()) {
+      std::string error;
+      if (!vantage::probe::read_ca_file(stream.tls_ca_file, &error)) throw std::runtime_error(error);
+    }
+    if (auto error = vantage::probe::parse_overrides(resolve, connect_to, &options.scheduler.resolve);
+        !error.empty()) {
+      throw std::runtime_error(error);
+    }
+    options.scheduler.keep_alive_interval =
+        std::chrono::milliseconds(static_cast<long long>(keep_alive_interval_hours * 3'600'000));
   } catch (const std::exception& e) {
     std::cerr << "vantage-probe: " << e.what() << "\n";
     return 2;

@@ -8,8 +8,11 @@
 
 namespace vantage::probe {
 
-// {"url", "edge": {...}, "origin": {...} or null, "diagnosis": {"cause_id", "cause", "advice", "evidence"}}
-// Each leg: class, status, edge_code (null unless an edge code), ray_id, colo, header_bytes,
+// {"url", "edge": {...}, "origin": {...} or null, "diagnosis": {"cause_id", "cause", "advice", "evidence"},
+//  "keep_alive": {"idle_close_seconds" (0: not closed within the window), "requests_per_connection"
+//  (0: no limit seen), "error"} or null}
+// Each leg: class, status, edge_code (null unless an edge code), ray_id, colo, error_name, error_category,
+// trace_colo, trace_loc, retry_after_seconds, header_bytes,
 // header_count, transport_end, error, rule, edge_generated, timings (milliseconds).
 std::string report_json(const std::string& url, const std::string& origin, const v1::CheckResult& result);
 std::string report_text(const std::string& url, const std::string& origin, const v1::CheckResult& result);

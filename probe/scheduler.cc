@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <deque>
+#include <optional>
 
 #include "common/check_config.h"
 #include "common/log.h"
@@ -18,11 +19,24 @@ namespace vantage::probe {
 namespace asio = boost::asio;
 
 struct Scheduler::Task {
-  Task(asio::any_io_executor ex, v1::Check c) : check(std::move(c)), timer(ex) {}
+  Task(asio::any_io_executor ex, v1::Check c) : check(std::move(c)), timer(ex), keep_alive_timer(ex) {}
   v1::Check check;
   asio::steady_timer timer;
   std::deque<std::string> rechecks;  // request ids waiting to run
   bool stopped = false;
+  // When the origin leg last ran, for OriginTarget.interval.
+  std::optional<std::chrono::steady_clock::time_point> last_origin_leg;
+  asio::steady_timer keep_alive_timer;
+  std::shared_ptr<KeepAliveCancel> keep_alive_cancel = std::make_shared<KeepAliveCancel>();
+  // The latest measurement, until the next result carries it: one at most.
+  std::optional<v1::KeepAliveMeasurement> keep_alive;
+
+  void stop() {
+    stopped = true;
+    timer.cancel();
+    keep_alive_timer.cancel();
+    keep_alive_cancel->cancel();
+  }
 };
 
 Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, SchedulerOptions options,
@@ -95,10 +109,7 @@ void Scheduler::recheck(int64_t check_id, std::string request_id) {
 
 void Scheduler::stop() {
   asio::dispatch(executor_, [this] {
-    for (auto& [id, task] : tasks_) {
-      task->stopped = true;
-      task->timer.cancel();
-    }
+    for (auto& [id, task] : tasks_) task->stop();
     tasks_.clear();
   });
 }
@@ -108,13 +119,15 @@ void Scheduler::start(v1::Check check) {
   auto task = std::make_shared<Task>(executor_, std::move(check));
   tasks_[task->check.id()] = task;
   asio::co_spawn(executor_, run(task), asio::detached);
+  if (options_.keep_alive_interval.count() > 0 && !task->check.origin().address().empty()) {
+    asio::co_spawn(executor_, measure_keep_alive_loop(task), asio::detached);
+  }
 }
 
 void Scheduler::remove(int64_t check_id) {
   auto it = tasks_.find(check_id);
   if (it == tasks_.end()) return;
-  it->second->stopped = true;
-  it->second->timer.cancel();
+  it->second->stop();
   tasks_.erase(it);
 }
 
@@ -144,12 +157,58 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
     const auto scheduled_at = due - interval;
     co_await acquire_slot();
     if (scheduled && on_lag_) on_lag_(std::chrono::steady_clock::now() - scheduled_at);
-    auto result = co_await run_attempt(task->check, clock_, options_.limits);
+    // The origin leg on its own schedule (OriginTarget.interval): at most
+    // once per interval when the edge is fine; a failing edge leg always
+    // brings one, which counts as well.
+    AttemptOptions attempt_options;
+    attempt_options.resolve = options_.resolve;
+    const auto origin_interval = to_millis(task->check.origin().interval());
+    const auto started = std::chrono::steady_clock::now();
+    attempt_options.origin_always = origin_interval.count() > 0 && !task->check.origin().address().empty() &&
+                                    (!task->last_origin_leg || started - *task->last_origin_leg >= origin_interval);
+    auto result = co_await run_attempt(task->check, clock_, options_.limits, attempt_options);
     release_slot();
+    if (result.has_origin()) task->last_origin_leg = started;
     result.set_recheck_request_id(request_id);
     if (task->stopped) break;  // removed or changed while running: its result is stale
+    if (task->keep_alive) {
+      *result.mutable_keep_alive() = std::move(*task->keep_alive);
+      task->keep_alive.reset();
+    }
     on_result_(std::move(result));
     task->timer.expires_at(task->rechecks.empty() ? due : std::chrono::steady_clock::now());
+  }
+}
+
+asio::awaitable<void> Scheduler::measure_keep_alive_loop(std::shared_ptr<Task> task) {
+  const auto interval = options_.keep_alive_interval;
+  // The first one somewhere in the first interval, like the checks.
+  task->keep_alive_timer.expires_after(
+      std::chrono::milliseconds(static_cast<long long>(uniform_() * static_cast<double>(interval.count()))));
+  while (!task->stopped) {
+    boost::system::error_code ignored;  // cancelled: stopped
+    co_await task->keep_alive_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (task->stopped) break;
+    task->keep_alive_timer.expires_after(interval);
+    co_await acquire_slot();
+    // The slot is held while requests are sent, and given back when the
+    // measurement only waits for the server to close an idle connection.
+    bool holding = true;
+    auto release = [this, &holding] {
+      if (!holding) return;
+      holding = false;
+      release_slot();
+    };
+    KeepAliveOptions keep_alive = options_.keep_alive;
+    keep_alive.on_idle = release;
+    keep_alive.cancel = task->keep_alive_cancel;
+    auto measurement = co_await measure_keep_alive(task->check, clock_, keep_alive_target(task->check, {.resolve = options_.resolve}), keep_alive);
+    release();
+    if (task->stopped) break;
+    if (!measurement.error().empty()) {
+      log::debug("keep-alive measurement failed", "check_id", task->check.id(), "error", measurement.error());
+    }
+    task->keep_alive = std::move(measurement);
   }
 }
 

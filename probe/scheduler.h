@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "probe/attempt.h"
 #include "probe/http_check.h"
 #include "vantage/v1/probe_service.pb.h"
 
@@ -25,6 +26,13 @@ struct SchedulerOptions {
   // Attempts in flight at once; the others wait their turn (and the wait
   // shows as scheduler lag).
   size_t max_concurrent = 256;
+  // How often the origin's keep-alive behaviour is measured for each check
+  // with an origin address (diagnosis.md section 5); zero: never. Each
+  // measurement travels with the check's next result.
+  std::chrono::milliseconds keep_alive_interval = std::chrono::hours(6);
+  KeepAliveOptions keep_alive;  // its on_idle and cancel are the scheduler's
+  // --resolve / --connect-to: where this probe connects for a URL's host.
+  std::vector<ResolveOverride> resolve;
 };
 
 class Scheduler {
@@ -48,6 +56,9 @@ class Scheduler {
   void start(v1::Check check);
   void remove(int64_t check_id);
   boost::asio::awaitable<void> run(std::shared_ptr<Task> task);
+  // The check's keep-alive measurements: a slot while requests are sent, none
+  // during the idle wait.
+  boost::asio::awaitable<void> measure_keep_alive_loop(std::shared_ptr<Task> task);
   // A slot among max_concurrent; wakes the next waiter when released.
   boost::asio::awaitable<void> acquire_slot();
   void release_slot();

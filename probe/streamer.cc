@@ -2,6 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -18,11 +21,13 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
   if (options.tls_ca_file.empty()) {
     credentials = grpc::InsecureChannelCredentials();
   } else {
-    std::ifstream in(options.tls_ca_file);
-    std::stringstream pem;
-    pem << in.rdbuf();
+    // Checked at start-up; read again per stream, so a renewed bundle is
+    // picked up. If it went away since, say so rather than trust nothing quietly.
+    std::string error;
+    auto pem = read_ca_file(options.tls_ca_file, &error);
+    if (!pem) log::error("cannot read the coordinator's CA bundle", "error", error);
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = pem.str();
+    ssl.pem_root_certs = pem.value_or("");
     credentials = grpc::SslCredentials(ssl);
   }
   grpc::ChannelArguments args;
@@ -39,6 +44,30 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
 }
 
 }  // namespace
+
+std::optional<std::string> read_ca_file(const std::string& path, std::string* error) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    *error = "--tls-ca " + path + ": is a directory, not a PEM file";
+    return std::nullopt;
+  }
+  std::ifstream in(path);
+  if (!in) {
+    *error = "--tls-ca " + path + ": cannot read: " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::stringstream pem;
+  pem << in.rdbuf();
+  if (in.bad()) {
+    *error = "--tls-ca " + path + ": cannot read: " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (pem.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    *error = "--tls-ca " + path + ": no PEM certificate in the file";
+    return std::nullopt;
+  }
+  return pem.str();
+}
 
 Streamer::Streamer(StreamerOptions options, Spool& spool, Scheduler& scheduler,
                    std::function<double()> uniform)

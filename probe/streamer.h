@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -33,6 +34,10 @@ struct StreamerOptions {
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30'000};
 };
+
+// The PEM CA bundle named by --tls-ca; nullopt, with `error` naming the file
+// and what is wrong, when it cannot be read or holds no certificate.
+std::optional<std::string> read_ca_file(const std::string& path, std::string* error);
 
 class Streamer {
  public:

@@ -13,11 +13,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <string>
@@ -459,6 +468,279 @@ TEST(EdgeLab, ReusesOriginConnections) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(run(check).edge().failure_class(), v1::FAILURE_CLASS_OK);
   EXPECT_EQ(edge.origin_connections(), 1u);
   EXPECT_EQ(origin.requests(), 3u);
+}
+
+// ---------------------------------------------------------------------------
+// Section 2: the follow-ups after a 5xx through the edge.
+
+bool has_evidence(const v1::CheckResult& result, const std::string& text) {
+  for (const auto& line : result.diagnosis().evidence()) {
+    if (line.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string evidence_of(const v1::CheckResult& result) {
+  std::string out;
+  for (const auto& line : result.diagnosis().evidence()) out += line + "\n";
+  return out;
+}
+
+TEST(EdgeLab, JsonFollowUpFillsWhatOnlyTheJsonErrorCarries) {
+  Origin origin("127.0.0.1", 0);
+  EdgeSettings settings;  // HTML pages: no error name or category in them
+  settings.origin_port = origin.port();
+  Edge edge(settings);
+  auto check = make_check(edge.port("FRA"), "/fault/empty-reply", origin.port());
+  const auto plain = run(check);
+  EXPECT_EQ(plain.edge().edge().error_name(), "");
+  const uint64_t before = origin.requests();
+
+  check.set_follow_up_json(true);
+  const auto result = run(check);
+  const auto& evidence = result.edge().edge();
+  EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_EDGE_ERROR);
+  EXPECT_EQ(evidence.rule(), v1::EDGE_RULE_HTML_TEMPLATE) << "the 5xx's own page keeps its verdict";
+  EXPECT_EQ(evidence.edge_code(), 520u);
+  EXPECT_EQ(evidence.error_name(), "web_server_unknown_error");
+  EXPECT_EQ(evidence.error_category(), "origin");
+  EXPECT_EQ(evidence.colo(), "FRA");
+  EXPECT_EQ(evidence.ray_id().size(), 16u);
+  EXPECT_EQ(result.diagnosis().cause_id(), "origin_empty_reply");
+  EXPECT_TRUE(has_evidence(result, "JSON follow-up: Cloudflare error 520 web_server_unknown_error (origin)"))
+      << evidence_of(result);
+  // The edge leg, one follow-up, the origin leg: no more.
+  EXPECT_EQ(origin.requests() - before, 3u);
+}
+
+TEST(EdgeLab, TraceFollowUpConfirmsTheColo) {
+  Origin origin("127.0.0.1", 0);
+  EdgeSettings settings;
+  settings.colos = {"FRA", "AMS"};
+  settings.origin_port = origin.port();
+  Edge edge(settings);
+  auto check = make_check(edge.port("AMS"), "/fault/reset", origin.port());
+  check.set_follow_up_trace(true);
+  const auto result = run(check);
+  EXPECT_EQ(result.edge().edge().trace_colo(), "AMS");
+  EXPECT_EQ(result.edge().edge().trace_loc(), "NL");
+  EXPECT_EQ(result.edge().edge().error_name(), "") << "no JSON follow-up asked for";
+  EXPECT_TRUE(has_evidence(result, "trace follow-up: colo AMS, loc NL")) << evidence_of(result);
+}
+
+TEST(EdgeLab, ARetryAfterBeyondTheAttemptSkipsTheFollowUps) {
+  // Seconds, and an HTTP date an hour ahead: both far past a 5 s attempt.
+  const auto in_an_hour = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + std::chrono::hours(1));
+  std::tm tm{};
+  gmtime_r(&in_an_hour, &tm);
+  char date[64];
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  for (const std::string& retry_after : {std::string("120"), std::string(date)}) {
+    Origin origin("127.0.0.1", 0);
+    EdgeSettings settings;
+    settings.origin_port = origin.port();
+    settings.retry_after = retry_after;
+    Edge edge(settings);
+    auto check = make_check(edge.port("FRA"), "/fault/empty-reply", origin.port());
+    check.set_follow_up_json(true);
+    check.set_follow_up_trace(true);
+    const auto result = run(check);
+    const auto seconds = result.edge().response().retry_after_seconds();
+    EXPECT_GE(seconds, 120u) << retry_after;
+    EXPECT_LE(seconds, 3600u) << retry_after;
+    EXPECT_EQ(result.edge().edge().error_name(), "") << retry_after;
+    EXPECT_EQ(result.edge().edge().trace_colo(), "") << retry_after;
+    EXPECT_TRUE(has_evidence(result, fmt::format("follow-ups (JSON, trace) skipped: the edge said Retry-After {} s",
+                                                 seconds)))
+        << evidence_of(result);
+    EXPECT_EQ(origin.requests(), 2u) << "the edge leg and the origin leg only";
+  }
+}
+
+TEST(EdgeLab, AShortRetryAfterIsWaitedOutBeforeTheFollowUp) {
+  Origin origin("127.0.0.1", 0);
+  EdgeSettings settings;
+  settings.origin_port = origin.port();
+  settings.retry_after = "1";
+  Edge edge(settings);
+  auto check = make_check(edge.port("FRA"), "/fault/empty-reply", origin.port());
+  check.set_follow_up_json(true);
+  const auto start = Steady::now();
+  const auto result = run(check);
+  EXPECT_GE(Steady::now() - start, milliseconds(1000));
+  EXPECT_EQ(result.edge().edge().error_name(), "web_server_unknown_error");
+  EXPECT_TRUE(has_evidence(result, "JSON follow-up sent after the Retry-After of 1 s")) << evidence_of(result);
+}
+
+TEST(EdgeLab, FollowUpsStayWithinTheEdgeLegsDeadline) {
+  Origin origin("127.0.0.1", 0);
+  EdgeSettings settings;
+  settings.origin_port = origin.port();
+  settings.read_timeout = milliseconds(700);
+  settings.retry_after = "1";
+  Edge edge(settings);
+  // The 524 takes 0.7 s of a 1.5 s attempt: a 1 s Retry-After no longer fits.
+  auto check = make_check(edge.port("FRA"), "/fault/stall?seconds=3", origin.port(), milliseconds(1500));
+  check.set_follow_up_json(true);
+  const auto start = Steady::now();
+  const auto result = run(check);
+  EXPECT_EQ(result.edge().edge().edge_code(), 524u);
+  EXPECT_TRUE(has_evidence(result, "JSON follow-up skipped: the edge said Retry-After 1 s, more than the"))
+      << evidence_of(result);
+  EXPECT_LT(Steady::now() - start, milliseconds(1500 + 1500 + 500)) << "edge leg and origin leg, nothing more";
+}
+
+// ---------------------------------------------------------------------------
+// Section 4: the other edge codes.
+
+// TCP to a multicast address: Linux refuses at once with ENETUNREACH, the
+// edge says 523 and the origin leg unreachable, as with a missing route.
+TEST(EdgeLab, NoRouteToTheOriginIs523) {
+  EdgeSettings settings;
+  settings.origin_host = "224.0.0.1";
+  settings.origin_port = 80;
+  Edge edge(settings);
+  auto check = make_check(edge.port("FRA"), "/", 80, milliseconds(2000));
+  check.mutable_origin()->set_address("224.0.0.1:80");
+  const auto result = run(check);
+  ASSERT_TRUE(result.has_origin());
+  if (result.origin().failure_class() != v1::FAILURE_CLASS_UNREACHABLE) {
+    GTEST_SKIP() << "this host does not refuse TCP to multicast: " << result.origin().error();
+  }
+  EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_EDGE_ERROR);
+  EXPECT_EQ(result.edge().edge().edge_code(), 523u);
+  EXPECT_EQ(result.diagnosis().cause_id(), "no_route_to_origin") << result.diagnosis().cause();
+}
+
+// A plain-HTTP origin where TLS was expected (SSL mode Full on port 80's
+// server): the handshake fails both from the edge (525) and from the probe.
+TEST(EdgeLab, FailedTlsHandshakeToTheOriginIs525) {
+  Origin origin("127.0.0.1", 0);
+  EdgeSettings settings;
+  settings.origin_port = origin.port();
+  settings.origin_tls = true;
+  settings.connect_timeout = milliseconds(500);  // the plain origin waits for a request head that never comes
+  Edge edge(settings);
+  auto check = make_check(edge.port("FRA"), "/", origin.port(), milliseconds(1500));
+  check.mutable_origin()->set_scheme("https");
+  const auto result = run(check);
+  EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_EDGE_ERROR);
+  EXPECT_EQ(result.edge().edge().edge_code(), 525u) << result.edge().error();
+  EXPECT_EQ(result.edge().edge().error_source(), v1::ERROR_SOURCE_HOST);
+  ASSERT_TRUE(result.has_origin());
+  EXPECT_EQ(result.origin().failure_class(), v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED) << result.origin().error();
+  EXPECT_EQ(result.diagnosis().cause_id(), "edge_origin_tls");
+}
+
+// A TLS origin with a self-signed certificate: every handshake ends at the
+// client's verification, so it serves nothing else.
+class SelfSignedTlsOrigin {
+ public:
+  SelfSignedTlsOrigin() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}), context_(asio::ssl::context::tls_server) {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* cert = X509_new();
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
+    X509_set_pubkey(cert, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
+    X509_set_issuer_name(cert, X509_get_subject_name(cert));
+    X509_sign(cert, key, EVP_sha256());
+    SSL_CTX_use_certificate(context_.native_handle(), cert);
+    SSL_CTX_use_PrivateKey(context_.native_handle(), key);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    asio::co_spawn(io_, serve(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~SelfSignedTlsOrigin() {
+    io_.stop();
+    thread_.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  asio::awaitable<void> serve() {
+    for (;;) {
+      boost::system::error_code ec;
+      auto socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      asio::ssl::stream<asio::ip::tcp::socket> tls(std::move(socket), context_);
+      co_await tls.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ssl::context context_;
+  std::thread thread_;
+};
+
+TEST(EdgeLab, InvalidOriginCertificateIs526) {
+  SelfSignedTlsOrigin origin;
+  EdgeSettings settings;
+  settings.origin_port = origin.port();
+  settings.origin_tls = true;
+  Edge edge(settings);
+  auto check = make_check(edge.port("FRA"), "/", origin.port());
+  check.mutable_origin()->set_scheme("https");
+  const auto result = run(check);
+  EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_EDGE_ERROR);
+  EXPECT_EQ(result.edge().edge().edge_code(), 526u) << result.edge().error();
+  ASSERT_TRUE(result.has_origin());
+  EXPECT_EQ(result.origin().failure_class(), v1::FAILURE_CLASS_TLS_CERT_INVALID) << result.origin().error();
+  EXPECT_EQ(result.origin().connection().cert_problem(), v1::TLS_CERT_PROBLEM_SELF_SIGNED);
+  EXPECT_EQ(result.diagnosis().cause_id(), "edge_origin_tls");
+}
+
+// An origin name that does not resolve (.invalid never does, RFC 6761): 530
+// with Cloudflare's 1016 in the body, in every format.
+TEST(EdgeLab, UnresolvableOriginIs530With1016) {
+  for (const auto format : {EdgeErrorFormat::kHtml, EdgeErrorFormat::kJson, EdgeErrorFormat::kCompact}) {
+    const std::string name(edge_error_format_name(format));
+    EdgeSettings settings;
+    settings.origin_host = "origin.invalid";
+    settings.origin_port = 80;
+    settings.connect_timeout = milliseconds(1000);  // bounds the lookup too
+    settings.format = format;
+    Edge edge(settings);
+    auto check = make_check(edge.port("FRA"), "/", 80, milliseconds(3000));
+    check.mutable_origin()->set_address("origin.invalid:80");
+    const auto result = run(check);
+    EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_EDGE_ERROR) << name;
+    EXPECT_EQ(result.edge().response().status(), 530u) << name;
+    EXPECT_EQ(result.edge().edge().edge_code(), 530u) << name;
+    EXPECT_EQ(result.edge().edge().edge_error_code(), 1016u) << name;
+    EXPECT_TRUE(result.edge().edge().edge_generated()) << name;
+    ASSERT_TRUE(result.has_origin());
+    EXPECT_EQ(result.origin().failure_class(), v1::FAILURE_CLASS_DNS_FAILURE) << name;
+    EXPECT_EQ(result.diagnosis().cause_id(), "origin_dns") << name;
+  }
+}
+
+// The cache mode: the edge serves its stored copy while the origin fails.
+TEST(EdgeLab, ACachedCopyHidesAFailingOrigin) {
+  Origin origin("127.0.0.1", 0);
+  EdgeSettings settings;
+  settings.origin_port = origin.port();
+  settings.cache = true;
+  Edge edge(settings);
+  const auto check = make_check(edge.port("FRA"), "/fail", origin.port());
+  probe::AttemptOptions both;
+  both.origin_always = true;  // as diagnose and the origin schedule do
+  const auto fresh = run(check, both);
+  EXPECT_EQ(fresh.edge().response().cf_cache_status(), "MISS");
+  EXPECT_FALSE(fresh.has_diagnosis());
+
+  origin.set_fail_status(500);
+  const auto result = run(check, both);
+  EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_OK) << result.edge().error();
+  EXPECT_EQ(result.edge().response().status(), 200u);
+  EXPECT_EQ(result.edge().response().cf_cache_status(), "STALE");
+  ASSERT_TRUE(result.has_origin());
+  EXPECT_EQ(result.origin().failure_class(), v1::FAILURE_CLASS_ORIGIN_5XX);
+  EXPECT_EQ(result.diagnosis().cause_id(), "edge_hiding_origin_problem") << result.diagnosis().cause();
 }
 
 // ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cerrno>
 #include <chrono>
@@ -315,6 +316,99 @@ TEST(Lab, MaxRequestsClosesTheConnectionAfterTheNth) {
   auto response = again.read_response();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->find("Connection: close"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Keep-alive measurements (diagnosis.md section 5) against the lab's nginx-like
+// keepalive_timeout and keepalive_requests.
+
+v1::KeepAliveMeasurement measure(const std::string& url, probe::KeepAliveOptions options) {
+  v1::Check check;
+  check.set_name("lab");
+  check.set_url(url);
+  *check.mutable_timeout() = to_duration(std::chrono::seconds(2));
+  *check.mutable_interval() = to_duration(std::chrono::seconds(60));
+  EXPECT_EQ(normalize_check(check), "");
+  asio::io_context io;
+  auto future = asio::co_spawn(io, probe::measure_keep_alive(check, RealClock::instance(), {}, std::move(options)),
+                               asio::use_future);
+  io.run();
+  return future.get();
+}
+
+double in_seconds(const google::protobuf::Duration& d) { return static_cast<double>(d.seconds()) + d.nanos() / 1e9; }
+
+TEST(Lab, KeepAliveMeasuresTheIdleCloseAndTheRequestsPerConnection) {
+  Origin origin("127.0.0.1", 0);
+  origin.set_idle_close(milliseconds(2000));
+  origin.set_max_requests(5);
+  probe::KeepAliveOptions options;
+  options.max_idle = std::chrono::seconds(5);
+  int idle_calls = 0;
+  options.on_idle = [&] { ++idle_calls; };
+  const auto m = measure(base_url(origin) + "/", options);
+  EXPECT_EQ(m.error(), "");
+  EXPECT_EQ(m.requests_per_connection(), 5u);
+  EXPECT_GE(in_seconds(m.idle_close_after()), 1.8);
+  EXPECT_LE(in_seconds(m.idle_close_after()), 2.5);
+  EXPECT_GT(m.measure_time().seconds(), 0);
+  EXPECT_EQ(idle_calls, 1);
+  EXPECT_EQ(origin.requests(), 6u) << "five on the first connection, one on the idle one";
+}
+
+TEST(Lab, KeepAliveWithinTheBoundsIsZero) {
+  Origin origin("127.0.0.1", 0);  // no idle close, no request limit
+  probe::KeepAliveOptions options;
+  options.max_idle = milliseconds(300);
+  options.max_requests = 20;
+  const auto start = Steady::now();
+  const auto m = measure(base_url(origin) + "/", options);
+  EXPECT_EQ(m.error(), "");
+  EXPECT_EQ(m.requests_per_connection(), 0u) << "still open after 20";
+  EXPECT_EQ(in_seconds(m.idle_close_after()), 0.0) << "still open after 300 ms";
+  EXPECT_EQ(origin.requests(), 21u);
+  EXPECT_LT(Steady::now() - start, milliseconds(2000));
+}
+
+TEST(Lab, KeepAliveNotMeasuredSaysWhy) {
+  uint16_t port = 0;
+  {
+    Origin gone("127.0.0.1", 0);
+    port = gone.port();
+  }  // closed: nothing listens there now
+  auto m = measure("http://127.0.0.1:" + std::to_string(port) + "/", {});
+  EXPECT_NE(m.error().find("connect 127.0.0.1"), std::string::npos) << m.error();
+  EXPECT_EQ(m.requests_per_connection(), 0u);
+
+  // A response the connection cannot carry on from.
+  Origin broken("127.0.0.1", 0);
+  m = measure(base_url(broken) + "/fault/truncated-body", {});
+  EXPECT_NE(m.error().find("request 1 on one connection"), std::string::npos) << m.error();
+}
+
+TEST(Lab, KeepAliveCancelEndsTheIdleWaitAtOnce) {
+  Origin origin("127.0.0.1", 0);
+  v1::Check check;
+  check.set_name("lab");
+  check.set_url(base_url(origin) + "/");
+  EXPECT_EQ(normalize_check(check), "");
+  asio::io_context io;
+  auto cancel = std::make_shared<probe::KeepAliveCancel>();
+  asio::steady_timer later(io);
+  probe::KeepAliveOptions options;
+  options.max_idle = std::chrono::seconds(30);
+  options.max_requests = 3;
+  options.cancel = cancel;
+  options.on_idle = [&] {
+    later.expires_after(milliseconds(200));
+    later.async_wait([cancel](const boost::system::error_code&) { cancel->cancel(); });
+  };
+  const auto start = Steady::now();
+  auto future = asio::co_spawn(io, probe::measure_keep_alive(check, RealClock::instance(), {}, options), asio::use_future);
+  io.run();
+  const auto m = future.get();
+  EXPECT_EQ(m.error(), "cancelled");
+  EXPECT_LT(Steady::now() - start, milliseconds(2000));
 }
 
 TEST(Lab, ExistingPathsKeepTheirBehaviour) {

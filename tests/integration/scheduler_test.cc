@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
@@ -123,6 +124,82 @@ TEST_F(SchedulerTest, RemovedChecksStopAndUpdatedOnesRestart) {
   for (size_t i = before; i < recorder_.results.size(); ++i) of_two += recorder_.results[i].check_id() == 2;
   EXPECT_EQ(of_two, 0u);
   EXPECT_GE(recorder_.results.size() - before, 2u) << "check 1 goes on";
+}
+
+// A check with an origin address (the lab origin, which the URL also names)
+// at `interval`; the scheduler takes intervals under the config's 1 s minimum.
+v1::Check origin_check(int64_t id, const std::string& url, uint16_t origin_port, milliseconds interval) {
+  auto c = check(id, url, milliseconds(1000));
+  c.mutable_origin()->set_address("127.0.0.1:" + std::to_string(origin_port));
+  *c.mutable_interval() = to_duration(interval);
+  *c.mutable_timeout() = to_duration(std::min(interval, milliseconds(1000)));
+  return c;
+}
+
+int64_t start_ms(const v1::CheckResult& r) { return r.start_time().seconds() * 1000 + r.start_time().nanos() / 1'000'000; }
+
+TEST_F(SchedulerTest, TheOriginLegRunsOnItsOwnIntervalWhileTheEdgeIsFine) {
+  SchedulerOptions options;
+  options.keep_alive_interval = milliseconds(0);
+  start(options);
+  auto c = origin_check(3, url("/"), origin_.port(), milliseconds(200));
+  *c.mutable_origin()->mutable_interval() = to_duration(milliseconds(1000));
+  scheduler_->assign({c});
+  std::this_thread::sleep_for(milliseconds(2600));
+  scheduler_->stop();
+  std::lock_guard lock(recorder_.mu);
+  std::vector<int64_t> origin_starts;
+  for (const auto& r : recorder_.results) {
+    EXPECT_EQ(r.edge().failure_class(), v1::FAILURE_CLASS_OK) << r.edge().error();
+    if (r.has_origin()) {
+      EXPECT_EQ(r.origin().failure_class(), v1::FAILURE_CLASS_OK) << r.origin().error();
+      origin_starts.push_back(start_ms(r));
+    }
+  }
+  EXPECT_GE(recorder_.results.size(), 8u);
+  ASSERT_GE(origin_starts.size(), 2u) << "at 0 s and about 1 s, 2 s";
+  EXPECT_LE(origin_starts.size(), 3u);
+  for (size_t i = 1; i < origin_starts.size(); ++i) {
+    EXPECT_GE(origin_starts[i] - origin_starts[i - 1], 950) << "at most one origin leg per interval";
+  }
+}
+
+TEST_F(SchedulerTest, AKeepAliveMeasurementRidesOnTheNextResultAndFreesItsSlotWhileIdle) {
+  origin_.set_idle_close(milliseconds(1500));
+  origin_.set_max_requests(3);
+  SchedulerOptions options;
+  options.max_concurrent = 1;
+  options.keep_alive_interval = std::chrono::hours(1);  // with no jitter: the first at once
+  start(options);
+  scheduler_->assign({origin_check(4, url("/"), origin_.port(), milliseconds(200))});
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::lock_guard lock(recorder_.mu);
+        return std::any_of(recorder_.results.begin(), recorder_.results.end(),
+                           [](const auto& r) { return r.has_keep_alive(); });
+      },
+      std::chrono::seconds(6)));
+  std::lock_guard lock(recorder_.mu);
+  size_t before = 0;
+  size_t carrying = 0;
+  for (const auto& r : recorder_.results) {
+    if (r.has_keep_alive()) {
+      ++carrying;
+      EXPECT_EQ(r.keep_alive().error(), "");
+      EXPECT_EQ(r.keep_alive().requests_per_connection(), 3u);
+      const double idle = r.keep_alive().idle_close_after().seconds() + r.keep_alive().idle_close_after().nanos() / 1e9;
+      EXPECT_GE(idle, 1.3);
+      EXPECT_LE(idle, 2.2);
+      EXPECT_EQ(r.check_id(), 4);
+      EXPECT_EQ(r.edge().failure_class(), v1::FAILURE_CLASS_OK) << "a whole result, not only the measurement";
+    } else if (carrying == 0) {
+      ++before;
+    }
+  }
+  EXPECT_EQ(carrying, 1u);
+  // One slot in all: had the idle wait held it, no attempt could have run
+  // during those 1.5 s.
+  EXPECT_GE(before, 4u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
@@ -23,6 +24,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "probe/dns.h"
 #include "probe/http_parser.h"
 
 // g++ 12 misreads Asio's coroutine frame allocator as a new/delete mismatch.
@@ -41,6 +43,9 @@ constexpr uint64_t kMaxRequestBody = 1024 * 1024;
 constexpr size_t kReadChunk = 64 * 1024;
 // Idle origin connections kept per colo; the oldest goes first.
 constexpr size_t kMaxIdlePerColo = 64;
+// The cache mode keeps at most this many responses, each at most this big.
+constexpr size_t kMaxCached = 64;
+constexpr size_t kMaxCachedBody = 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // Small text helpers.
@@ -122,6 +127,18 @@ CodeInfo code_info(int code) {
     case 524:
       return {"A timeout occurred", "a_timeout_occurred", "origin",
               "The origin web server timed out responding to this request."};
+    case 525:
+      return {"SSL handshake failed", "ssl_handshake_failed", "origin",
+              "Cloudflare is unable to establish an SSL connection to the origin server."};
+    case 526:
+      return {"Invalid SSL certificate", "invalid_ssl_certificate", "origin",
+              "The origin web server does not have a valid SSL certificate."};
+    case 530:
+      return {"Origin error", "origin_error", "origin", "Cloudflare cannot reach the origin web server."};
+    case 1016:
+      return {"Origin DNS error", "origin_dns_error", "origin",
+              "You've requested a page on a website that is on the Cloudflare network. Cloudflare is currently "
+              "unable to resolve your requested domain."};
     case 502:
       return {"Bad gateway", "bad_gateway", "origin", "The web server reported a bad gateway error."};
     case 504:
@@ -147,6 +164,9 @@ const char* reason(int status) {
     case 522: return "Connection Timed Out";
     case 523: return "Origin Is Unreachable";
     case 524: return "A Timeout Occurred";
+    case 525: return "SSL Handshake Failed";
+    case 526: return "Invalid SSL Certificate";
+    case 530: return "Origin Error";
     default: return "Status";
   }
 }
@@ -247,17 +267,19 @@ std::string html_page(int code, std::string_view host, std::string_view colo, st
       fmt::arg("happened", info.happened), fmt::arg("ray", ray));
 }
 
-std::string json_page(int code, std::string_view host, std::string_view ray) {
+// `code` is the HTTP status, or the 1xxx error behind a 530.
+std::string json_page(int status, int code, std::string_view host, std::string_view ray) {
   const auto info = code_info(code);
   return fmt::format(
       "{{\n  \"type\": \"https://developers.cloudflare.com/support/troubleshooting/http-status-codes/"
       "cloudflare-5xx-errors/error-{code}/\",\n"
-      "  \"title\": \"Error {code}: {title}\",\n  \"status\": {code},\n  \"detail\": \"{detail}\",\n"
+      "  \"title\": \"Error {code}: {title}\",\n  \"status\": {status},\n  \"detail\": \"{detail}\",\n"
       "  \"instance\": \"{ray}\",\n  \"error_code\": {code},\n  \"error_name\": \"{name}\",\n"
       "  \"error_category\": \"{category}\",\n  \"ray_id\": \"{ray}\",\n  \"timestamp\": \"{time}\",\n"
       "  \"zone\": \"{zone}\",\n  \"cloudflare_error\": true,\n  \"retryable\": true,\n"
       "  \"owner_action_required\": {owner}\n}}\n",
-      fmt::arg("code", code), fmt::arg("title", info.title), fmt::arg("detail", json_escape(info.happened)),
+      fmt::arg("code", code), fmt::arg("status", status), fmt::arg("title", info.title),
+      fmt::arg("detail", json_escape(info.happened)),
       fmt::arg("ray", ray), fmt::arg("name", info.name), fmt::arg("category", info.category),
       fmt::arg("time", utc_now("%Y-%m-%dT%H:%M:%SZ")), fmt::arg("zone", json_escape(host)),
       fmt::arg("owner", info.category == "origin" ? "true" : "false"));
@@ -392,21 +414,31 @@ struct Edge::Impl {
   std::vector<std::pair<std::string, std::unique_ptr<tcp::acceptor>>> acceptors;
   std::map<std::string, std::deque<Pooled>, std::less<>> pools;
   std::mt19937_64 random{std::random_device{}()};
-  tcp::endpoint origin_endpoint;
+  // Full (strict): the system's trust store, the host's name verified.
+  asio::ssl::context tls_context{asio::ssl::context::tls_client};
+  // The cache mode's copies, oldest first in cache_order.
+  std::map<std::string, Answer, std::less<>> cache;
+  std::deque<std::string> cache_order;
   std::thread thread;
 
-  explicit Impl(Edge* edge) : self(edge) {}
+  explicit Impl(Edge* edge) : self(edge) {
+    boost::system::error_code ignored;  // no trust store: every certificate is then invalid (526)
+    tls_context.set_default_verify_paths(ignored);
+    tls_context.set_verify_mode(asio::ssl::verify_peer);
+  }
   const EdgeSettings& settings() const { return self->settings_; }
 
   std::string new_ray() { return fmt::format("{:016x}", random()); }
 
   // The edge's own error page for `code`, in the edge's format (JSON when the
   // client asked for it).
+  // `error_code`: the 1xxx code a 530's page shows instead of the status.
   Answer error_answer(int code, const Request& request, std::string_view colo, std::string_view ray,
-                      Box in_error) const {
+                      Box in_error, int error_code = 0) const {
     Answer answer;
     answer.status = code;
     answer.reason = reason(code);
+    const int shown = error_code ? error_code : code;
     std::string host(request.header("host"));
     if (host.empty()) host = "unknown";
     auto format = settings().format;
@@ -416,15 +448,15 @@ struct Edge::Impl {
     switch (format) {
       case EdgeErrorFormat::kJson:
         answer.headers.emplace_back("Content-Type", "application/json");
-        answer.body = json_page(code, host, ray);
+        answer.body = json_page(code, shown, host, ray);
         break;
       case EdgeErrorFormat::kHtml:
         answer.headers.emplace_back("Content-Type", "text/html; charset=UTF-8");
-        answer.body = html_page(code, host, colo, ray, in_error);
+        answer.body = html_page(shown, host, colo, ray, in_error);
         break;
       case EdgeErrorFormat::kCompact:
         answer.headers.emplace_back("Content-Type", "text/plain; charset=UTF-8");
-        answer.body = fmt::format("error code: {}", code);
+        answer.body = fmt::format("error code: {}", shown);
         break;
       case EdgeErrorFormat::kUnbranded:
         answer.headers.emplace_back("Content-Type", "text/html");
@@ -432,6 +464,7 @@ struct Edge::Impl {
         break;
     }
     answer.headers.emplace_back("Cache-Control", "private, max-age=0, no-store, no-cache, must-revalidate");
+    if (code >= 500 && !settings().retry_after.empty()) answer.headers.emplace_back("Retry-After", settings().retry_after);
     return answer;
   }
 
@@ -451,8 +484,10 @@ struct Edge::Impl {
   }
 
   // An idle pooled connection young enough to reuse, or a new one. Sets
-  // `code` to 521/522/523 when connecting fails.
-  asio::awaitable<std::optional<tcp::socket>> origin_connection(std::string_view colo, int* code, bool* reused) {
+  // `code` to 521/522/523 when connecting fails, and to 530 with
+  // `error_code` 1016 when the origin's name does not resolve.
+  asio::awaitable<std::optional<tcp::socket>> origin_connection(std::string_view colo, int* code, int* error_code,
+                                                                bool* reused) {
     auto& pool = pools[std::string(colo)];
     const auto now = Steady::now();
     while (!pool.empty()) {
@@ -466,10 +501,18 @@ struct Edge::Impl {
       close_fin(pooled.socket);
     }
     *reused = false;
+    // Resolved per connection, like the edge: a name that stops resolving is a 530 (1016).
+    const auto dns = co_await probe::resolve_host(settings().origin_host, settings().connect_timeout);
+    if (!dns.error.empty() || dns.addresses.empty()) {
+      *code = 530;
+      *error_code = 1016;
+      co_return std::nullopt;
+    }
     tcp::socket socket(io);
     boost::system::error_code ec;
     Deadline deadline(socket, settings().connect_timeout);
-    co_await socket.async_connect(origin_endpoint, asio::redirect_error(asio::use_awaitable, ec));
+    co_await socket.async_connect(tcp::endpoint(dns.addresses.front(), settings().origin_port),
+                                  asio::redirect_error(asio::use_awaitable, ec));
     deadline.done();
     if (!ec) {
       ++self->origin_connections_;
@@ -485,6 +528,33 @@ struct Edge::Impl {
       *code = 523;  // unreachable and the like
     }
     co_return std::nullopt;
+  }
+
+  // The cache mode: a GET's 200 is kept (MISS), and served instead of a
+  // failure (an edge 52x or an origin 5xx) later (STALE), like serve-stale /
+  // Always Online: the edge is fine, the origin is not.
+  void cached(const Request& request, Answer* answer) {
+    if (request.method != "GET") return;
+    const std::string key = fmt::format("{} {}", request.header("host"), request.target);
+    auto header = [&](std::string_view value) {
+      std::erase_if(answer->headers, [](const auto& h) { return iequals(h.first, "cf-cache-status"); });
+      answer->headers.emplace_back("CF-Cache-Status", value);
+    };
+    if (answer->status == 200 && answer->body.size() <= kMaxCachedBody) {
+      if (!cache.contains(key) && cache.size() >= kMaxCached) {
+        cache.erase(cache_order.front());
+        cache_order.pop_front();
+      }
+      if (!cache.contains(key)) cache_order.push_back(key);
+      header("MISS");
+      cache[key] = *answer;
+      return;
+    }
+    const auto it = cache.find(key);
+    if (answer->status >= 500 && it != cache.end()) {
+      *answer = it->second;
+      header("STALE");
+    }
   }
 
   std::string origin_request(const Request& request, std::string_view ray) const {
@@ -507,17 +577,57 @@ struct Edge::Impl {
     return out;
   }
 
+  // With origin_tls: the handshake on a new origin connection, verifying the
+  // certificate against the request's host (Full (strict)). 0 when it
+  // succeeded, else 526 for a certificate the edge rejects, 525 otherwise.
+  asio::awaitable<int> origin_handshake(asio::ssl::stream<tcp::socket&>& tls, const Request& request) {
+    std::string name(request.header("host"));
+    if (name.starts_with('[')) {
+      name = name.substr(1, name.find(']') - 1);
+    } else if (const auto colon = name.find(':'); colon != std::string::npos) {
+      name.resize(colon);
+    }
+    SSL* ssl = tls.native_handle();
+    SSL_set_tlsext_host_name(ssl, name.c_str());
+    SSL_set1_host(ssl, name.c_str());
+    boost::system::error_code ec;
+    Deadline deadline(tls.next_layer(), settings().connect_timeout);
+    co_await tls.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) co_return 0;
+    co_return SSL_get_verify_result(ssl) != X509_V_OK ? 526 : 525;
+  }
+
   // Forwards one request to the origin and maps what comes back.
   asio::awaitable<Answer> forward(const Request& request, std::string_view colo, std::string_view ray) {
     int code = 0;
+    int error_code = 0;
     bool reused = false;
-    auto connection = co_await origin_connection(colo, &code, &reused);
-    if (!connection) co_return error_answer(code, request, colo, ray, Box::kHost);
+    auto connection = co_await origin_connection(colo, &code, &error_code, &reused);
+    if (!connection) co_return error_answer(code, request, colo, ray, Box::kHost, error_code);
     tcp::socket& origin = *connection;
+    // TLS connections are not pooled: one request each.
+    std::optional<asio::ssl::stream<tcp::socket&>> tls;
+    if (settings().origin_tls) {
+      tls.emplace(origin, tls_context);
+      if (const int failed = co_await origin_handshake(*tls, request); failed != 0) {
+        close_fin(origin);
+        co_return error_answer(failed, request, colo, ray, Box::kHost);
+      }
+    }
 
     // A reused connection the origin has closed may still take the write
     // (the RST comes back later): the read then sees EOF or RST, -> 520.
-    if (!co_await write_all(origin, origin_request(request, ray))) {
+    // Cloudflare tells the origin the ray with its colo, as visitors see it.
+    const std::string forwarded = origin_request(request, fmt::format("{}-{}", ray, colo));
+    bool written = false;
+    if (tls) {
+      boost::system::error_code wec;
+      co_await asio::async_write(*tls, asio::buffer(forwarded), asio::redirect_error(asio::use_awaitable, wec));
+      written = !wec;
+    } else {
+      written = co_await write_all(origin, forwarded);
+    }
+    if (!written) {
       close_fin(origin);
       co_return error_answer(520, request, colo, ray, Box::kHost);
     }
@@ -544,7 +654,9 @@ struct Edge::Impl {
         }
         boost::system::error_code ec;
         const size_t n =
-            co_await origin.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+            tls ? co_await tls->async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec))
+                : co_await origin.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;  // TLS without close_notify
         if (n > 0) {
           fed += n;
           parser.feed(std::string_view(buffer.data(), n));
@@ -571,7 +683,8 @@ struct Edge::Impl {
     // A complete response. Keep the connection for the next request unless
     // it cannot carry one.
     const auto origin_connection_header = parser.header("connection").value_or("");
-    const bool origin_keeps = !eof && fed == parser.bytes_received() && !icontains(origin_connection_header, "close") &&
+    const bool origin_keeps = !tls && !eof && fed == parser.bytes_received() &&
+                              !icontains(origin_connection_header, "close") &&
                               (parser.http_version() == "1.1" || icontains(origin_connection_header, "keep-alive"));
     if (origin_keeps) {
       auto& pool = pools[std::string(colo)];
@@ -689,6 +802,7 @@ struct Edge::Impl {
             answer = error_answer(code, request, colo, ray, Box::kCloudflare);
           } else {
             answer = co_await forward(request, colo, ray);
+            if (settings().cache) cached(request, &answer);
           }
         }
       }
@@ -718,10 +832,8 @@ struct Edge::Impl {
 Edge::Edge(EdgeSettings settings) : settings_(std::move(settings)), impl_(std::make_unique<Impl>(this)) {
   if (settings_.colos.empty()) throw std::invalid_argument("edge: no colo given");
   if (settings_.max_header_bytes == 0) throw std::invalid_argument("edge: the header limit must be positive");
+  if (settings_.origin_host.empty()) throw std::invalid_argument("edge: no origin host given");
   boost::system::error_code ec;
-  const auto origin_address = asio::ip::make_address(settings_.origin_host, ec);
-  if (ec) throw std::invalid_argument(fmt::format("edge: origin \"{}\" is not an IP address", settings_.origin_host));
-  impl_->origin_endpoint = tcp::endpoint(origin_address, settings_.origin_port);
   const auto listen_address = asio::ip::make_address(settings_.listen_address, ec);
   if (ec) {
     throw std::invalid_argument(fmt::format("edge: listen address \"{}\" is not an IP address", settings_.listen_address));

@@ -21,6 +21,9 @@
 //     connection refused                                   -> 521
 //     no connection within `connect_timeout`               -> 522
 //     other connect errors (no route)                      -> 523
+//     the origin's name does not resolve                   -> 530, error 1016 in the body
+//     origin_tls: the TLS handshake fails                  -> 525
+//     origin_tls: the origin's certificate is rejected     -> 526
 //     no complete response head within `read_timeout`      -> 524
 //     body stalled for `read_timeout` after the head       -> 520
 //     a valid response                                     -> passed through,
@@ -70,13 +73,25 @@ struct EdgeSettings {
   // port_base + i (0: any free port for each).
   std::string listen_address = "127.0.0.1";
   uint16_t port_base = 0;
-  // The origin behind the edge.
+  // The origin behind the edge: an address, or a name resolved for each new
+  // connection (one that does not resolve is a 530 with error 1016).
   std::string origin_host = "127.0.0.1";
   uint16_t origin_port = 80;
 
   EdgeErrorFormat format = EdgeErrorFormat::kHtml;
   // Replace an origin 502/504 with the branded template (host box in error).
   bool origin_502_branded = false;
+  // Sent as Retry-After (seconds, or an HTTP date) with the edge's own 5xx
+  // pages; empty: none. What a probe's follow-ups must respect.
+  std::string retry_after;
+  // Speak TLS to the origin and verify its certificate against the system
+  // trust store and the request's host, like SSL mode Full (strict): a failed
+  // handshake is 525, a rejected certificate 526. Not pooled.
+  bool origin_tls = false;
+  // Keep each GET's 200 and serve it instead of a later failure (an edge 52x
+  // or an origin 5xx), CF-Cache-Status STALE: the edge leg looks fine while
+  // the origin fails. At most 64 responses of 1 MiB.
+  bool cache = false;
 
   // Cloudflare's limits today; settings, never constants (diagnosis.md).
   std::chrono::milliseconds connect_timeout{19'000};

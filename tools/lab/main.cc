@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"html", "json", "compact", "unbranded"}));
   std::string edge_origin;
   app.add_option("--edge-origin", edge_origin,
-                 "address:port the edge forwards to (default: this lab's origin); a closed port gives 521");
+                 "host:port the edge forwards to (default: this lab's origin); a closed port gives 521, a "
+                 "multicast address (224.0.0.1) 523, a name that does not resolve 530 (1016)");
   int64_t edge_connect_timeout_ms = edge.connect_timeout.count();
   app.add_option("--edge-connect-timeout-ms", edge_connect_timeout_ms, "edge connect timeout to the origin (522)")
       ->check(CLI::PositiveNumber);
@@ -52,10 +53,17 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--edge-origin-502-branded", edge.origin_502_branded,
                "replace an origin 502/504 with the branded error page (host box in error)");
+  app.add_option("--edge-retry-after", edge.retry_after,
+                 "send this Retry-After (seconds or an HTTP date) with the edge's own 5xx pages");
+  app.add_flag("--edge-origin-tls", edge.origin_tls,
+               "speak TLS to the origin and verify its certificate (Full strict): 525 / 526 when that fails");
+  app.add_flag("--edge-cache", edge.cache,
+               "keep each GET's 200 and serve it (CF-Cache-Status: STALE) when the origin later fails");
   app.footer(std::string(vantage::lab::Origin::help()) +
              "Edge (with --edge-colos): every response has cf-ray and Server: cloudflare; origin faults become "
-             "520, a refused\nconnection 521, a connect timeout 522, a slow head 524; GET /cdn-cgi/trace answers "
-             "colo=...;\nGET /cdn-cgi/lab/error/NNN shows the edge's own NNN page.\n");
+             "520, a refused\nconnection 521, a connect timeout 522, no route 523, a slow head 524, a failed TLS "
+             "handshake 525,\na rejected certificate 526, an origin name that does not resolve 530 (1016); GET "
+             "/cdn-cgi/trace answers\ncolo=...; GET /cdn-cgi/lab/error/NNN shows the edge's own NNN page.\n");
   CLI11_PARSE(app, argc, argv);
 
   std::string error;

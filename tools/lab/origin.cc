@@ -13,6 +13,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
+#include <map>
+#include <optional>
 #include <string_view>
 
 namespace vantage::lab {
@@ -52,6 +54,13 @@ constexpr std::string_view kHelp =
   /fault/stall?seconds=S       send nothing for S seconds, then FIN (default 30)
   /fault/trickle-head?delay_ms=D  a valid head, one byte every D ms (default 1000)
   /fault/big-body?mb=N         a valid 200 with an N MiB body, streamed (default 10)
+  /lab/fault?name=F[&colo=C][&every_s=S]
+                               from now on, answer "/" and other plain paths with
+                               /fault/F when the request came through the fake edge
+                               (it carries CF-Ray), through colo C only if given, at
+                               most once every S seconds if given; name=none clears
+                               (for colo C, or every rule); requests straight to the
+                               origin are never affected (a healthy origin leg)
 Keep-alive, on any path: --idle-close-ms (FIN an idle connection) and
 --max-requests (FIN after that many requests on a connection).
 )";
@@ -83,6 +92,36 @@ int64_t query_int(std::string_view query, std::string_view name, int64_t fallbac
     return std::clamp(parsed, lo, hi);
   }
   return fallback;
+}
+
+// The text query parameter `name`, or empty.
+std::string query_text(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return std::string(pair.substr(eq + 1));
+  }
+  return {};
+}
+
+// The colo of a request forwarded by the (fake) edge: "...-FRA" in CF-Ray.
+std::string edge_colo(std::string_view head) {
+  for (size_t at = head.find("\r\n"); at != std::string_view::npos; at = head.find("\r\n", at + 2)) {
+    const auto line = head.substr(at + 2, head.find("\r\n", at + 2) - at - 2);
+    if (line.size() < 7 || !std::equal(line.begin(), line.begin() + 7, "cf-ray:", [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        })) {
+      continue;
+    }
+    const auto dash = line.rfind('-');
+    if (dash == std::string_view::npos) return {};
+    auto colo = std::string(line.substr(dash + 1));
+    while (!colo.empty() && (colo.back() == ' ' || colo.back() == '\t')) colo.pop_back();
+    return colo;
+  }
+  return {};
 }
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
@@ -305,6 +344,48 @@ struct Origin::Impl {
   tcp::acceptor acceptor{io};
   std::thread thread;
 
+  // /lab/fault rules by colo ("" = any colo); touched on the io thread only.
+  struct EdgeFault {
+    std::string name;
+    std::chrono::seconds every{0};
+    std::chrono::steady_clock::time_point last_fired{};
+  };
+  std::map<std::string, EdgeFault> edge_faults;
+
+  std::string set_edge_fault(std::string_view query) {
+    const auto name = query_text(query, "name");
+    const auto colo = query_text(query, "colo");
+    if (name.empty()) return "name is required (a /fault/ name, or none)";
+    if (name == "none") {
+      if (colo.empty()) {
+        edge_faults.clear();
+      } else {
+        edge_faults.erase(colo);
+      }
+      return {};
+    }
+    edge_faults[colo] = EdgeFault{name, std::chrono::seconds(query_int(query, "every_s", 0, 0, 86'400)), {}};
+    return {};
+  }
+
+  // The fault a plain request through the edge gets now, if any.
+  std::optional<std::string> edge_fault_for(std::string_view head) {
+    if (edge_faults.empty()) return std::nullopt;
+    const auto colo = edge_colo(head);
+    if (colo.empty()) return std::nullopt;  // straight to the origin
+    auto it = edge_faults.find(colo);
+    if (it == edge_faults.end()) it = edge_faults.find("");
+    if (it == edge_faults.end()) return std::nullopt;
+    auto& rule = it->second;
+    const auto now = std::chrono::steady_clock::now();
+    if (rule.every.count() > 0 && rule.last_fired != std::chrono::steady_clock::time_point{} &&
+        now - rule.last_fired < rule.every) {
+      return std::nullopt;
+    }
+    rule.last_fired = now;
+    return rule.name;
+  }
+
   asio::awaitable<void> serve(tcp::socket socket, Origin* self) {
     asio::streambuf buffer(kMaxRequestHead);
     for (uint64_t served = 0;;) {
@@ -333,8 +414,28 @@ struct Origin::Impl {
       // keepalive_requests is reached (like nginx: say so, then FIN).
       const bool last = close || (max_requests > 0 && served >= max_requests);
 
+      if (path == "/lab/fault") {
+        const auto error = set_edge_fault(query);
+        const int code = error.empty() ? 200 : 400;
+        const std::string body = error.empty() ? "fault set\n" : error + "\n";
+        if (!co_await write_all(socket, fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\n"
+                                                    "Content-Length: {}\r\n{}\r\n{}",
+                                                    code, code == 200 ? "OK" : "Bad Request", body.size(),
+                                                    connection_header(last), body)) ||
+            last) {
+          close_fin(socket);
+          co_return;
+        }
+        continue;
+      }
+      std::optional<std::string> edge_fault;
       if (path.starts_with("/fault/")) {
-        const auto after = co_await fault(socket, std::string_view(path).substr(7), query, last);
+        edge_fault = path.substr(7);
+      } else if (!path.starts_with("/status/")) {
+        edge_fault = edge_fault_for(head);
+      }
+      if (edge_fault) {
+        const auto after = co_await fault(socket, *edge_fault, query, last);
         if (after == After::kClosed) co_return;
         if (last) {
           close_fin(socket);
