@@ -102,13 +102,55 @@ void reject_unknown_keys(std::string_view origin, const YAML::Node& node,
   }
 }
 
+// correlation: {confirm_consecutive: 3, stale_after: 5m, ...} (correlation.md).
+// Keys left out keep what is already set (from the defaults block), else the
+// coordinator's defaults.
+void correlation_block(std::string_view origin, const YAML::Node& node, v1::CorrelationSettings& out) {
+  static const std::set<std::string> kKeys{"confirm_consecutive", "resolve_consecutive", "stale_after",
+                                           "global_quorum",       "reopen_within",       "recurring_min",
+                                           "recurring_window",    "recheck_min_interval"};
+  if (!node.IsMap()) {
+    std::string list;
+    for (const auto& k : kKeys) list += (list.empty() ? "" : ", ") + k;
+    fail(origin, node, fmt::format("correlation must be a mapping ({})", list));
+  }
+  reject_unknown_keys(origin, node, kKeys, "correlation");
+  auto count = [&](const char* key, auto set) {
+    const auto value = node[key];
+    if (!value) return;
+    const auto text = scalar(origin, value, fmt::format("correlation.{}", key));
+    uint32_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n == 0) {
+      fail(origin, value, fmt::format("correlation.{}: \"{}\" is not a whole number of at least 1", key, text));
+    }
+    set(n);
+  };
+  auto duration = [&](const char* key, auto field) {
+    const auto value = node[key];
+    if (!value) return;
+    const auto d = duration_field(origin, value, fmt::format("correlation.{}", key));
+    // Zero would read as "unset" and silently mean the default.
+    if (d <= milliseconds(0)) fail(origin, value, fmt::format("correlation.{} must be longer than 0", key));
+    *field() = to_duration(d);
+  };
+  count("confirm_consecutive", [&](uint32_t n) { out.set_confirm_consecutive(n); });
+  count("resolve_consecutive", [&](uint32_t n) { out.set_resolve_consecutive(n); });
+  count("global_quorum", [&](uint32_t n) { out.set_global_quorum(n); });
+  count("recurring_min", [&](uint32_t n) { out.set_recurring_min(n); });
+  duration("stale_after", [&] { return out.mutable_stale_after(); });
+  duration("reopen_within", [&] { return out.mutable_reopen_within(); });
+  duration("recurring_window", [&] { return out.mutable_recurring_window(); });
+  duration("recheck_min_interval", [&] { return out.mutable_recheck_min_interval(); });
+}
+
 v1::Check parse_check(std::string_view origin, const YAML::Node& node,
                       const YAML::Node& defaults) {
   if (!node.IsMap()) fail(origin, node, "each entry of checks must be a mapping");
   reject_unknown_keys(origin, node,
                       {"name", "url", "method", "interval", "timeout", "expected_status",
                        "regions", "headers", "labels", "origin", "follow_up_json",
-                       "follow_up_trace"},
+                       "follow_up_trace", "correlation"},
                       "a check");
   v1::Check check;
   check.set_source(v1::CHECK_SOURCE_FILE);
@@ -146,6 +188,8 @@ v1::Check parse_check(std::string_view origin, const YAML::Node& node,
     if (n["scheme"]) o->set_scheme(scalar(origin, n["scheme"], "origin.scheme"));
     if (n["interval"]) *o->mutable_interval() = to_duration(duration_field(origin, n["interval"], "origin.interval"));
   }
+  if (defaults && defaults["correlation"]) correlation_block(origin, defaults["correlation"], *check.mutable_correlation());
+  if (auto n = node["correlation"]) correlation_block(origin, n, *check.mutable_correlation());
   for (const char* flag : {"follow_up_json", "follow_up_trace"}) {
     if (auto n = field(flag)) {
       auto text = scalar(origin, *n, flag);
@@ -263,7 +307,7 @@ std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view
     if (!defaults.IsMap()) fail(origin, defaults, "defaults must be a mapping");
     reject_unknown_keys(origin, defaults,
                         {"method", "interval", "timeout", "expected_status", "regions", "headers",
-                         "follow_up_json", "follow_up_trace"},
+                         "follow_up_json", "follow_up_trace", "correlation"},
                         "defaults");
   }
   auto list = root["checks"];

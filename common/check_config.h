@@ -5,6 +5,7 @@
 //   defaults:            # optional, applies to every check below
 //     interval: 60s
 //     timeout: 10s
+//     correlation: {recurring_min: 4}   # merged key by key with a check's own
 //   checks:
 //     - name: shop-home                  # [a-z0-9][a-z0-9-]{0,62}, unique
 //       url: https://shop.example.com/
@@ -16,6 +17,15 @@
 //       headers: {User-Agent: vantage}
 //       labels: {team: shop}
 //       origin: {address: "203.0.113.10:443", host: shop.example.com, sni: shop.example.com}
+//       correlation:                     # optional, correlation.md; unset keys: coordinator defaults
+//         confirm_consecutive: 2         # counts: whole numbers >= 1
+//         resolve_consecutive: 2
+//         global_quorum: 2
+//         recurring_min: 3
+//         stale_after: 150s              # durations: > 0
+//         reopen_within: 10m
+//         recurring_window: 1h
+//         recheck_min_interval: 30s
 
 #include <chrono>
 #include <optional>

@@ -108,6 +108,8 @@ struct Failure {
     cause = o.cause;
     advice = o.advice;
   }
+  // The probe's cause id, else the class: the most exact thing known.
+  std::string cause_key() const { return cause_id.empty() ? failure_class_name(failure_class) : cause_id; }
   bool same_cause(const Failure& other) const {
     return failure_class == other.failure_class && edge_code == other.edge_code && cause_id == other.cause_id;
   }
@@ -169,6 +171,8 @@ struct Incident {
   Failure sample;
   std::vector<std::string> restored_evidence;  // until the correlator has its own
   bool restored = false;  // loaded by restore(): the previous run announced its history
+  // Built when a snapshot or event needs it; reset by whatever it rests on.
+  mutable std::optional<v1::Diagnosis> diagnosis_cache;
   TimePoint first_failure{}, confirm{};
   std::optional<TimePoint> resolve;
   uint64_t failures = 0;
@@ -201,8 +205,8 @@ struct CheckState {
   std::vector<Start> starts;  // by time
   std::optional<TimePoint> last_recheck;
   std::optional<TimePoint> restored_until;
-  // When restored outages were open (from their timelines): a failure then,
-  // replayed before restored_until, was part of an outage, not isolated.
+  // When restored outages were open, up to restored_until (from their
+  // timelines): an episode failing then was part of an outage, not isolated.
   std::vector<std::pair<TimePoint, TimePoint>> restored_spans;
   std::optional<KeepAlive> keep_alive;
 
@@ -216,19 +220,12 @@ struct CheckState {
   Incident* open_intermittent() { return intermittent && intermittent->open ? &*intermittent : nullptr; }
 };
 
-void add_unique(std::vector<std::string>& list, const std::string& item) {
-  if (item.empty() || list.size() >= kMaxListed) return;
-  if (std::find(list.begin(), list.end(), item) == list.end()) list.push_back(item);
-}
-
-// The first few ray ids, then the newest in the last slot.
-void add_ray(std::vector<std::string>& rays, const std::string& ray) {
-  if (ray.empty() || std::find(rays.begin(), rays.end(), ray) != rays.end()) return;
-  if (rays.size() < kMaxSampleRays) {
-    rays.push_back(ray);
-  } else {
-    rays.back() = ray;
-  }
+// Whether it was added.
+bool add_unique(std::vector<std::string>& list, const std::string& item, size_t cap = kMaxListed) {
+  if (item.empty() || list.size() >= cap) return false;
+  if (std::find(list.begin(), list.end(), item) != list.end()) return false;
+  list.push_back(item);
+  return true;
 }
 
 // --- diagnosis of an intermittent incident (diagnosis.md section 5) ---
@@ -304,7 +301,8 @@ struct Correlator::Impl {
   Stats stats;
   // Incidents touched by the current call, snapshotted when it returns.
   std::vector<std::pair<const CheckState*, const Incident*>> touched;
-  std::vector<size_t> scratch;  // indices of fresh probes
+  std::vector<size_t> scratch;          // indices of fresh probes
+  std::vector<TimePoint> start_times;   // outage starts, in advance()
   std::optional<TimePoint> seen_until;  // restore(): results the previous run processed
 
   // A restored incident's scope, cause and count changes up to seen_until
@@ -345,13 +343,18 @@ struct Correlator::Impl {
     e.set_scope(inc.scope);
     if (type == v1::INCIDENT_EVENT_TYPE_OPENED || type == v1::INCIDENT_EVENT_TYPE_REOPENED ||
         type == v1::INCIDENT_EVENT_TYPE_CAUSE_CHANGED) {
-      *e.mutable_diagnosis() = diagnosis_of(cs, inc);
+      *e.mutable_diagnosis() = diagnosis(cs, inc);
     }
     e.set_message(std::move(message));
     touch(cs, inc);
   }
 
-  v1::Diagnosis diagnosis_of(const CheckState& cs, const Incident& inc) const {
+  const v1::Diagnosis& diagnosis(const CheckState& cs, const Incident& inc) const {
+    if (!inc.diagnosis_cache) inc.diagnosis_cache = build_diagnosis(cs, inc);
+    return *inc.diagnosis_cache;
+  }
+
+  v1::Diagnosis build_diagnosis(const CheckState& cs, const Incident& inc) const {
     v1::Diagnosis d;
     d.set_cause_id(inc.cause_id);
     d.set_cause(inc.cause);
@@ -426,7 +429,7 @@ struct Correlator::Impl {
     for (const auto& c : inc.colos) s.add_affected_colos(c);
     s.set_dominant_class(inc.dominant_class);
     s.set_dominant_edge_code(inc.dominant_code);
-    *s.mutable_diagnosis() = diagnosis_of(cs, inc);
+    *s.mutable_diagnosis() = diagnosis(cs, inc);
     for (const auto& r : inc.rays) s.add_sample_ray_ids(r);
     *s.mutable_first_failure_time() = to_timestamp(inc.first_failure);
     *s.mutable_confirm_time() = to_timestamp(inc.confirm);
@@ -538,8 +541,8 @@ struct Correlator::Impl {
         if (pb.last_failure.time > latest->time) latest = &pb.last_failure;
       }
       if (count == 0) continue;
-      const bool current = inc.has_sample && fa.failure_class == inc.dominant_class &&
-                           fa.edge_code == inc.dominant_code && fa.cause_id == inc.cause_id;
+      const bool current = fa.failure_class == inc.dominant_class && fa.edge_code == inc.dominant_code &&
+                           fa.cause_key() == inc.cause_id;
       if (!best || count > best_count ||
           (count == best_count && !best_current && (current || latest->time > best->time))) {
         best = latest;
@@ -552,7 +555,7 @@ struct Correlator::Impl {
 
   // Recomputes an open outage's scope and cause; events when they change.
   void refresh_outage(CheckState& cs, Incident& inc, TimePoint as_of, TimePoint stamp, Output& out) {
-    const bool silent = quiet(inc, stamp);
+    const bool silent = quiet(inc, as_of);
     const auto scope = compute_scope(cs, as_of);
     if (scope != v1::SCOPE_UNSPECIFIED && scope != inc.scope) {
       const auto old = inc.scope;
@@ -582,7 +585,10 @@ struct Correlator::Impl {
     }
   }
 
+  // The first failure of the dominant cause is the sample the evidence shows.
   static void set_outage_cause(Incident& inc, const Failure& f) {
+    if (inc.has_sample && inc.sample.same_cause(f)) return;
+    inc.diagnosis_cache.reset();
     inc.has_sample = true;
     inc.sample = f;
     inc.dominant_class = f.failure_class;
@@ -591,8 +597,8 @@ struct Correlator::Impl {
       inc.cause_id = f.cause_id;
       inc.cause = f.cause;
       inc.advice = f.advice;
-    } else {  // a probe that sent no diagnosis: the class is the most exact thing known
-      inc.cause_id = failure_class_name(f.failure_class);
+    } else {  // a probe that sent no diagnosis
+      inc.cause_id = f.cause_key();
       inc.cause = fmt::format("the check fails: {}", inc.cause_id);
       inc.advice = "see the evidence";
     }
@@ -601,10 +607,11 @@ struct Correlator::Impl {
   static void attach(Incident& inc, ProbeState& p) {
     p.owes_recovery = true;
     p.episode_confirmed = true;
-    add_unique(inc.regions, p.region);
-    add_unique(inc.probes, p.id);
-    add_unique(inc.colos, p.last_failure.colo);
-    add_ray(inc.rays, p.last_failure.ray_id);
+    // Not short-circuited: each list takes what is new to it.
+    const bool added = add_unique(inc.regions, p.region) | add_unique(inc.probes, p.id) |
+                       add_unique(inc.colos, p.last_failure.colo) |
+                       add_unique(inc.rays, p.last_failure.ray_id, kMaxSampleRays);
+    if (added) inc.diagnosis_cache.reset();
   }
 
   // --- time ---
@@ -708,15 +715,14 @@ struct Correlator::Impl {
 
   // --- intermittent ---
 
-  static void fold(Incident& inc, const Episode& e, bool count) {
-    if (count) {
-      ++inc.episodes;
-      inc.failures += e.failures;
-      add_unique(inc.regions, e.region);
-      add_unique(inc.probes, e.probe);
-      add_unique(inc.colos, e.failure.colo);
-      add_ray(inc.rays, e.failure.ray_id);
-    }
+  static void fold(Incident& inc, const Episode& e) {
+    inc.diagnosis_cache.reset();
+    ++inc.episodes;
+    inc.failures += e.failures;
+    add_unique(inc.regions, e.region);
+    add_unique(inc.probes, e.probe);
+    add_unique(inc.colos, e.failure.colo);
+    add_unique(inc.rays, e.failure.ray_id, kMaxSampleRays);
     inc.colo_tally.add(e.failure.colo.empty() ? std::string("unknown") : e.failure.colo);
     inc.class_tally.add({e.failure.failure_class, e.failure.edge_code});
     if (!e.failure.origin_class) {
@@ -726,7 +732,7 @@ struct Correlator::Impl {
     } else {
       ++inc.origin_failed;
     }
-    const auto& cid = e.failure.cause_id.empty() ? failure_class_name(e.failure.failure_class) : e.failure.cause_id;
+    const auto cid = e.failure.cause_key();
     auto it = std::find_if(inc.cause_tally.begin(), inc.cause_tally.end(),
                            [&](const CauseTally& c) { return c.cause_id == cid; });
     if (it == inc.cause_tally.end() && inc.cause_tally.size() < kMaxTallied) {
@@ -738,6 +744,23 @@ struct Correlator::Impl {
         it->cause = e.failure.cause;
         it->advice = e.failure.advice;
       }
+    }
+  }
+
+  // A restored intermittent incident keeps its diagnosis until new episodes
+  // bring other evidence: its tallies are seeded from the snapshot.
+  static void seed_tallies(Incident& inc) {
+    const auto n = static_cast<uint32_t>(std::clamp<uint64_t>(inc.failures, 1, 1u << 20));
+    inc.episodes = n;  // isolated episodes are short: about one failure each
+    for (const auto& colo : inc.colos) inc.colo_tally.add(colo);
+    inc.class_tally.add({inc.dominant_class, inc.dominant_code}, n);
+    if (inc.cause_id == kKeepAliveCauseId) {
+      inc.origin_ok = 1;  // no failing origin leg, and a fine one or several colos
+    } else {
+      inc.cause_tally.push_back(CauseTally{inc.cause_id, inc.cause, inc.advice, n});
+      // 52x over several colos that was not the keep-alive race: an origin leg
+      // failed (or another class was seen).
+      if (is_52x(inc.dominant_code) && inc.colos.size() >= 2) inc.origin_failed = 1;
     }
   }
 
@@ -781,7 +804,8 @@ struct Correlator::Impl {
     return v1::SCOPE_REGION;
   }
 
-  void record_isolated(CheckState& cs, const ProbeState& p, bool suppressed, Output& out) {
+  // `now`: the result that ended the episode.
+  void record_isolated(CheckState& cs, const ProbeState& p, TimePoint now, bool suppressed, Output& out) {
     ++stats.isolated_episodes;
     Episode e{p.episode_start, p.last_failure.time, p.fail_run, p.id, p.region, p.last_failure};
     cs.last_isolated = cs.last_isolated ? std::max(*cs.last_isolated, e.last) : e.last;
@@ -793,18 +817,14 @@ struct Correlator::Impl {
     while (cs.episodes.front().first < newest - window || cs.episodes.size() > kMaxEpisodes) {
       cs.episodes.erase(cs.episodes.begin());
     }
-    Incident* open = cs.open_intermittent();
-    if (suppressed) {
-      if (open && e.first >= open->first_failure) fold(*open, e, false);  // rebuild its tallies
-      return;
-    }
-    if (open) {
-      const bool silent = quiet(*open, e.first);
-      fold(*open, e, !silent);
+    if (suppressed) return;
+    if (Incident* open = cs.open_intermittent()) {
+      if (quiet(*open, now)) return;  // the restored incident holds it already
+      fold(*open, e);
       const std::string old = open->cause_id;
       set_intermittent_cause(*open);
       touch(cs, *open);
-      if (open->cause_id != old && !silent) {
+      if (open->cause_id != old) {
         emit(out, cs, *open, v1::INCIDENT_EVENT_TYPE_CAUSE_CHANGED, e.first,
              fmt::format("cause {} -> {}", old, open->cause_id));
       }
@@ -813,7 +833,7 @@ struct Correlator::Impl {
         const auto previous = open->scope;
         open->scope = scope;
         open->widest = std::max(open->widest, scope);
-        if (!silent) emit(out, cs, *open, v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED, e.first,
+        emit(out, cs, *open, v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED, e.first,
              fmt::format("scope {} -> {}", scope_name(previous), scope_name(scope)));
       }
       return;
@@ -839,7 +859,7 @@ struct Correlator::Impl {
     Incident& inc = *cs.intermittent;
     inc.open = true;
     inc.resolve.reset();
-    for (const auto& ep : cs.episodes) fold(inc, ep, true);
+    for (const auto& ep : cs.episodes) fold(inc, ep);
     set_intermittent_cause(inc);
     inc.scope = intermittent_scope(cs, inc, t);
     inc.widest = std::max(inc.widest, inc.scope);
@@ -888,7 +908,7 @@ struct Correlator::Impl {
     if (Incident* inc = cs.open_outage(); inc && inc->flapping) {
       // Outage starts, oldest first: flapping ends when the one that kept the
       // count above the threshold leaves the window.
-      std::vector<TimePoint>& times = start_times;
+      auto& times = start_times;
       times.clear();
       for (const auto& s : cs.starts) {
         if (s.kind == v1::INCIDENT_KIND_OUTAGE) times.push_back(s.time);
@@ -906,8 +926,6 @@ struct Correlator::Impl {
       }
     }
   }
-  std::vector<TimePoint> start_times;
-
   // --- results ---
 
   ProbeState& probe_for(CheckState& cs, const Observation& o) {
@@ -967,7 +985,9 @@ struct Correlator::Impl {
     p.last_failure.assign(o);
     if (first && !o.recheck && !suppressed) maybe_recheck(cs, p, o.time, out);
 
-    Incident* open = cs.open_outage();
+    // Before restored_until the restored outage's state is not that of the
+    // result's time: its spans settle isolation when the episode ends.
+    Incident* open = suppressed ? nullptr : cs.open_outage();
     const bool confirmed = open || p.fail_run >= cs.settings.confirm_consecutive || matched_elsewhere(cs, p, o.time);
     if (!confirmed) return;
     if (suppressed) {
@@ -990,11 +1010,13 @@ struct Correlator::Impl {
     const bool was_failing = p.failing;
     p.failing = false;
     if (was_failing) {
+      // Failing while a restored outage was open: the previous run attached it.
       const bool in_restored_outage =
-          suppressed && std::any_of(cs.restored_spans.begin(), cs.restored_spans.end(), [&](const auto& span) {
-            return p.episode_start <= span.second && p.last_failure.time >= span.first;
+          std::any_of(cs.restored_spans.begin(), cs.restored_spans.end(), [&](const auto& span) {
+            // A failure at the very time of the resolution came after it.
+            return p.episode_start < span.second && o.time > span.first;
           });
-      if (!p.episode_confirmed && !in_restored_outage) record_isolated(cs, p, suppressed, out);
+      if (!p.episode_confirmed && !in_restored_outage) record_isolated(cs, p, o.time, suppressed, out);
       p.fail_run = 0;
       p.ok_run = 0;
       p.episode_confirmed = false;
@@ -1030,7 +1052,11 @@ struct Correlator::Impl {
     p.stale = false;
     p.latest = o.time;
     if (p.colo != o.colo) p.colo = o.colo;
-    if (o.keep_alive) cs.keep_alive = o.keep_alive;
+    if (o.keep_alive && (!cs.keep_alive || cs.keep_alive->idle_close_after != o.keep_alive->idle_close_after ||
+                         cs.keep_alive->requests_per_connection != o.keep_alive->requests_per_connection)) {
+      cs.keep_alive = o.keep_alive;
+      if (Incident* inc = cs.open_intermittent()) inc->diagnosis_cache.reset();  // its evidence names it
+    }
     if (o.ok) {
       on_success(cs, p, o, suppressed, out);
     } else {
@@ -1104,6 +1130,7 @@ struct Correlator::Impl {
       restored_checks.push_back(*check_id);
       Incident inc = from_proto(s);
       inc.restored = true;
+      if (inc.kind == v1::INCIDENT_KIND_INTERMITTENT) seed_tallies(inc);
       // The newest time this incident records: results up to it are history.
       TimePoint known = std::max(inc.first_failure, inc.confirm);
       if (inc.resolve) known = std::max(known, *inc.resolve);
@@ -1133,9 +1160,7 @@ struct Correlator::Impl {
       if (span_start && inc.kind == v1::INCIDENT_KIND_OUTAGE) {
         cs.restored_spans.emplace_back(*span_start, inc.open || !inc.resolve ? TimePoint::max() : *inc.resolve);
       }
-      if (cs.restored_spans.size() > kMaxSpans) {
-        cs.restored_spans.erase(cs.restored_spans.begin(), cs.restored_spans.end() - kMaxSpans);
-      }
+
       cs.restored_until = cs.restored_until ? std::max(*cs.restored_until, known) : known;
       if (inc.kind == v1::INCIDENT_KIND_INTERMITTENT && inc.open) {
         cs.last_isolated = cs.last_isolated ? std::max(*cs.last_isolated, inc.confirm) : inc.confirm;
@@ -1150,6 +1175,14 @@ struct Correlator::Impl {
       CheckState& cs = checks[id];
       std::sort(cs.starts.begin(), cs.starts.end(), [](const Start& a, const Start& b) { return a.time < b.time; });
       if (cs.starts.size() > kMaxStarts) cs.starts.erase(cs.starts.begin(), cs.starts.end() - kMaxStarts);
+      // An open outage's span ends where the restored knowledge does (a
+      // failure at that very time is part of it).
+      const TimePoint known_end = *cs.restored_until + TimePoint::duration(1);
+      for (auto& span : cs.restored_spans) span.second = std::min(span.second, known_end);
+      std::sort(cs.restored_spans.begin(), cs.restored_spans.end());
+      if (cs.restored_spans.size() > kMaxSpans) {
+        cs.restored_spans.erase(cs.restored_spans.begin(), cs.restored_spans.end() - kMaxSpans);
+      }
       if (Incident* inc = cs.open_outage()) {
         for (const auto& probe_id : inc->probes) {
           auto found = std::find_if(cs.probes.begin(), cs.probes.end(),
@@ -1181,6 +1214,9 @@ void Correlator::upsert_check(int64_t check_id, std::string name, std::chrono::m
   cs.interval = interval > milliseconds(0) ? interval : milliseconds(60'000);
   cs.settings = settings;
   cs.configured = true;
+  for (auto* slot : {&cs.outage, &cs.intermittent}) {
+    if (*slot) (*slot)->diagnosis_cache.reset();  // the settings appear in the evidence
+  }
 }
 
 void Correlator::remove_check(int64_t check_id) { impl_->checks.erase(check_id); }

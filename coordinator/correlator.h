@@ -21,13 +21,15 @@
 //     region  one or more regions fail entirely (fewer than the quorum);
 //     probe   otherwise (each failing probe has a healthy peer in its region).
 //   Global wins over colo: a quorum of regions down is what visitors feel,
-//   whatever the colo; the incident's affected colos still name it.
-//   With one probe per region and one colo per probe, a lone failing region
-//   is `region`.
+//   whatever the colo; the incident's affected colos still name it. With one
+//   probe per region and one colo per probe, a lone failing region is
+//   `region`. Scope is re-evaluated on every failure and recovery, and at
+//   tick() when a probe's latest result goes stale (stamped then).
 // - Confirmation: confirm_consecutive failures from one probe, or a failure
 //   while a probe of another region has failed within one interval of it.
-//   A reopen (within reopen_within of the resolution) needs the same
-//   confirmation as an opening: a lone blip after a resolution stays isolated.
+//   A reopen (first failure within reopen_within of the resolution) needs the
+//   same confirmation as an opening: a lone blip after a resolution stays
+//   isolated. At most one open incident of each kind per check.
 // - Resolution of an outage: resolve_consecutive successes from every probe
 //   that failed during it. A probe that stops reporting keeps it open.
 // - Isolation is settled when an unconfirmed episode ends (the probe's next
@@ -35,7 +37,15 @@
 //   emitted then, stamped with the time of the episode's first failure
 //   (worked timeline 4: "opens at t=40 min"). It resolves, stamped
 //   last isolated failure + recurring_window, once that time has passed and
-//   no reporting probe has an unsettled episode that started before it.
+//   no reporting probe has an unsettled episode that started before it. Its
+//   scope: probe (one probe), global (regions >= quorum), colo (one colo,
+//   several regions), else region. Its diagnosis is the keep-alive race
+//   (cause_id "keepalive_race") when every episode is a 52x and no origin leg
+//   failed, and either an origin leg was fine or the colos vary; else the
+//   most common cause of its episodes.
+// - Outage diagnosis: the probe's diagnosis of the most common failure among
+//   the failing probes (ties keep the current one); the evidence shows the
+//   first failure of that cause. Sample ray ids: the first five distinct.
 // - Flapping: an outage incident whose check has had more than
 //   flapping_outages outage openings or reopenings within flapping_window
 //   (default: the fourth outage in 24 h). Cleared on an open incident when
@@ -43,17 +53,24 @@
 // - recurrence_24h: openings and reopenings of incidents of this check in the
 //   24 h up to the latest one, itself included. recurrence_7d is left as
 //   restored (the correlator keeps 24 h; storage can count 7 days).
+// - Rechecks: on a probe's first failure of an episode (not itself the answer
+//   to a recheck), every region but the probe's own that has reported the
+//   check; at most one request per recheck_min_interval per check.
 // - Time-stamped transitions from tick() carry the time they became due
 //   (e.g. last failure + window), not the tick's `now`, so replays agree.
-// - Restart: restore(incidents, restart time), then replay recent results
-//   through observe(). Results at or before the newest time the restored
-//   incidents of a check record (first failure, confirmation, resolution,
-//   timeline events) rebuild probe state and episode history but change no
-//   incident and ask no rechecks. Later ones are processed normally, except
-//   that up to the restart time a restored incident's scope, cause and
-//   failure count follow silently (the previous run announced them). An
-//   open outage is continued, never opened again; an incident the previous
-//   run never stored is derived again with the same id and event times.
+// - Restart: restore(incidents with their timelines, restart time), then
+//   replay recent results through observe(). Results at or before the newest
+//   time the restored incidents of a check record (first failure,
+//   confirmation, resolution, timeline events) rebuild probe state and
+//   episode history but change no incident and ask no rechecks; an episode
+//   failing while a restored outage was open (per its timeline) is not
+//   isolated. Later results are processed normally, except that up to the
+//   restart time a restored incident's scope, cause and failure count follow
+//   silently (the previous run announced them). An open outage is continued,
+//   never opened again; an incident the previous run never stored is derived
+//   again with the same id and event times. A restored intermittent
+//   incident's later diagnosis rests on the stored summary of its episodes
+//   (colos, dominant failure, cause), not on every episode.
 //   Rechecks asked during a replay are stale: drop them.
 //   Incident ids are "{check_id}-{unix_ms of the first failure}".
 

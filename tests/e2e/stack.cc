@@ -14,16 +14,26 @@ namespace {
 using std::chrono::seconds;
 }  // namespace
 
-Stack::Stack() : db_(PostgresEnvironment::fresh_database()) {
+Stack::Stack(StackOptions options) : options_(std::move(options)), db_(PostgresEnvironment::fresh_database()) {
   dir_ = std::filesystem::temp_directory_path() / ("vantage-stack-" + std::to_string(getpid()) + "-" +
                                                    db_.substr(db_.rfind('/') + 1));
   std::filesystem::create_directories(dir_);
-  lab_ = std::make_unique<Process>(std::vector<std::string>{VANTAGE_LAB_BIN, "--listen", "127.0.0.1:0"});
+  std::vector<std::string> lab_args{VANTAGE_LAB_BIN, "--listen", "127.0.0.1:0"};
+  lab_args.insert(lab_args.end(), options_.lab_args.begin(), options_.lab_args.end());
+  lab_ = std::make_unique<Process>(lab_args);
   EXPECT_TRUE(lab_->wait_for_output("msg=listening", seconds(10))) << lab_->output();
+  if (std::find(options_.lab_args.begin(), options_.lab_args.end(), "--edge-colos") != options_.lab_args.end()) {
+    // The edge logs after the origin, one line per colo.
+    EXPECT_TRUE(lab_->wait_for_output("msg=\"edge listening\"", seconds(10))) << lab_->output();
+  }
   const auto lab_port = number_after(lab_->output(), "address=127.0.0.1:");
   checks_ = dir_ / "checks.yaml";
-  std::ofstream(checks_) << "checks:\n  - name: home\n    url: http://127.0.0.1:" << lab_port
-                         << "/\n    interval: 1s\n    timeout: 500ms\n";
+  if (options_.checks) {
+    std::ofstream(checks_) << options_.checks(lab_->output());
+  } else {
+    std::ofstream(checks_) << "checks:\n  - name: home\n    url: http://127.0.0.1:" << lab_port
+                           << "/\n    interval: 1s\n    timeout: 500ms\n";
+  }
   for (auto [id, region] : std::vector<std::pair<std::string, std::string>>{{"us-1", "us"}, {"eu-1", "eu"}, {"ap-1", "ap"}}) {
     auto r = run_command({VANTAGE_COORDINATOR_BIN, "add-probe", "--database", db_, "--probe-id", id, "--region", region});
     EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -58,11 +68,14 @@ void Stack::start_coordinator(const std::string& listen, const std::string& metr
 
 void Stack::start_probe(size_t i, const std::string& address) {
   auto& p = probes_[i];
-  p.process = std::make_unique<Process>(
-      std::vector<std::string>{VANTAGE_PROBE_BIN, "--coordinator",
-                               address.empty() ? "127.0.0.1:" + std::to_string(grpc_port_) : address,
-                               "--probe-id", p.id, "--region", p.region, "--spool-dir", p.spool.string()},
-      std::map<std::string, std::string>{{"VANTAGE_PROBE_TOKEN", p.token}});
+  std::vector<std::string> args{VANTAGE_PROBE_BIN, "--coordinator",
+                                address.empty() ? "127.0.0.1:" + std::to_string(grpc_port_) : address,
+                                "--probe-id", p.id, "--region", p.region, "--spool-dir", p.spool.string()};
+  if (options_.probe_args) {
+    auto extra = options_.probe_args(i, lab_->output());
+    args.insert(args.end(), extra.begin(), extra.end());
+  }
+  p.process = std::make_unique<Process>(args, std::map<std::string, std::string>{{"VANTAGE_PROBE_TOKEN", p.token}});
 }
 
 void Stack::start_probes() {

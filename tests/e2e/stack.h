@@ -4,6 +4,7 @@
 // fresh database of the test PostgreSQL; plus the exactly-once verdict.
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,16 @@
 #include "tests/support/process.h"
 
 namespace vantage::testing {
+
+// What varies between scenarios; the defaults give the plain stack.
+struct StackOptions {
+  std::vector<std::string> lab_args;  // extra vantage-lab flags (e.g. a fake edge)
+  // The checks file, from the lab's start-up log (its ports). Default: one
+  // check "home" of the lab origin every second.
+  std::function<std::string(const std::string& lab_log)> checks;
+  // Extra flags of probe `i`, from the lab's start-up log.
+  std::function<std::vector<std::string>(size_t i, const std::string& lab_log)> probe_args;
+};
 
 class Stack {
  public:
@@ -23,8 +34,10 @@ class Stack {
     std::unique_ptr<Process> process;
   };
 
-  Stack();
+  explicit Stack(StackOptions options = {});
   ~Stack();
+  Process& lab() { return *lab_; }
+  const std::string& database() const { return db_; }
 
   // Starts the coordinator on `listen` (its ports are read from its log).
   void start_coordinator(const std::string& listen = "127.0.0.1:0", const std::string& metrics = "127.0.0.1:0");
@@ -52,6 +65,7 @@ class Stack {
 
 
  private:
+  StackOptions options_;
   std::string db_;
   std::unique_ptr<Process> lab_;
   std::filesystem::path dir_;

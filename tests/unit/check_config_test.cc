@@ -70,6 +70,46 @@ checks:
   EXPECT_EQ(api.expected_status(0).max(), 399u);
 }
 
+TEST(ChecksFile, ReadsCorrelationSettingsKeyByKeyOverTheDefaults) {
+  auto checks = parse_checks_yaml(R"(
+defaults:
+  correlation: {recurring_min: 4, stale_after: 5m}
+checks:
+  - name: shop-home
+    url: https://shop.example.com/
+    correlation:
+      confirm_consecutive: 3
+      resolve_consecutive: 4
+      stale_after: 90s
+      global_quorum: 2
+      reopen_within: 15m
+      recurring_window: 2h
+      recheck_min_interval: 1m
+  - name: api
+    url: http://api.example.com/health
+)", "checks.yaml");
+  ASSERT_EQ(checks.size(), 2u);
+  const auto& shop = checks[0].correlation();
+  EXPECT_EQ(shop.confirm_consecutive(), 3u);
+  EXPECT_EQ(shop.resolve_consecutive(), 4u);
+  EXPECT_EQ(shop.global_quorum(), 2u);
+  EXPECT_EQ(shop.recurring_min(), 4u);  // from the defaults
+  EXPECT_EQ(to_millis(shop.stale_after()), milliseconds(90'000));
+  EXPECT_EQ(to_millis(shop.reopen_within()), milliseconds(900'000));
+  EXPECT_EQ(to_millis(shop.recurring_window()), milliseconds(7'200'000));
+  EXPECT_EQ(to_millis(shop.recheck_min_interval()), milliseconds(60'000));
+  const auto& api = checks[1].correlation();
+  EXPECT_EQ(api.recurring_min(), 4u);
+  EXPECT_EQ(to_millis(api.stale_after()), milliseconds(300'000));
+  EXPECT_FALSE(api.has_confirm_consecutive()) << "unset: the coordinator's default";
+  EXPECT_FALSE(api.has_reopen_within());
+}
+
+TEST(ChecksFile, NoCorrelationBlockLeavesTheSettingsUnset) {
+  auto checks = parse_checks_yaml("checks:\n  - name: a\n    url: http://x/\n", "checks.yaml");
+  EXPECT_FALSE(checks[0].has_correlation());
+}
+
 struct BadFile {
   const char* yaml;
   const char* expected;  // a part of the one-line error
@@ -104,7 +144,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadFile{"checks:\n  - name: a\n    url: http://x/\n    origin: {address: \"1.2.3.4:0\"}\n",
                 "origin.address"},
         BadFile{"checks:\n  - name: a\n    url: http://x/\n    interval: 500ms\n", "below the minimum of 1s"},
-        BadFile{"check: []\n", "unknown field \"check\" in the top level"}));
+        BadFile{"check: []\n", "unknown field \"check\" in the top level"},
+        BadFile{"checks:\n  - name: a\n    url: http://x/\n    correlation: {confirm_consecutiv: 3}\n",
+                "checks.yaml:4:19: unknown field \"confirm_consecutiv\" in correlation"},
+        BadFile{"checks:\n  - name: a\n    url: http://x/\n    correlation:\n      resolve_consecutive: 0\n",
+                "checks.yaml:5:28: correlation.resolve_consecutive: \"0\" is not a whole number of at least 1"},
+        BadFile{"checks:\n  - name: a\n    url: http://x/\n    correlation:\n      global_quorum: two\n",
+                "checks.yaml:5:22: correlation.global_quorum: \"two\" is not a whole number"},
+        BadFile{"checks:\n  - name: a\n    url: http://x/\n    correlation:\n      stale_after: soon\n",
+                "checks.yaml:5:20: correlation.stale_after: \"soon\" is not a duration"},
+        BadFile{"checks:\n  - name: a\n    url: http://x/\n    correlation: {recheck_min_interval: 0s}\n",
+                "correlation.recheck_min_interval must be longer than 0"},
+        BadFile{"checks:\n  - name: a\n    url: http://x/\n    correlation: 3\n",
+                "checks.yaml:4:18: correlation must be a mapping"},
+        BadFile{"defaults:\n  correlation: {recurring_min: -1}\nchecks:\n  - name: a\n    url: http://x/\n",
+                "checks.yaml:2:32: correlation.recurring_min: \"-1\""}));
 
 TEST(ChecksFile, UnreadableFileSaysSo) {
   try {

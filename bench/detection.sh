@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Detection latency end to end (issue 4): three probes in three regions, each
+# through its own colo of the lab's fake Cloudflare edge, the real coordinator
+# and PostgreSQL, one check every 60 s. For each round: switch a 520 on for
+# every edge request, wait until /metrics shows
+# vantage_incidents_open{kind="outage",scope="global"} 1, switch it off, wait
+# for the resolution. Prints per round:
+#   first failure  fault on -> the start of the first failing attempt (the
+#                  probes' schedule: up to an interval / the probes)
+#   confirmation   that attempt's start -> the incident on the metric (what
+#                  the coordinator's re-checks and correlation cost)
+#   total          fault on -> the incident on the metric
+#
+#   ./scripts/build.sh && bench/detection.sh [ROUNDS] [INTERVAL]   (default 5 rounds, 60s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+interval=${2:-60s}
+bin=$PWD/build
+for b in coordinator/vantage-coordinator probe/vantage-probe tools/lab/vantage-lab; do
+  [ -x "$bin/$b" ] || { echo "detection.sh: $bin/$b missing; run ./scripts/build.sh first" >&2; exit 1; }
+done
+command -v curl >/dev/null || { echo "detection.sh: needs curl (apt-get install curl)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/vantage-detection-XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ./scripts/local-postgres.sh stop "$work/pg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+until_log() {  # file text
+  for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "detection.sh: \"$2\" not in $1:" >&2; tail -5 "$1" >&2; exit 1
+}
+
+db=$(./scripts/local-postgres.sh start "$work/pg" --fast)
+origin_port=$(free_port)
+edge_base=$(free_port)
+"$bin/tools/lab/vantage-lab" --listen "127.0.0.1:$origin_port" --edge-colos IAD,FRA,SIN \
+  --edge-port-base "$edge_base" >"$work/lab.log" 2>&1 &
+pids+=($!)
+until_log "$work/lab.log" "colo=SIN"
+cat >"$work/checks.yaml" <<EOF
+checks:
+  - name: shop
+    url: http://shop.test:$edge_base/
+    interval: $interval
+    timeout: 5s
+    origin: {address: "127.0.0.1:$origin_port"}
+EOF
+metrics_port=$(free_port)
+grpc_port=$(free_port)
+"$bin/coordinator/vantage-coordinator" serve --database "$db" --checks "$work/checks.yaml" \
+  --listen "127.0.0.1:$grpc_port" --metrics-listen "127.0.0.1:$metrics_port" >"$work/coordinator.log" 2>&1 &
+pids+=($!)
+until_log "$work/coordinator.log" "coordinator started"
+i=0
+for entry in us-1:us:IAD eu-1:eu:FRA ap-1:ap:SIN; do
+  IFS=: read -r id region colo <<<"$entry"
+  "$bin/coordinator/vantage-coordinator" add-probe --database "$db" --probe-id "$id" --region "$region" \
+    2>/dev/null >"$work/$id.token"
+  "$bin/probe/vantage-probe" --coordinator "127.0.0.1:$grpc_port" --probe-id "$id" --region "$region" \
+    --token-file "$work/$id.token" --connect-to "shop.test:$edge_base:127.0.0.1:$((edge_base + i))" \
+    >"$work/probe-$id.log" 2>&1 &
+  pids+=($!)
+  i=$((i + 1))
+done
+
+metric() {
+  curl -fsS "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null |
+    sed -n "s/^vantage_incidents_open{kind=\"outage\",scope=\"global\"} \([0-9.]*\)$/\1/p"
+}
+sql() { psql "$db" -Atc "$1"; }
+wait_metric() {  # value timeout_seconds
+  local deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do [ "$(metric)" = "$1" ] && return 0; sleep 0.05; done
+  echo "detection.sh: vantage_incidents_open{global} did not become $1 in $2 s" >&2; exit 1
+}
+fault() { curl -fsS "http://127.0.0.1:$origin_port/lab/fault?$1" >/dev/null; }
+
+echo "detection.sh: waiting for every probe's first result (up to one interval)..." >&2
+for _ in $(seq 1 900); do
+  [ "$(sql "SELECT count(DISTINCT probe_id) FROM results")" = 3 ] && break
+  sleep 0.2
+done
+printf "%-6s %-15s %-15s %-10s\n" round "first failure" "confirmation" total
+for round in $(seq 1 "$rounds"); do
+  # Switch on at a random point of the probes' schedule.
+  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", rand() * 10 }')"
+  on=$(now)
+  fault "name=empty-reply"
+  wait_metric 1 600
+  seen=$(now)
+  first=$(sql "SELECT extract(epoch FROM min(start_time)) FROM results WHERE class <> 1 AND start_time >= to_timestamp($on)")
+  awk -v on="$on" -v first="$first" -v seen="$seen" -v r="$round" \
+    'BEGIN { printf "%-6d %-15s %-15s %-10s\n", r, sprintf("%.2f s", first - on), sprintf("%.2f s", seen - first), sprintf("%.2f s", seen - on) }'
+  fault "name=none"
+  wait_metric 0 900
+done

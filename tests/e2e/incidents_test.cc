@@ -1,0 +1,209 @@
+// Incidents end to end (correlation.md): three probes in three regions, each
+// reaching the site through its own colo of the lab's fake Cloudflare edge,
+// the real coordinator and PostgreSQL. Faults are switched on and off at the
+// lab origin while everything runs, per colo or for every edge request.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "tests/e2e/stack.h"
+#include "tests/support/postgres.h"
+#include "tests/support/process.h"
+#include "vantage/v1/types.pb.h"
+
+namespace vantage::testing {
+namespace {
+
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+[[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+
+// us-1 reaches the site through IAD, eu-1 through FRA, ap-1 through SIN.
+const std::vector<std::string> kColos{"IAD", "FRA", "SIN"};
+
+int64_t edge_port(const std::string& lab_log, const std::string& colo) {
+  return number_after(lab_log, "colo=" + colo + " address=127.0.0.1:");
+}
+int64_t origin_port(const std::string& lab_log) { return number_after(lab_log, "msg=listening address=127.0.0.1:"); }
+
+// One check of "shop.test" through the edge, with the origin leg straight at
+// the lab origin. Thresholds shortened so a scenario takes seconds, not hours.
+StackOptions edge_stack(const std::string& correlation) {
+  StackOptions o;
+  o.lab_args = {"--edge-colos", "IAD,FRA,SIN"};
+  o.checks = [correlation](const std::string& log) {
+    return fmt::format(
+        "checks:\n"
+        "  - name: shop\n"
+        "    url: http://shop.test:{}/\n"
+        "    interval: 2s\n"
+        "    timeout: 1s\n"
+        "    origin: {{address: \"127.0.0.1:{}\"}}\n"
+        "    correlation: {}\n",
+        edge_port(log, "IAD"), origin_port(log), correlation);
+  };
+  // Each probe's "DNS" sends it to its own colo, like anycast would.
+  o.probe_args = [](size_t i, const std::string& log) {
+    return std::vector<std::string>{
+        "--connect-to", fmt::format("shop.test:{}:127.0.0.1:{}", edge_port(log, "IAD"), edge_port(log, kColos[i]))};
+  };
+  return o;
+}
+
+struct StoredIncident {
+  v1::Incident incident;
+  std::vector<v1::IncidentEventType> timeline;
+};
+
+std::vector<StoredIncident> incidents(const Stack& stack) {
+  pqxx::connection c(stack.database());
+  pqxx::read_transaction tx(c);
+  std::vector<StoredIncident> out;
+  for (const auto& row : tx.exec("SELECT id, detail FROM incidents ORDER BY first_failure_time")) {
+    StoredIncident s;
+    pqxx::binarystring bytes(row[1]);
+    EXPECT_TRUE(s.incident.ParseFromString(bytes.str()));
+    for (const auto& e : tx.exec_params("SELECT type FROM incident_events WHERE incident_id = $1 ORDER BY time, id",
+                                        row[0].as<std::string>())) {
+      s.timeline.push_back(static_cast<v1::IncidentEventType>(e[0].as<int>()));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+template <typename Pred>
+bool wait_until(Pred pred, seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
+// Sets the lab origin's fault for requests that come through the edge.
+void set_fault(Stack& stack, const std::string& query) {
+  const auto port = static_cast<int>(origin_port(stack.lab().output()));
+  ASSERT_NE(http_get(port, "/lab/fault?" + query), "") << "the lab refused /lab/fault?" << query;
+}
+
+double open_incidents(const Stack& stack, const std::string& kind, const std::string& scope) {
+  const auto text = http_get(stack.metrics_port(), "/metrics");
+  return metric_value(text, fmt::format("vantage_incidents_open{{kind=\"{}\",scope=\"{}\"}}", kind, scope))
+      .value_or(-1);
+}
+
+void start_and_wait_for_results(Stack& stack) {
+  ASSERT_NO_FATAL_FAILURE(stack.start_coordinator());
+  stack.start_probes();
+  ASSERT_TRUE(wait_until([&] { return stack.stored(0) > 1 && stack.stored(1) > 1 && stack.stored(2) > 1; },
+                         seconds(30)))
+      << stack.coordinator().output();
+}
+
+bool has(const std::vector<v1::IncidentEventType>& timeline, v1::IncidentEventType type) {
+  return std::find(timeline.begin(), timeline.end(), type) != timeline.end();
+}
+
+TEST(Incidents, A520InOneColoIsAColoOrRegionOutageThatResolves) {
+  Stack stack(edge_stack("{resolve_consecutive: 2}"));
+  ASSERT_NO_FATAL_FAILURE(start_and_wait_for_results(stack));
+  set_fault(stack, "name=empty-reply&colo=FRA");
+
+  ASSERT_TRUE(wait_until([&] { return !incidents(stack).empty(); }, seconds(30))) << stack.coordinator().output();
+  auto found = incidents(stack);
+  ASSERT_EQ(found.size(), 1u);
+  const auto& opened = found[0].incident;
+  EXPECT_EQ(opened.kind(), v1::INCIDENT_KIND_OUTAGE);
+  EXPECT_TRUE(opened.scope() == v1::SCOPE_COLO || opened.scope() == v1::SCOPE_REGION) << opened.DebugString();
+  EXPECT_EQ(opened.dominant_edge_code(), 520u);
+  EXPECT_EQ(std::vector<std::string>(opened.affected_regions().begin(), opened.affected_regions().end()),
+            std::vector<std::string>{"eu"});
+  EXPECT_EQ(std::vector<std::string>(opened.affected_colos().begin(), opened.affected_colos().end()),
+            std::vector<std::string>{"FRA"});
+  EXPECT_FALSE(opened.sample_ray_ids().empty());
+  EXPECT_FALSE(opened.diagnosis().cause().empty());
+  EXPECT_EQ(open_incidents(stack, "outage", opened.scope() == v1::SCOPE_COLO ? "colo" : "region"), 1);
+
+  set_fault(stack, "name=none");
+  ASSERT_TRUE(wait_until([&] { return incidents(stack)[0].incident.state() == v1::INCIDENT_STATE_RESOLVED; },
+                         seconds(30)));
+  found = incidents(stack);
+  EXPECT_EQ(found.size(), 1u) << "recovery resolves the incident; it opens no other";
+  EXPECT_TRUE(has(found[0].timeline, v1::INCIDENT_EVENT_TYPE_OPENED));
+  EXPECT_EQ(found[0].timeline.back(), v1::INCIDENT_EVENT_TYPE_RESOLVED);
+  EXPECT_TRUE(wait_until([&] { return open_incidents(stack, "outage", "region") == 0 &&
+                                      open_incidents(stack, "outage", "colo") == 0; },
+                         seconds(5)));
+}
+
+TEST(Incidents, A520EverywhereIsAGlobalOutageThatSurvivesACoordinatorCrash) {
+  Stack stack(edge_stack("{resolve_consecutive: 2}"));
+  ASSERT_NO_FATAL_FAILURE(start_and_wait_for_results(stack));
+  const auto fault_on = Clock::now();
+  set_fault(stack, "name=empty-reply");
+
+  ASSERT_TRUE(wait_until([&] { return open_incidents(stack, "outage", "global") == 1; }, seconds(30)))
+      << stack.coordinator().output();
+  std::printf("Incidents.GlobalOutage: fault on to vantage_incidents_open{scope=\"global\"} = 1: %.1f s (interval 2 s)\n",
+              std::chrono::duration<double>(Clock::now() - fault_on).count());
+  auto found = incidents(stack);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].incident.scope(), v1::SCOPE_GLOBAL);
+  EXPECT_EQ(found[0].incident.affected_regions_size(), 3);
+  const auto id = found[0].incident.id();
+
+  // A crash while the incident is open: the restarted coordinator continues
+  // it from storage, and derives no second opening from the replayed results.
+  const auto listen = "127.0.0.1:" + std::to_string(stack.grpc_port());  // where the probes reconnect
+  stack.coordinator().signal(SIGKILL);
+  stack.coordinator().wait(seconds(10));
+  ASSERT_NO_FATAL_FAILURE(stack.start_coordinator(listen));
+  ASSERT_TRUE(wait_until([&] { return open_incidents(stack, "outage", "global") == 1; }, seconds(10)));
+
+  set_fault(stack, "name=none");
+  ASSERT_TRUE(wait_until([&] { return incidents(stack)[0].incident.state() == v1::INCIDENT_STATE_RESOLVED; },
+                         seconds(30)))
+      << stack.coordinator().output();
+  found = incidents(stack);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].incident.id(), id);
+  EXPECT_EQ(std::count(found[0].timeline.begin(), found[0].timeline.end(), v1::INCIDENT_EVENT_TYPE_OPENED), 1);
+  EXPECT_EQ(std::count(found[0].timeline.begin(), found[0].timeline.end(), v1::INCIDENT_EVENT_TYPE_RESOLVED), 1);
+}
+
+TEST(Incidents, ScatteredSingle520sAreAnIntermittentIncidentWithTheKeepAliveDiagnosis) {
+  // One edge request fails every 7 s, whichever probe and colo sends it: no
+  // probe fails twice in a row and no two regions fail within an interval.
+  Stack stack(edge_stack("{recurring_window: 40s, recurring_min: 3}"));
+  ASSERT_NO_FATAL_FAILURE(start_and_wait_for_results(stack));
+  set_fault(stack, "name=empty-reply&every_s=7");
+
+  ASSERT_TRUE(wait_until([&] { return open_incidents(stack, "intermittent", "probe") +
+                                          open_incidents(stack, "intermittent", "colo") +
+                                          open_incidents(stack, "intermittent", "region") +
+                                          open_incidents(stack, "intermittent", "global") == 1; },
+                         seconds(60)))
+      << stack.coordinator().output();
+  auto found = incidents(stack);
+  ASSERT_EQ(found.size(), 1u) << "single failures never make an outage";
+  const auto& incident = found[0].incident;
+  EXPECT_EQ(incident.kind(), v1::INCIDENT_KIND_INTERMITTENT);
+  EXPECT_EQ(incident.diagnosis().cause_id(), "keepalive_race") << incident.DebugString();
+  EXPECT_GE(incident.affected_colos_size(), 2) << incident.DebugString();
+
+  set_fault(stack, "name=none");
+  ASSERT_TRUE(wait_until([&] { return incidents(stack)[0].incident.state() == v1::INCIDENT_STATE_RESOLVED; },
+                         seconds(60)))
+      << "resolves once a whole window passes without a failure";
+  EXPECT_EQ(incidents(stack).size(), 1u);
+}
+
+}  // namespace
+}  // namespace vantage::testing
