@@ -32,6 +32,20 @@ struct DiagnosisRow {
 // The rows, most specific first.
 const std::vector<DiagnosisRow>& diagnosis_table();
 
+// Section 5: the cause the coordinator gives an intermittent incident whose
+// failures fit the keep-alive race. Not a row: no single attempt shows it.
+struct KeepAliveRace {
+  static constexpr std::string_view cause_id = "keepalive_race";
+  static constexpr std::string_view cause =
+      "rare failures through the edge with a healthy origin: the origin closes idle keep-alive connections "
+      "(or recycles a worker after a number of requests) while the edge still reuses them, so a request "
+      "sent on a connection the origin is closing fails with a 52x";
+  static constexpr std::string_view advice =
+      "raise the origin's keep-alive idle timeout above the edge's reuse window (about 900 s) and lift or "
+      "raise its per-connection request limit (nginx keepalive_timeout/keepalive_requests, Apache "
+      "KeepAliveTimeout/MaxKeepAliveRequests, the application server's worker recycling)";
+};
+
 // The diagnosis of one attempt; `origin` is null when no origin leg ran.
 // Evidence lists what the verdict rests on: codes, colo, ray id, times.
 v1::Diagnosis diagnose(const v1::LegResult& edge, const v1::LegResult* origin);

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/check_config.h"
+#include "common/diagnosis.h"
 #include "common/failure_class.h"
 
 namespace vantage::correlation {
@@ -229,16 +230,6 @@ bool add_unique(std::vector<std::string>& list, const std::string& item, size_t 
 }
 
 // --- diagnosis of an intermittent incident (diagnosis.md section 5) ---
-
-constexpr std::string_view kKeepAliveCauseId = "keepalive_race";
-constexpr std::string_view kKeepAliveCause =
-    "rare failures through the edge with a healthy origin: the origin closes idle keep-alive connections "
-    "(or recycles a worker after a number of requests) while the edge still reuses them, so a request "
-    "sent on a connection the origin is closing fails with a 52x";
-constexpr std::string_view kKeepAliveAdvice =
-    "raise the origin's keep-alive idle timeout above the edge's reuse window (about 900 s) and lift or "
-    "raise its per-connection request limit (nginx keepalive_timeout/keepalive_requests, Apache "
-    "KeepAliveTimeout/MaxKeepAliveRequests, the application server's worker recycling)";
 
 bool is_52x(uint32_t code) { return code >= 520 && code <= 529; }
 
@@ -754,7 +745,7 @@ struct Correlator::Impl {
     inc.episodes = n;  // isolated episodes are short: about one failure each
     for (const auto& colo : inc.colos) inc.colo_tally.add(colo);
     inc.class_tally.add({inc.dominant_class, inc.dominant_code}, n);
-    if (inc.cause_id == kKeepAliveCauseId) {
+    if (inc.cause_id == KeepAliveRace::cause_id) {
       inc.origin_ok = 1;  // no failing origin leg, and a fine one or several colos
     } else {
       inc.cause_tally.push_back(CauseTally{inc.cause_id, inc.cause, inc.advice, n});
@@ -780,9 +771,9 @@ struct Correlator::Impl {
       }
     }
     if (all_52x && inc.origin_failed == 0 && (inc.origin_ok > 0 || colos >= 2)) {
-      inc.cause_id = kKeepAliveCauseId;
-      inc.cause = kKeepAliveCause;
-      inc.advice = kKeepAliveAdvice;
+      inc.cause_id = KeepAliveRace::cause_id;
+      inc.cause = KeepAliveRace::cause;
+      inc.advice = KeepAliveRace::advice;
       return;
     }
     const CauseTally* best = nullptr;

@@ -99,6 +99,37 @@ TEST(Diagnose, JsonReportsBothLegsAndTheCause) {
   EXPECT_NE(r.output.find("--resolve \"nonsense\""), std::string::npos) << r.output;
 }
 
+TEST(Diagnose, KeepAliveMeasuresTheOriginsLimits) {
+  // An origin that closes idle connections after 1 s and serves 3 requests per connection.
+  Process lab({kLab, "--listen", "127.0.0.1:0", "--idle-close-ms", "1000", "--max-requests", "3"});
+  ASSERT_TRUE(lab.wait_for_output("msg=listening", seconds(10))) << lab.output();
+  const auto lab_address = "127.0.0.1:" + std::to_string(number_after(lab.output(), "address=127.0.0.1:"));
+  auto r = run_command({kProbe, "diagnose", "http://" + lab_address + "/", "--keepalive", "--keepalive-max-idle", "10",
+                        "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto report = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << r.output;
+  EXPECT_EQ(report["keep_alive"]["requests_per_connection"], 3) << r.output;
+  const double idle = report["keep_alive"]["idle_close_seconds"].get<double>();
+  EXPECT_GE(idle, 0.8) << r.output;
+  EXPECT_LE(idle, 2.5) << r.output;
+}
+
+TEST(StartupErrors, AnUnreadableTlsCaIsOneLine) {
+  auto r = run_command({kProbe, "--coordinator", "127.0.0.1:1", "--probe-id", "p", "--region", "r", "--tls-ca",
+                        "/nonexistent/ca.pem"},
+                       {{"VANTAGE_PROBE_TOKEN", "t"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(lines(r.output), 1u) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/ca.pem"), std::string::npos) << r.output;
+
+  r = run_command({kProbe, "--coordinator", "127.0.0.1:1", "--probe-id", "p", "--region", "r", "--connect-to",
+                   "shop.test:80"},
+                  {{"VANTAGE_PROBE_TOKEN", "t"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--connect-to \"shop.test:80\""), std::string::npos) << r.output;
+}
+
 TEST(Stack, ThreeRegionsReportAndEveryResultIsStoredOnce) {
   Stack stack;
   stack.start_coordinator();
