@@ -22,7 +22,9 @@ struct Scheduler::Task {
   Task(asio::any_io_executor ex, v1::Check c) : check(std::move(c)), timer(ex), keep_alive_timer(ex) {}
   v1::Check check;
   asio::steady_timer timer;
-  std::deque<std::string> rechecks;  // request ids waiting to run
+  // Request ids waiting to run. Rarely more than one: a vector, since an
+  // empty std::deque already allocates about 600 bytes, for every check.
+  std::vector<std::string> rechecks;
   bool stopped = false;
   // When the origin leg last ran, for OriginTarget.interval.
   std::optional<std::chrono::steady_clock::time_point> last_origin_leg;
@@ -68,19 +70,20 @@ Scheduler::~Scheduler() = default;
 
 void Scheduler::assign(std::vector<v1::Check> checks) {
   asio::post(executor_, [this, checks = std::move(checks)]() mutable {
-    std::map<int64_t, v1::Check> wanted;
-    for (auto& c : checks) wanted.emplace(c.id(), std::move(c));
+    // Points into `checks`: no second copy of every check while assigning.
+    std::map<int64_t, v1::Check*> wanted;
+    for (auto& c : checks) wanted.emplace(c.id(), &c);
     for (auto it = tasks_.begin(); it != tasks_.end();) {
       auto next = std::next(it);
       auto w = wanted.find(it->first);
       if (w == wanted.end()) {
         remove(it->first);
-      } else if (w->second.version() == it->second->check.version()) {
+      } else if (w->second->version() == it->second->check.version()) {
         wanted.erase(w);  // unchanged: keep its place in the schedule
       }
       it = next;
     }
-    for (auto& [id, check] : wanted) start(std::move(check));
+    for (auto& [id, check] : wanted) start(std::move(*check));
     log::info("checks assigned", "count", tasks_.size());
   });
 }
@@ -144,7 +147,7 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
     std::string request_id;
     if (!task->rechecks.empty()) {
       request_id = std::move(task->rechecks.front());
-      task->rechecks.pop_front();
+      task->rechecks.erase(task->rechecks.begin());
     } else if (std::chrono::steady_clock::now() < due) {
       task->timer.expires_at(due);  // woken early without a re-check
       continue;

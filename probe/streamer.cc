@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "common/backoff.h"
@@ -165,9 +166,12 @@ void Streamer::run_session() {
         v1::CoordinatorMessage message;
         while (stream->Read(&message)) {
           switch (message.message_case()) {
-            case v1::CoordinatorMessage::kAssignment:
-              scheduler_.assign({message.assignment().checks().begin(), message.assignment().checks().end()});
+            case v1::CoordinatorMessage::kAssignment: {
+              // Moved out, not copied: the message is done with them.
+              auto* checks = message.mutable_assignment()->mutable_checks();
+              scheduler_.assign({std::make_move_iterator(checks->begin()), std::make_move_iterator(checks->end())});
               break;
+            }
             case v1::CoordinatorMessage::kAssignmentDiff:
               scheduler_.apply(message.assignment_diff());
               break;
@@ -188,8 +192,17 @@ void Streamer::run_session() {
 
   if (welcomed) {
     auto last_write = std::chrono::steady_clock::now();
+    bool last_full = false;
     while (!stopping_ && !reader_done) {
+      if (!last_full) {
+        const auto since = std::chrono::steady_clock::now() - last_write;
+        if (since < options_.batch_linger) {
+          sleep_interruptibly(std::chrono::ceil<std::chrono::milliseconds>(options_.batch_linger - since));
+          if (stopping_) break;
+        }
+      }
       auto batch = spool_.next_unsent(options_.max_batch, options_.batch_wait);
+      last_full = batch.size() >= options_.max_batch;
       v1::ProbeMessage message;
       if (!batch.empty()) {
         for (auto& r : batch) *message.mutable_results()->add_results() = std::move(r);

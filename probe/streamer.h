@@ -31,6 +31,10 @@ struct StreamerOptions {
   std::string tls_ca_file;  // empty: plaintext (loopback and tests only)
   size_t max_batch = 500;
   std::chrono::milliseconds batch_wait{200};
+  // After a batch that was not full, the next one gathers results this long
+  // before it is sent: one message (and one ack) per linger, not per result.
+  // A full batch (a backlog, a replay) goes at once.
+  std::chrono::milliseconds batch_linger{100};
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30'000};
 };

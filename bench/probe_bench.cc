@@ -1,0 +1,654 @@
+// Probe efficiency: checks per CPU-second and peak memory of the real
+// vantage-probe (a child process, fed by an in-process fake coordinator),
+// next to Prometheus blackbox_exporter probing the same local origin at the
+// same rate (driven the way Prometheus drives it, by /probe requests from an
+// in-process load generator), in the same run. For each number of checks N,
+// both run one after the other against a fresh vantage-lab origin; each is
+// measured over the same window after the same warm-up: its own CPU time
+// (utime + stime) and its peak RSS (VmHWM). The fake coordinator and the load
+// generator stand for the other side (coordinator, Prometheus) and are not
+// counted.
+//
+//   build/bench/vantage-probe-bench [--checks 1000,10000] [--seconds 60] [--interval 10]
+#include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "common/check_config.h"
+#include "vantage/v1/probe_service.grpc.pb.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace v1 = vantage::v1;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr const char* kInstallHint = "apt-get install -y --no-install-recommends prometheus-blackbox-exporter";
+
+// ---------------------------------------------------------------------------
+// Child processes and what they cost
+// ---------------------------------------------------------------------------
+
+// A child process whose stdout and stderr go to `log_path`; killed with the
+// bench (PR_SET_PDEATHSIG) and on destruction.
+class Child {
+ public:
+  Child(std::vector<std::string> argv, std::string log_path,
+        std::vector<std::pair<std::string, std::string>> env = {})
+      : name_(std::filesystem::path(argv.at(0)).filename()), log_path_(std::move(log_path)) {
+    const int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + log_path_ + ": " + std::strerror(errno));
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      const int devnull = open("/dev/null", O_RDONLY);
+      dup2(devnull, 0);
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(fd);
+  }
+  ~Child() { stop(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const std::string& name() const { return name_; }
+
+  std::string output() const {
+    std::ifstream in(log_path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  // False once the process has exited (it is then reaped).
+  bool running() {
+    if (exited_) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) exited_ = true;
+    return !exited_;
+  }
+
+  // Waits until the output contains `text`; throws with the output if the
+  // process exits or the deadline passes first.
+  void wait_for_output(const std::string& text, std::chrono::seconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (output().find(text) == std::string::npos) {
+      if (!running()) throw std::runtime_error(name_ + " exited early:\n" + output());
+      if (Clock::now() > deadline) throw std::runtime_error(name_ + " did not say \"" + text + "\":\n" + output());
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  // SIGTERM, then SIGKILL after `grace`.
+  void stop(std::chrono::milliseconds grace = 10s) {
+    if (pid_ <= 0 || exited_) return;
+    kill(pid_, SIGTERM);
+    const auto deadline = Clock::now() + grace;
+    while (running() && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    if (running()) {
+      kill(pid_, SIGKILL);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+      exited_ = true;
+    }
+  }
+
+ private:
+  std::string name_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
+
+struct Usage {
+  double cpu_seconds = 0;  // utime + stime, all threads
+  uint64_t peak_rss_kib = 0;  // VmHWM
+};
+
+Usage usage_of(pid_t pid) {
+  Usage usage;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) throw std::runtime_error(fmt::format("cannot read /proc/{}/stat", pid));
+  // Fields after "(comm)": state is field 3, utime 14, stime 15.
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::vector<std::string> f;
+  for (std::string s; fields >> s;) f.push_back(s);
+  if (f.size() < 13) throw std::runtime_error(fmt::format("unexpected /proc/{}/stat: {}", pid, line));
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  usage.cpu_seconds = static_cast<double>(std::stoull(f[11]) + std::stoull(f[12])) / ticks;
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmHWM:")) usage.peak_rss_kib = std::stoull(line.substr(6));
+  }
+  return usage;
+}
+
+uint16_t free_port() {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return acceptor.local_endpoint().port();
+}
+
+bool can_connect(uint16_t port) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  return !ec;
+}
+
+// Percent-encodes everything but unreserved characters (RFC 3986).
+std::string url_encode(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+std::string origin_url(uint16_t port, size_t i) { return fmt::format("http://127.0.0.1:{}/?c={}", port, i); }
+
+// ---------------------------------------------------------------------------
+// The fake coordinator: Welcome, one CheckAssignment, an Ack per batch
+// ---------------------------------------------------------------------------
+
+class FakeCoordinator final : public v1::ProbeService::Service {
+ public:
+  explicit FakeCoordinator(std::vector<v1::Check> checks) : checks_(std::move(checks)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    if (!server_ || port_ == 0) throw std::runtime_error("the fake coordinator cannot listen on 127.0.0.1");
+  }
+  ~FakeCoordinator() override { server_->Shutdown(std::chrono::system_clock::now() + 2s); }
+
+  int port() const { return port_; }
+  uint64_t sessions() const { return sessions_; }
+  uint64_t ok() const { return ok_; }
+  uint64_t failed() const { return failed_; }
+  uint64_t batches() const { return batches_; }
+
+  grpc::Status Connect(grpc::ServerContext*,
+                       grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::ProbeMessage>* stream) override {
+    v1::ProbeMessage in;
+    if (!stream->Read(&in) || !in.has_hello()) return {grpc::StatusCode::INVALID_ARGUMENT, "Hello first"};
+    v1::CoordinatorMessage out;
+    auto* welcome = out.mutable_welcome();
+    welcome->set_last_stored_sequence(highest_);
+    welcome->set_coordinator_version("probe-bench");
+    welcome->mutable_heartbeat_interval()->set_seconds(15);
+    welcome->set_max_batch_results(500);
+    if (!stream->Write(out)) return grpc::Status::OK;
+    out.Clear();
+    *out.mutable_assignment()->mutable_checks() = {checks_.begin(), checks_.end()};
+    if (!stream->Write(out)) return grpc::Status::OK;
+    ++sessions_;
+    while (stream->Read(&in)) {
+      if (!in.has_results()) continue;  // heartbeats
+      ++batches_;
+      for (const auto& r : in.results().results()) {
+        if (r.sequence() <= highest_) continue;  // a replay after a reconnect: counted once
+        highest_ = r.sequence();
+        ++(r.edge().failure_class() == v1::FAILURE_CLASS_OK ? ok_ : failed_);
+      }
+      out.Clear();
+      out.mutable_ack()->set_sequence(highest_);
+      if (!stream->Write(out)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::vector<v1::Check> checks_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::atomic<uint64_t> sessions_{0};
+  std::atomic<uint64_t> highest_{0};  // one stream at a time
+  std::atomic<uint64_t> ok_{0};
+  std::atomic<uint64_t> failed_{0};
+  std::atomic<uint64_t> batches_{0};
+};
+
+// ---------------------------------------------------------------------------
+// The load generator: what Prometheus does with blackbox_exporter
+// ---------------------------------------------------------------------------
+
+// For each of N targets, GET /probe?module=http_2xx&target=... once per
+// interval, the N spread evenly over it, over a pool of keep-alive
+// connections to the exporter; at most `max_in_flight` at once (more are
+// counted as skipped). One thread.
+class LoadGenerator {
+ public:
+  LoadGenerator(uint16_t exporter_port, uint16_t origin_port, size_t targets, std::chrono::nanoseconds interval,
+                size_t max_in_flight)
+      : exporter_({asio::ip::make_address("127.0.0.1"), exporter_port}),
+        host_(fmt::format("127.0.0.1:{}", exporter_port)),
+        interval_(interval),
+        max_in_flight_(max_in_flight) {
+    paths_.reserve(targets);
+    for (size_t i = 0; i < targets; ++i) {
+      paths_.push_back("/probe?module=http_2xx&target=" + url_encode(origin_url(origin_port, i)));
+    }
+  }
+  ~LoadGenerator() { stop(); }
+
+  void start() {
+    asio::co_spawn(io_, dispatch(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void stop() {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  uint64_t ok() const { return ok_; }
+  uint64_t failed() const { return failed_; }
+  uint64_t skipped() const { return skipped_; }
+  uint64_t connections() const { return connections_; }
+
+ private:
+  struct Connection {
+    explicit Connection(asio::io_context& io) : stream(io) {}
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+  };
+
+  asio::awaitable<void> dispatch() {
+    asio::steady_timer timer(io_);
+    const auto start = Clock::now();
+    const auto n = static_cast<int64_t>(paths_.size());
+    for (int64_t k = 0;; ++k) {
+      const auto due = start + std::chrono::nanoseconds(interval_.count() * k / n);
+      if (due > Clock::now()) {
+        timer.expires_at(due);
+        boost::system::error_code ignored;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      }
+      if (in_flight_ >= max_in_flight_) {
+        ++skipped_;
+        continue;
+      }
+      ++in_flight_;
+      asio::co_spawn(io_, probe(static_cast<size_t>(k % n)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> probe(size_t target) {
+    boost::system::error_code ec;
+    std::unique_ptr<Connection> connection;
+    if (!idle_.empty()) {
+      connection = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      connection = std::make_unique<Connection>(io_);
+      connection->stream.expires_after(10s);
+      co_await connection->stream.async_connect(exporter_, asio::redirect_error(asio::use_awaitable, ec));
+      ++connections_;
+    }
+    http::request<http::empty_body> request(http::verb::get, paths_[target], 11);
+    request.set(http::field::host, host_);
+    request.set(http::field::user_agent, "vantage-probe-bench (standing for Prometheus)");
+    request.set("X-Prometheus-Scrape-Timeout-Seconds", "10");
+    http::response<http::string_body> response;
+    if (!ec) {
+      connection->stream.expires_after(30s);
+      co_await http::async_write(connection->stream, request, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec) {
+      co_await http::async_read(connection->stream, connection->buffer, response,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    }
+    const bool ok = !ec && response.result_int() == 200 &&
+                    response.body().find("\nprobe_success 1\n") != std::string::npos;
+    ++(ok ? ok_ : failed_);
+    if (!ec && response.keep_alive()) idle_.push_back(std::move(connection));
+    --in_flight_;
+  }
+
+  asio::io_context io_;
+  tcp::endpoint exporter_;
+  std::string host_;
+  std::chrono::nanoseconds interval_;
+  size_t max_in_flight_;
+  std::vector<std::string> paths_;
+  std::vector<std::unique_ptr<Connection>> idle_;  // io_ thread only
+  size_t in_flight_ = 0;                           // io_ thread only
+  std::atomic<uint64_t> ok_{0}, failed_{0}, skipped_{0}, connections_{0};
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------
+// One phase: a process measured over a window
+// ---------------------------------------------------------------------------
+
+struct Phase {
+  std::string tool;
+  size_t checks = 0;
+  double intended = 0;  // checks/s
+  double seconds = 0;   // the window
+  uint64_t ok = 0;      // successful checks in the window
+  uint64_t failed = 0;
+  double cpu_seconds = 0;
+  uint64_t peak_rss_kib = 0;
+  double achieved() const { return static_cast<double>(ok) / seconds; }
+  double per_cpu_second() const { return static_cast<double>(ok) / cpu_seconds; }
+  double kib_per_check() const { return static_cast<double>(peak_rss_kib) / static_cast<double>(checks); }
+};
+
+struct Counts {
+  uint64_t ok, failed;
+};
+
+// Warm-up, then the window: CPU time and successful checks are deltas over
+// the window; the peak RSS is the process's whole life, read at its end.
+template <typename CountFn>
+Phase measure(const std::string& tool, Child& process, size_t checks, double intended, std::chrono::seconds warmup,
+              int seconds, CountFn count) {
+  auto progress = [&](const char* what, long s, long of) {
+    std::fprintf(stderr, "\r%-20s N=%-6zu %s %3ld/%ld s   ", tool.c_str(), checks, what, s, of);
+  };
+  auto at = Clock::now();
+  for (long s = 1; s <= warmup.count(); ++s) {
+    std::this_thread::sleep_until(at += 1s);
+    if (!process.running()) throw std::runtime_error(process.name() + " exited:\n" + process.output());
+    progress("warm-up", s, warmup.count());
+  }
+  const auto u0 = usage_of(process.pid());
+  const Counts c0 = count();
+  const auto t0 = Clock::now();
+  at = t0;
+  for (long s = 1; s <= seconds; ++s) {
+    std::this_thread::sleep_until(at += 1s);
+    if (!process.running()) throw std::runtime_error(process.name() + " exited:\n" + process.output());
+    progress("measuring", s, seconds);
+  }
+  const auto u1 = usage_of(process.pid());
+  const Counts c1 = count();
+  const auto t1 = Clock::now();
+  std::fprintf(stderr, "\n");
+  Phase phase;
+  phase.tool = tool;
+  phase.checks = checks;
+  phase.intended = intended;
+  phase.seconds = std::chrono::duration<double>(t1 - t0).count();
+  phase.ok = c1.ok - c0.ok;
+  phase.failed = c1.failed - c0.failed;
+  phase.cpu_seconds = u1.cpu_seconds - u0.cpu_seconds;
+  phase.peak_rss_kib = u1.peak_rss_kib;
+  return phase;
+}
+
+struct Settings {
+  std::string probe_bin, lab_bin, blackbox_bin;
+  std::chrono::milliseconds interval;
+  std::chrono::milliseconds timeout;  // 5 s, or the interval when shorter
+  std::chrono::seconds warmup;
+  int seconds;
+  size_t max_in_flight;
+  std::string dir;  // temp files
+};
+
+Phase run_vantage(const Settings& s, size_t n, uint16_t origin_port) {
+  std::vector<v1::Check> checks;
+  checks.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    v1::Check check;
+    check.set_name(fmt::format("bench-{}", i));
+    check.set_id(static_cast<int64_t>(i) + 1);
+    check.set_version(1);
+    check.set_url(origin_url(origin_port, i));
+    check.set_method("GET");
+    *check.mutable_interval() = vantage::to_duration(s.interval);
+    *check.mutable_timeout() = vantage::to_duration(s.timeout);
+    // As the coordinator does: defaults filled (expected status 200-399).
+    if (auto problem = vantage::normalize_check(check); !problem.empty()) throw std::runtime_error(problem);
+    checks.push_back(std::move(check));
+  }
+  FakeCoordinator coordinator(std::move(checks));
+  Child probe({s.probe_bin, "--coordinator", fmt::format("127.0.0.1:{}", coordinator.port()), "--probe-id", "bench",
+               "--region", "bench", "--keepalive-interval", "0"},
+              fmt::format("{}/probe-{}.log", s.dir, n), {{"VANTAGE_PROBE_TOKEN", "bench-token"}});
+  const auto deadline = Clock::now() + 15s;
+  while (coordinator.sessions() == 0) {
+    if (!probe.running()) throw std::runtime_error("vantage-probe exited:\n" + probe.output());
+    if (Clock::now() > deadline) throw std::runtime_error("vantage-probe did not connect:\n" + probe.output());
+    std::this_thread::sleep_for(10ms);
+  }
+  const double intended = static_cast<double>(n) * 1000.0 / static_cast<double>(s.interval.count());
+  uint64_t batches0 = 0;
+  auto phase = measure("vantage-probe", probe, n, intended, s.warmup, s.seconds, [&] {
+    const auto batches = coordinator.batches();
+    if (batches0 == 0) batches0 = batches;
+    return Counts{coordinator.ok(), coordinator.failed()};
+  });
+  std::fprintf(stderr, "note: vantage-probe sent %.1f results per ResultBatch in the window\n",
+               static_cast<double>(phase.ok + phase.failed) /
+                   static_cast<double>(std::max<uint64_t>(1, coordinator.batches() - batches0)));
+  if (coordinator.sessions() != 1) {
+    std::fprintf(stderr, "note: vantage-probe connected %llu times (results counted once)\n",
+                 static_cast<unsigned long long>(coordinator.sessions()));
+  }
+  probe.stop();
+  return phase;
+}
+
+Phase run_blackbox(const Settings& s, size_t n, uint16_t origin_port) {
+  const auto config = fmt::format("{}/blackbox.yml", s.dir);
+  std::ofstream(config) << "modules:\n"
+                           "  http_2xx:\n"
+                           "    prober: http\n"
+                        << fmt::format("    timeout: {}ms\n", s.timeout.count())
+                        << "    http:\n"
+                           "      method: GET\n"
+                           "      preferred_ip_protocol: ip4\n";
+  const auto port = free_port();
+  Child exporter({s.blackbox_bin, "--config.file=" + config, fmt::format("--web.listen-address=127.0.0.1:{}", port)},
+                 fmt::format("{}/blackbox-{}.log", s.dir, n));
+  const auto deadline = Clock::now() + 15s;
+  while (!can_connect(port)) {
+    if (!exporter.running()) throw std::runtime_error("blackbox_exporter exited:\n" + exporter.output());
+    if (Clock::now() > deadline) throw std::runtime_error("blackbox_exporter did not listen:\n" + exporter.output());
+    std::this_thread::sleep_for(20ms);
+  }
+  LoadGenerator load(port, origin_port, n, s.interval, s.max_in_flight);
+  load.start();
+  const double intended = static_cast<double>(n) * 1000.0 / static_cast<double>(s.interval.count());
+  auto phase = measure("blackbox_exporter", exporter, n, intended, s.warmup, s.seconds,
+                       [&] { return Counts{load.ok(), load.failed()}; });
+  load.stop();
+  if (load.skipped() > 0) {
+    std::fprintf(stderr, "note: the load generator skipped %llu probes (%zu already in flight)\n",
+                 static_cast<unsigned long long>(load.skipped()), s.max_in_flight);
+  }
+  std::fprintf(stderr, "note: %llu keep-alive connections to blackbox_exporter\n",
+               static_cast<unsigned long long>(load.connections()));
+  exporter.stop();
+  return phase;
+}
+
+std::string mib(uint64_t kib) { return fmt::format("{:.1f} MiB", static_cast<double>(kib) / 1024.0); }
+
+void print_row(const Phase& p) {
+  std::printf("%7zu  %-18s %10.1f %10.1f %7llu %8.2f %12.0f %11s %10.2f\n", p.checks, p.tool.c_str(), p.intended,
+              p.achieved(), static_cast<unsigned long long>(p.failed), p.cpu_seconds, p.per_cpu_second(),
+              mib(p.peak_rss_kib).c_str(), p.kib_per_check());
+}
+
+std::string self_dir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vantage-probe-bench: checks per CPU-second and peak memory of vantage-probe, next to "
+               "blackbox_exporter probing the same local origin at the same rate"};
+  std::vector<size_t> sizes{1000, 10000};
+  int seconds = 60;
+  double interval_seconds = 10;
+  double warmup_seconds = 0;
+  size_t max_in_flight = 256;
+  // The build tree: bench/ sits next to probe/ and tools/lab/.
+  const std::filesystem::path build = std::filesystem::path(self_dir()).parent_path();
+  Settings settings;
+  settings.probe_bin = (build / "probe" / "vantage-probe").string();
+  settings.lab_bin = (build / "tools" / "lab" / "vantage-lab").string();
+  settings.blackbox_bin = "/usr/bin/prometheus-blackbox-exporter";
+  app.add_option("--checks", sizes, "numbers of checks, one phase of each tool per number")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--seconds", seconds, "measured seconds per phase")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--interval", interval_seconds, "each check's interval, seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--warmup", warmup_seconds, "seconds before measuring (default: one interval)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-in-flight", max_in_flight,
+                 "the load generator's /probe requests in flight at most (vantage-probe's --max-concurrent is 256)")
+      ->capture_default_str();
+  app.add_option("--probe-bin", settings.probe_bin, "vantage-probe")->capture_default_str();
+  app.add_option("--lab-bin", settings.lab_bin, "vantage-lab")->capture_default_str();
+  app.add_option("--blackbox-bin", settings.blackbox_bin, "blackbox_exporter")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  for (const auto& [flag, path] : {std::pair{"--probe-bin", settings.probe_bin}, {"--lab-bin", settings.lab_bin}}) {
+    if (access(path.c_str(), X_OK) != 0) {
+      std::fprintf(stderr,
+                   "vantage-probe-bench: %s not found (%s): build it (cmake --build BUILD --target vantage-probe "
+                   "vantage-lab) or pass %s\n",
+                   path.c_str(), std::strerror(errno), flag);
+      return 2;
+    }
+  }
+  if (access(settings.blackbox_bin.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "vantage-probe-bench: %s not found: install it with `%s`\n", settings.blackbox_bin.c_str(),
+                 kInstallHint);
+    return 2;
+  }
+  settings.interval = std::chrono::milliseconds(static_cast<long long>(interval_seconds * 1000));
+  settings.timeout = std::min(settings.interval, std::chrono::milliseconds(5000));
+  settings.warmup = std::chrono::seconds(
+      static_cast<long long>(std::ceil(warmup_seconds > 0 ? warmup_seconds : interval_seconds)));
+  settings.seconds = seconds;
+  settings.max_in_flight = max_in_flight;
+  char templ[] = "/tmp/vantage-probe-bench-XXXXXX";
+  if (!mkdtemp(templ)) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  settings.dir = templ;
+
+  {
+    std::ifstream loadavg("/proc/loadavg");
+    std::string load;
+    std::getline(loadavg, load);
+    std::fprintf(stderr, "%ld CPUs, load average at start: %s\n", sysconf(_SC_NPROCESSORS_ONLN), load.c_str());
+  }
+  std::vector<std::pair<Phase, Phase>> results;
+  int exit_code = 0;
+  try {
+    for (const auto n : sizes) {
+      if (n == 0) throw std::runtime_error("--checks: each number must be at least 1");
+      Child lab({settings.lab_bin, "--listen", "127.0.0.1:0"}, fmt::format("{}/lab-{}.log", settings.dir, n));
+      lab.wait_for_output("msg=listening", 10s);
+      const auto out = lab.output();
+      const auto at = out.rfind("address=127.0.0.1:");
+      const auto origin_port = static_cast<uint16_t>(std::atoi(out.c_str() + at + 18));
+      auto vantage = run_vantage(settings, n, origin_port);
+      auto blackbox = run_blackbox(settings, n, origin_port);
+      results.emplace_back(vantage, blackbox);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nvantage-probe-bench: %s\n", e.what());
+    exit_code = 1;
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(settings.dir, ignored);
+  if (results.empty()) return exit_code;
+
+  std::printf("interval %.1f s, timeout %.1f s, warm-up %lld s, measured %d s per phase; plain HTTP to a local "
+              "vantage-lab; failed = checks that did not succeed\n",
+              interval_seconds, static_cast<double>(settings.timeout.count()) / 1000.0,
+              static_cast<long long>(settings.warmup.count()), seconds);
+  std::printf("%7s  %-18s %10s %10s %7s %8s %12s %11s %10s\n", "checks", "tool", "intended/s", "achieved/s", "failed",
+              "CPU s", "checks/CPU-s", "peak RSS", "KiB/check");
+  for (const auto& [v, b] : results) {
+    print_row(v);
+    print_row(b);
+  }
+  std::printf("\n");
+  for (const auto& [v, b] : results) {
+    const double cpu_ratio = v.per_cpu_second() / b.per_cpu_second();
+    const double memory_ratio = b.kib_per_check() / v.kib_per_check();
+    std::printf("N=%-6zu checks per CPU-second vantage/blackbox %.2fx (target >= 3x: %s); memory per check "
+                "blackbox/vantage %.2fx (target >= 3x: %s)\n",
+                v.checks, cpu_ratio, cpu_ratio >= 3 ? "met" : "MISSED", memory_ratio,
+                memory_ratio >= 3 ? "met" : "MISSED");
+    for (const auto* p : {&v, &b}) {
+      if (p->achieved() < 0.9 * p->intended) {
+        std::printf("WARNING: %s at N=%zu achieved %.1f checks/s of the intended %.1f (more than 10 %% short)\n",
+                    p->tool.c_str(), p->checks, p->achieved(), p->intended);
+      }
+      if (p->failed > 0) {
+        std::printf("WARNING: %s at N=%zu: %llu checks failed in the window\n", p->tool.c_str(), p->checks,
+                    static_cast<unsigned long long>(p->failed));
+      }
+    }
+  }
+  return exit_code;
+}
