@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/check_config.h"
+#include "common/proto_time.h"
 #include "common/diagnosis.h"
 #include "common/failure_class.h"
 
@@ -34,25 +35,6 @@ bool ok_class(v1::FailureClass c) {
 
 int64_t unix_ms(TimePoint t) {
   return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
-}
-
-google::protobuf::Timestamp to_timestamp(TimePoint t) {
-  const auto ns = std::chrono::duration_cast<nanoseconds>(t.time_since_epoch()).count();
-  google::protobuf::Timestamp ts;
-  int64_t seconds = ns / 1'000'000'000;
-  int64_t nanos = ns % 1'000'000'000;
-  if (nanos < 0) {
-    nanos += 1'000'000'000;
-    --seconds;
-  }
-  ts.set_seconds(seconds);
-  ts.set_nanos(static_cast<int32_t>(nanos));
-  return ts;
-}
-
-TimePoint from_timestamp(const google::protobuf::Timestamp& ts) {
-  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::seconds(ts.seconds()) +
-                                                                    nanoseconds(ts.nanos())));
 }
 
 std::string incident_id(int64_t check_id, TimePoint first_failure) {

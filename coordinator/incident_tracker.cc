@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/failure_class.h"
+#include "common/proto_time.h"
 #include "common/log.h"
 #include "common/check_config.h"
 
@@ -28,12 +29,6 @@ std::string kind_label(v1::IncidentKind k) { return label(v1::IncidentKind_descr
 std::string scope_label(v1::Scope s) { return label(v1::Scope_descriptor(), s, "SCOPE_"); }
 std::string event_label(v1::IncidentEventType t) {
   return label(v1::IncidentEventType_descriptor(), t, "INCIDENT_EVENT_TYPE_");
-}
-
-std::chrono::system_clock::time_point time_of(const google::protobuf::Timestamp& ts) {
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::seconds(ts.seconds()) + std::chrono::nanoseconds(ts.nanos())));
 }
 
 constexpr size_t kMaxUnsavedEvents = 100'000;
@@ -227,8 +222,8 @@ void IncidentTracker::flush() {
     auto it = unsaved_incidents_.find(event.incident_id());
     const v1::Incident* incident = it == unsaved_incidents_.end() ? nullptr : &it->second;
     if (event.type() == v1::INCIDENT_EVENT_TYPE_OPENED && incident && incident->has_confirm_time()) {
-      metrics_.detection_seconds.Observe(std::chrono::duration<double>(time_of(incident->confirm_time()) -
-                                                                       time_of(incident->first_failure_time()))
+      metrics_.detection_seconds.Observe(std::chrono::duration<double>(from_timestamp(incident->confirm_time()) -
+                                                                       from_timestamp(incident->first_failure_time()))
                                              .count());
     }
     log::info("incident " + event_label(event.type()), "incident", event.incident_id(), "check",

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/check_config.h"
+#include "common/proto_time.h"
 #include "common/diagnosis.h"
 #include "common/failure_class.h"
 #include "common/url.h"
@@ -221,10 +222,7 @@ boost::asio::awaitable<v1::CheckResult> run_attempt(const v1::Check& check, cons
   v1::CheckResult result;
   result.set_check_id(check.id());
   result.set_check_version(check.version());
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(clock.now().time_since_epoch()).count();
-  result.mutable_start_time()->set_seconds(micros / 1'000'000);
-  result.mutable_start_time()->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
+  *result.mutable_start_time() = to_timestamp(clock.now());
 
   const auto target = edge_target(check, options);
   const auto edge_deadline = clock.steady_now() + to_millis(check.timeout());

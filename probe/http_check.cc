@@ -22,6 +22,7 @@
 #include <optional>
 
 #include "common/check_config.h"
+#include "common/proto_time.h"
 #include "common/url.h"
 #include "probe/cloudflare_ranges.h"
 #include "probe/dns.h"
@@ -270,9 +271,7 @@ void close_connection(Connection& connection) {
 asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& check, const Clock& clock,
                                                              LegTarget target, KeepAliveOptions options) {
   v1::KeepAliveMeasurement out;
-  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock.now().time_since_epoch()).count();
-  out.mutable_measure_time()->set_seconds(micros / 1'000'000);
-  out.mutable_measure_time()->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
+  *out.mutable_measure_time() = to_timestamp(clock.now());
   std::string error;
   auto url = parse_url(check.url(), &error);
   if (!url) {

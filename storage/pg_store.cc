@@ -11,6 +11,7 @@
 #include <pqxx/pqxx>
 
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/failure_class.h"
 #include "common/token.h"
 #include "storage/migrations.h"
@@ -69,14 +70,6 @@ std::string timestamp_text(const google::protobuf::Timestamp& ts) {
   char buf[64];
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
   return fmt::format("{}.{:06d}+00", buf, ts.nanos() / 1000);
-}
-
-google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(us / 1'000'000);
-  ts.set_nanos(static_cast<int32_t>(us % 1'000'000) * 1000);
-  return ts;
 }
 
 std::string serialized(const google::protobuf::Message& m) {
@@ -599,8 +592,7 @@ void PgStore::for_each_result_since(std::chrono::system_clock::time_point since,
           r.set_sequence(row[2].as<uint64_t>());
           r.set_check_id(row[3].as<int64_t>());
           *r.mutable_start_time() = to_timestamp(std::chrono::system_clock::time_point(
-              std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                  std::chrono::duration<double>(row[4].as<double>()))));
+              std::chrono::round<std::chrono::microseconds>(std::chrono::duration<double>(row[4].as<double>()))));
           auto* edge = r.mutable_edge();
           edge->set_failure_class(static_cast<v1::FailureClass>(row[5].as<int>()));
           if (!row[7].is_null()) edge->mutable_response()->set_status(row[7].as<uint32_t>());
