@@ -4,7 +4,7 @@
 # and PostgreSQL, one check every 60 s. For each round: switch a 520 on for
 # every edge request, wait until /metrics shows
 # vantage_incidents_open{kind="outage",scope="global"} 1, switch it off, wait
-# for the resolution. Prints per round:
+# until the incident is resolved (every probe recovered). Prints per round:
 #   first failure  fault on -> the start of the first failing attempt (the
 #                  probes' schedule: up to an interval / the probes)
 #   confirmation   that attempt's start -> the incident on the metric (what
@@ -83,6 +83,15 @@ wait_metric() {  # value timeout_seconds
   while [ $SECONDS -lt $deadline ]; do [ "$(metric)" = "$1" ] && return 0; sleep 0.05; done
   echo "detection.sh: vantage_incidents_open{global} did not become $1 in $2 s" >&2; exit 1
 }
+# Every probe recovered: the incident resolved (not just narrowed from global).
+wait_resolved() {  # timeout_seconds
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    [ "$(sql "SELECT count(*) FROM incidents WHERE state <> 2")" = 0 ] && return 0
+    sleep 0.5
+  done
+  echo "detection.sh: the incident did not resolve in $1 s" >&2; exit 1
+}
 fault() { curl -fsS "http://127.0.0.1:$origin_port/lab/fault?$1" >/dev/null; }
 
 echo "detection.sh: waiting for every probe's first result (up to one interval)..." >&2
@@ -102,5 +111,5 @@ for round in $(seq 1 "$rounds"); do
   awk -v on="$on" -v first="$first" -v seen="$seen" -v r="$round" \
     'BEGIN { printf "%-6d %-15s %-15s %-10s\n", r, sprintf("%.2f s", first - on), sprintf("%.2f s", seen - first), sprintf("%.2f s", seen - on) }'
   fault "name=none"
-  wait_metric 0 900
+  wait_resolved 900
 done

@@ -93,10 +93,13 @@ void set_fault(Stack& stack, const std::string& query) {
   ASSERT_NE(http_get(port, "/lab/fault?" + query), "") << "the lab refused /lab/fault?" << query;
 }
 
+// One series of the coordinator's /metrics (labels in alphabetical order); -1 when absent.
+double metric(const Stack& stack, const std::string& series) {
+  return metric_value(http_get(stack.metrics_port(), "/metrics"), series).value_or(-1);
+}
+
 double open_incidents(const Stack& stack, const std::string& kind, const std::string& scope) {
-  const auto text = http_get(stack.metrics_port(), "/metrics");
-  return metric_value(text, fmt::format("vantage_incidents_open{{kind=\"{}\",scope=\"{}\"}}", kind, scope))
-      .value_or(-1);
+  return metric(stack, fmt::format("vantage_incidents_open{{kind=\"{}\",scope=\"{}\"}}", kind, scope));
 }
 
 void start_and_wait_for_results(Stack& stack) {
@@ -130,6 +133,13 @@ TEST(Incidents, A520InOneColoIsAColoOrRegionOutageThatResolves) {
   EXPECT_FALSE(opened.sample_ray_ids().empty());
   EXPECT_FALSE(opened.diagnosis().cause().empty());
   EXPECT_EQ(open_incidents(stack, "outage", opened.scope() == v1::SCOPE_COLO ? "colo" : "region"), 1);
+  EXPECT_EQ(metric(stack, "vantage_check_up{check=\"shop\",region=\"eu\"}"), 0);
+  EXPECT_EQ(metric(stack, "vantage_check_up{check=\"shop\",region=\"us\"}"), 1);
+  EXPECT_GT(metric(stack, "vantage_check_results_total{class=\"edge_error\",colo=\"FRA\",edge_code=\"520\","
+                          "region=\"eu\"}"),
+            0);
+  EXPECT_GE(metric(stack, "vantage_incident_detection_seconds_count"), 1);
+  EXPECT_GE(metric(stack, "vantage_incident_events_total{type=\"opened\"}"), 1);
 
   set_fault(stack, "name=none");
   ASSERT_TRUE(wait_until([&] { return incidents(stack)[0].incident.state() == v1::INCIDENT_STATE_RESOLVED; },
@@ -141,6 +151,8 @@ TEST(Incidents, A520InOneColoIsAColoOrRegionOutageThatResolves) {
   EXPECT_TRUE(wait_until([&] { return open_incidents(stack, "outage", "region") == 0 &&
                                       open_incidents(stack, "outage", "colo") == 0; },
                          seconds(5)));
+  EXPECT_EQ(metric(stack, "vantage_check_up{check=\"shop\",region=\"eu\"}"), 1);
+  EXPECT_GE(metric(stack, "vantage_incident_events_total{type=\"resolved\"}"), 1);
 }
 
 TEST(Incidents, A520EverywhereIsAGlobalOutageThatSurvivesACoordinatorCrash) {
