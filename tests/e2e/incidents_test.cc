@@ -169,6 +169,9 @@ TEST(Incidents, A520EverywhereIsAGlobalOutageThatSurvivesACoordinatorCrash) {
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].incident.scope(), v1::SCOPE_GLOBAL);
   EXPECT_EQ(found[0].incident.affected_regions_size(), 3);
+  // The first failure brought re-checks from the other two regions: that is
+  // what confirms it within one interval.
+  EXPECT_GE(metric(stack, "vantage_rechecks_requested_total"), 2);
   const auto id = found[0].incident.id();
 
   // A crash while the incident is open: the restarted coordinator continues
