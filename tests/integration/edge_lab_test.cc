@@ -199,6 +199,27 @@ TEST_F(EdgeDiagnosis, HealthyOriginPassesThroughWithRayAndColoOfEachListener) {
   }
 }
 
+TEST_F(EdgeDiagnosis, LabFaultRulesPickTheColoAndScatterPeriodicFailures) {
+  auto status = [](uint16_t port) { return raw_get(port, "/").substr(0, 12); };
+  // Only requests through FRA fail; the origin reached directly is fine.
+  ASSERT_NE(raw_get(origin_->port(), "/lab/fault?name=empty-reply&colo=FRA").find("fault set"), std::string::npos);
+  EXPECT_EQ(status(edge_->port("FRA")), "HTTP/1.1 520");
+  EXPECT_EQ(status(edge_->port("AMS")), "HTTP/1.1 200");
+  EXPECT_EQ(status(origin_->port()), "HTTP/1.1 200");
+  // A periodic rule for every colo fails once per period, each time through
+  // another colo.
+  raw_get(origin_->port(), "/lab/fault?name=none");
+  raw_get(origin_->port(), "/lab/fault?name=empty-reply&every_s=1");
+  EXPECT_EQ(status(edge_->port("IAD")), "HTTP/1.1 520");
+  EXPECT_EQ(status(edge_->port("IAD")), "HTTP/1.1 200") << "within the period";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(status(edge_->port("IAD")), "HTTP/1.1 200") << "the same colo again is skipped";
+  EXPECT_EQ(status(edge_->port("AMS")), "HTTP/1.1 520");
+  raw_get(origin_->port(), "/lab/fault?name=none");
+  EXPECT_EQ(status(edge_->port("FRA")), "HTTP/1.1 200");
+  EXPECT_NE(raw_get(origin_->port(), "/lab/fault?colo=FRA").find("400 Bad Request"), std::string::npos);
+}
+
 TEST_F(EdgeDiagnosis, Origin503IsPassedThroughUnchanged) {
   const auto result = run(make_check(edge_->port("AMS"), "/status/503", origin_->port()));
   EXPECT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_ORIGIN_5XX);

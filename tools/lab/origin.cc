@@ -58,7 +58,8 @@ constexpr std::string_view kHelp =
                                from now on, answer "/" and other plain paths with
                                /fault/F when the request came through the fake edge
                                (it carries CF-Ray), through colo C only if given, at
-                               most once every S seconds if given; name=none clears
+                               most once every S seconds if given (without colo=,
+                               each time through another colo); name=none clears
                                (for colo C, or every rule); requests straight to the
                                origin are never affected (a healthy origin leg)
 Keep-alive, on any path: --idle-close-ms (FIN an idle connection) and
@@ -349,6 +350,7 @@ struct Origin::Impl {
     std::string name;
     std::chrono::seconds every{0};
     std::chrono::steady_clock::time_point last_fired{};
+    std::string last_colo;  // where a periodic rule for every colo last fired
   };
   std::map<std::string, EdgeFault> edge_faults;
 
@@ -364,7 +366,7 @@ struct Origin::Impl {
       }
       return {};
     }
-    edge_faults[colo] = EdgeFault{name, std::chrono::seconds(query_int(query, "every_s", 0, 0, 86'400)), {}};
+    edge_faults[colo] = EdgeFault{name, std::chrono::seconds(query_int(query, "every_s", 0, 0, 86'400)), {}, {}};
     return {};
   }
 
@@ -378,11 +380,15 @@ struct Origin::Impl {
     if (it == edge_faults.end()) return std::nullopt;
     auto& rule = it->second;
     const auto now = std::chrono::steady_clock::now();
-    if (rule.every.count() > 0 && rule.last_fired != std::chrono::steady_clock::time_point{} &&
-        now - rule.last_fired < rule.every) {
-      return std::nullopt;
+    if (rule.every.count() > 0 && rule.last_fired != std::chrono::steady_clock::time_point{}) {
+      if (now - rule.last_fired < rule.every) return std::nullopt;
+      // Scattered single failures: a periodic rule for every colo moves on to
+      // another colo each time (the probes' fixed phases would otherwise pin
+      // it to one of them).
+      if (it->first.empty() && colo == rule.last_colo) return std::nullopt;
     }
     rule.last_fired = now;
+    rule.last_colo = colo;
     return rule.name;
   }
 
