@@ -11,12 +11,9 @@
 //
 //   build/bench/vantage-probe-bench [--checks 1000,10000] [--seconds 60] [--interval 10]
 #include <CLI/CLI.hpp>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -46,6 +43,7 @@
 #include <vector>
 
 #include "common/check_config.h"
+#include "tests/support/process.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
 
 namespace {
@@ -61,91 +59,16 @@ using namespace std::chrono_literals;
 constexpr const char* kInstallHint = "apt-get install -y --no-install-recommends prometheus-blackbox-exporter";
 
 // ---------------------------------------------------------------------------
-// Child processes and what they cost
+// What a child process costs
 // ---------------------------------------------------------------------------
 
-// A child process whose stdout and stderr go to `log_path`; killed with the
-// bench (PR_SET_PDEATHSIG) and on destruction.
-class Child {
- public:
-  Child(std::vector<std::string> argv, std::string log_path,
-        std::vector<std::pair<std::string, std::string>> env = {})
-      : name_(std::filesystem::path(argv.at(0)).filename()), log_path_(std::move(log_path)) {
-    const int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot create " + log_path_ + ": " + std::strerror(errno));
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      const int devnull = open("/dev/null", O_RDONLY);
-      dup2(devnull, 0);
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fd);
-  }
-  ~Child() { stop(); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
+using vantage::testing::Process;
 
-  pid_t pid() const { return pid_; }
-  const std::string& name() const { return name_; }
-
-  std::string output() const {
-    std::ifstream in(log_path_);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
-  // False once the process has exited (it is then reaped).
-  bool running() {
-    if (exited_) return false;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) exited_ = true;
-    return !exited_;
-  }
-
-  // Waits until the output contains `text`; throws with the output if the
-  // process exits or the deadline passes first.
-  void wait_for_output(const std::string& text, std::chrono::seconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (output().find(text) == std::string::npos) {
-      if (!running()) throw std::runtime_error(name_ + " exited early:\n" + output());
-      if (Clock::now() > deadline) throw std::runtime_error(name_ + " did not say \"" + text + "\":\n" + output());
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-
-  // SIGTERM, then SIGKILL after `grace`.
-  void stop(std::chrono::milliseconds grace = 10s) {
-    if (pid_ <= 0 || exited_) return;
-    kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + grace;
-    while (running() && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
-    if (running()) {
-      kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-      exited_ = true;
-    }
-  }
-
- private:
-  std::string name_;
-  std::string log_path_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-};
+// SIGTERM, then (the destructor) SIGKILL if it is still there after `grace`.
+void stop(Process& process, std::chrono::milliseconds grace = 10s) {
+  process.signal(SIGTERM);
+  process.wait(grace);
+}
 
 struct Usage {
   double cpu_seconds = 0;  // utime + stime, all threads
@@ -395,7 +318,7 @@ struct Counts {
 // Warm-up, then the window: CPU time and successful checks are deltas over
 // the window; the peak RSS is the process's whole life, read at its end.
 template <typename CountFn>
-Phase measure(const std::string& tool, Child& process, size_t checks, double intended, std::chrono::seconds warmup,
+Phase measure(const std::string& tool, Process& process, size_t checks, double intended, std::chrono::seconds warmup,
               int seconds, CountFn count) {
   auto progress = [&](const char* what, long s, long of) {
     std::fprintf(stderr, "\r%-20s N=%-6zu %s %3ld/%ld s   ", tool.c_str(), checks, what, s, of);
@@ -403,7 +326,7 @@ Phase measure(const std::string& tool, Child& process, size_t checks, double int
   auto at = Clock::now();
   for (long s = 1; s <= warmup.count(); ++s) {
     std::this_thread::sleep_until(at += 1s);
-    if (!process.running()) throw std::runtime_error(process.name() + " exited:\n" + process.output());
+    if (!process.running()) throw std::runtime_error(tool + " exited:\n" + process.output());
     progress("warm-up", s, warmup.count());
   }
   const auto u0 = usage_of(process.pid());
@@ -412,7 +335,7 @@ Phase measure(const std::string& tool, Child& process, size_t checks, double int
   at = t0;
   for (long s = 1; s <= seconds; ++s) {
     std::this_thread::sleep_until(at += 1s);
-    if (!process.running()) throw std::runtime_error(process.name() + " exited:\n" + process.output());
+    if (!process.running()) throw std::runtime_error(tool + " exited:\n" + process.output());
     progress("measuring", s, seconds);
   }
   const auto u1 = usage_of(process.pid());
@@ -458,9 +381,9 @@ Phase run_vantage(const Settings& s, size_t n, uint16_t origin_port) {
     checks.push_back(std::move(check));
   }
   FakeCoordinator coordinator(std::move(checks));
-  Child probe({s.probe_bin, "--coordinator", fmt::format("127.0.0.1:{}", coordinator.port()), "--probe-id", "bench",
-               "--region", "bench", "--keepalive-interval", "0"},
-              fmt::format("{}/probe-{}.log", s.dir, n), {{"VANTAGE_PROBE_TOKEN", "bench-token"}});
+  Process probe({s.probe_bin, "--coordinator", fmt::format("127.0.0.1:{}", coordinator.port()), "--probe-id", "bench",
+                 "--region", "bench", "--keepalive-interval", "0"},
+                {{"VANTAGE_PROBE_TOKEN", "bench-token"}});
   const auto deadline = Clock::now() + 15s;
   while (coordinator.sessions() == 0) {
     if (!probe.running()) throw std::runtime_error("vantage-probe exited:\n" + probe.output());
@@ -481,7 +404,7 @@ Phase run_vantage(const Settings& s, size_t n, uint16_t origin_port) {
     std::fprintf(stderr, "note: vantage-probe connected %llu times (results counted once)\n",
                  static_cast<unsigned long long>(coordinator.sessions()));
   }
-  probe.stop();
+  stop(probe);
   return phase;
 }
 
@@ -495,8 +418,7 @@ Phase run_blackbox(const Settings& s, size_t n, uint16_t origin_port) {
                            "      method: GET\n"
                            "      preferred_ip_protocol: ip4\n";
   const auto port = free_port();
-  Child exporter({s.blackbox_bin, "--config.file=" + config, fmt::format("--web.listen-address=127.0.0.1:{}", port)},
-                 fmt::format("{}/blackbox-{}.log", s.dir, n));
+  Process exporter({s.blackbox_bin, "--config.file=" + config, fmt::format("--web.listen-address=127.0.0.1:{}", port)});
   const auto deadline = Clock::now() + 15s;
   while (!can_connect(port)) {
     if (!exporter.running()) throw std::runtime_error("blackbox_exporter exited:\n" + exporter.output());
@@ -515,7 +437,7 @@ Phase run_blackbox(const Settings& s, size_t n, uint16_t origin_port) {
   }
   std::fprintf(stderr, "note: %llu keep-alive connections to blackbox_exporter\n",
                static_cast<unsigned long long>(load.connections()));
-  exporter.stop();
+  stop(exporter);
   return phase;
 }
 
@@ -604,11 +526,9 @@ int main(int argc, char** argv) {
   try {
     for (const auto n : sizes) {
       if (n == 0) throw std::runtime_error("--checks: each number must be at least 1");
-      Child lab({settings.lab_bin, "--listen", "127.0.0.1:0"}, fmt::format("{}/lab-{}.log", settings.dir, n));
-      lab.wait_for_output("msg=listening", 10s);
-      const auto out = lab.output();
-      const auto at = out.rfind("address=127.0.0.1:");
-      const auto origin_port = static_cast<uint16_t>(std::atoi(out.c_str() + at + 18));
+      Process lab({settings.lab_bin, "--listen", "127.0.0.1:0"});
+      if (!lab.wait_for_output("msg=listening", 10s)) throw std::runtime_error("vantage-lab did not start:\n" + lab.output());
+      const auto origin_port = static_cast<uint16_t>(vantage::testing::number_after(lab.output(), "address=127.0.0.1:"));
       auto vantage = run_vantage(settings, n, origin_port);
       auto blackbox = run_blackbox(settings, n, origin_port);
       results.emplace_back(vantage, blackbox);

@@ -618,6 +618,31 @@ struct Correlator::Impl {
                   : std::string("no longer flapping"));
   }
 
+  // Opens the check's incident of `kind` in `slot` (first failure `first`,
+  // confirmed at `confirm`), or reopens the one resolved no longer than
+  // reopen_within before `reopen_at`, or continues it silently when a replay
+  // derives the same opening (UNSPECIFIED). Returns the event type.
+  v1::IncidentEventType open_slot(CheckState& cs, std::optional<Incident>& slot, v1::IncidentKind kind,
+                                  TimePoint first, TimePoint confirm, TimePoint reopen_at, Output& out) {
+    const auto id = incident_id(cs.id, first);
+    auto type = v1::INCIDENT_EVENT_TYPE_OPENED;
+    if (slot && slot->resolve && reopen_at <= *slot->resolve + cs.settings.reopen_within) {
+      type = v1::INCIDENT_EVENT_TYPE_REOPENED;
+    } else if (slot && slot->id == id) {
+      type = v1::INCIDENT_EVENT_TYPE_UNSPECIFIED;
+    } else {
+      if (slot) release(out, *slot);
+      slot.emplace();
+      slot->id = id;
+      slot->kind = kind;
+      slot->first_failure = first;
+      slot->confirm = confirm;
+    }
+    slot->open = true;
+    slot->resolve.reset();
+    return type;
+  }
+
   void confirm_outage(CheckState& cs, TimePoint t, Output& out) {
     TimePoint first = t;
     uint64_t failures = 0;
@@ -627,23 +652,8 @@ struct Correlator::Impl {
         failures += p.fail_run;
       }
     }
-    const auto id = incident_id(cs.id, first);
-    auto type = v1::INCIDENT_EVENT_TYPE_OPENED;
-    if (cs.outage && cs.outage->resolve && first <= *cs.outage->resolve + cs.settings.reopen_within) {
-      type = v1::INCIDENT_EVENT_TYPE_REOPENED;
-    } else if (cs.outage && cs.outage->id == id) {
-      type = v1::INCIDENT_EVENT_TYPE_UNSPECIFIED;  // the same opening replayed: continue it silently
-    } else {
-      if (cs.outage) release(out, *cs.outage);
-      cs.outage.emplace();
-      cs.outage->id = id;
-      cs.outage->kind = v1::INCIDENT_KIND_OUTAGE;
-      cs.outage->first_failure = first;
-      cs.outage->confirm = t;
-    }
+    const auto type = open_slot(cs, cs.outage, v1::INCIDENT_KIND_OUTAGE, first, t, /*reopen_at=*/first, out);
     Incident& inc = *cs.outage;
-    inc.open = true;
-    inc.resolve.reset();
     for (auto& p : cs.probes) {
       if (p.failing && cs.fresh(p, t)) attach(inc, p);
     }
@@ -815,23 +825,8 @@ struct Correlator::Impl {
     // Every remembered episode lies within one window ending at the newest.
     const TimePoint t = newest;
     const TimePoint first = cs.episodes.front().first;
-    const auto id = incident_id(cs.id, first);
-    auto type = v1::INCIDENT_EVENT_TYPE_OPENED;
-    if (cs.intermittent && cs.intermittent->resolve && t <= *cs.intermittent->resolve + cs.settings.reopen_within) {
-      type = v1::INCIDENT_EVENT_TYPE_REOPENED;
-    } else if (cs.intermittent && cs.intermittent->id == id) {
-      type = v1::INCIDENT_EVENT_TYPE_UNSPECIFIED;
-    } else {
-      if (cs.intermittent) release(out, *cs.intermittent);
-      cs.intermittent.emplace();
-      cs.intermittent->id = id;
-      cs.intermittent->kind = v1::INCIDENT_KIND_INTERMITTENT;
-      cs.intermittent->first_failure = first;
-      cs.intermittent->confirm = t;
-    }
+    const auto type = open_slot(cs, cs.intermittent, v1::INCIDENT_KIND_INTERMITTENT, first, t, /*reopen_at=*/t, out);
     Incident& inc = *cs.intermittent;
-    inc.open = true;
-    inc.resolve.reset();
     for (const auto& ep : cs.episodes) fold(inc, ep);
     set_intermittent_cause(inc);
     inc.scope = intermittent_scope(cs, inc, t);

@@ -1,6 +1,6 @@
 #pragma once
-// A real child process for end-to-end tests: its output goes to a file the
-// test can search, and it is killed if the test forgets it.
+// A real child process for end-to-end tests and benchmarks: its output goes
+// to a file the caller can search, and it is killed if the caller forgets it.
 
 #include <sys/types.h>
 
@@ -20,6 +20,8 @@ class Process {
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
 
+  pid_t pid() const { return pid_; }
+  bool running() { return !wait(std::chrono::milliseconds(0)); }
   void signal(int sig);
   // The exit code (or 128+signal), or nullopt if still running at the deadline.
   std::optional<int> wait(std::chrono::milliseconds timeout);
