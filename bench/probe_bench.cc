@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/assignment.h"
 #include "common/check_config.h"
 #include "tests/support/process.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
@@ -155,9 +156,9 @@ class FakeCoordinator final : public v1::ProbeService::Service {
     welcome->mutable_heartbeat_interval()->set_seconds(15);
     welcome->set_max_batch_results(500);
     if (!stream->Write(out)) return grpc::Status::OK;
-    out.Clear();
-    *out.mutable_assignment()->mutable_checks() = {checks_.begin(), checks_.end()};
-    if (!stream->Write(out)) return grpc::Status::OK;
+    for (const auto& part : vantage::assignment_messages(checks_, in.hello().accepts_assignment_parts())) {
+      if (!stream->Write(part)) return grpc::Status::OK;
+    }
     ++sessions_;
     while (stream->Read(&in)) {
       if (!in.has_results()) continue;  // heartbeats
@@ -569,6 +570,22 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(p->failed));
       }
     }
+  }
+  // The fixed size of each process (its libraries, runtime, threads) weighs
+  // on peak RSS / N; between two sizes it cancels out, leaving what each
+  // added check costs.
+  for (size_t i = 1; i < results.size(); ++i) {
+    const auto& [v0, b0] = results[i - 1];
+    const auto& [v1, b1] = results[i];
+    const double added = static_cast<double>(v1.checks) - static_cast<double>(v0.checks);
+    if (added <= 0) continue;
+    auto per_added = [added](const Phase& from, const Phase& to) {
+      return (static_cast<double>(to.peak_rss_kib) - static_cast<double>(from.peak_rss_kib)) / added;
+    };
+    const double v_kib = per_added(v0, v1);
+    const double b_kib = per_added(b0, b1);
+    std::printf("N=%zu -> %zu: peak RSS per added check vantage %.2f KiB, blackbox %.2f KiB, blackbox/vantage %.2fx\n",
+                v0.checks, v1.checks, v_kib, b_kib, v_kib > 0 ? b_kib / v_kib : 0.0);
   }
   return exit_code;
 }

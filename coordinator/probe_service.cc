@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/assignment.h"
 #include "common/build_info.h"
 #include "common/log.h"
 #include "common/token.h"
@@ -50,6 +51,7 @@ grpc::Status ProbeServiceImpl::Connect(
     grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::ProbeMessage>* stream) {
   // Nothing may escape a gRPC handler: storage errors become statuses.
   storage::ProbeRecord probe;
+  bool accepts_assignment_parts = false;
   try {
     if (auto status = authenticate(context, &probe); !status.ok()) {
       log::warn("probe refused", "peer", context->peer(), "error", status.error_message());
@@ -71,6 +73,7 @@ grpc::Status ProbeServiceImpl::Connect(
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello.region is empty");
     }
     probe = probes_.record_hello(probe.key, hello.region(), hello.version());
+    accepts_assignment_parts = hello.accepts_assignment_parts();
   } catch (const storage::StorageError& e) {
     log::error("cannot accept probe", "error", e.what());
     return storage_status(e);
@@ -101,9 +104,9 @@ grpc::Status ProbeServiceImpl::Connect(
   welcome->set_max_batch_results(kMaxBatchResults);
   bool open = session->write(out);
   if (open) {
-    out.Clear();
-    for (auto& c : checks_.for_region(probe.region)) *out.mutable_assignment()->add_checks() = std::move(c);
-    open = session->write(out);
+    for (const auto& part : assignment_messages(checks_.for_region(probe.region), accepts_assignment_parts)) {
+      if (!(open = session->write(part))) break;
+    }
   }
   uint64_t last_sequence = 0;  // highest received on this stream
   v1::ProbeMessage in;

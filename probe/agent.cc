@@ -41,7 +41,8 @@ int Agent::metrics_port() const {
 }
 
 void Agent::schedule_metrics_update() {
-  metrics_.update(spool_.stats(), streamer_->state() == Streamer::State::kConnected, streamer_->sessions());
+  metrics_.update(spool_.stats(), streamer_->state() == Streamer::State::kConnected, streamer_->sessions(),
+                  scheduler_->size());
   metrics_timer_.expires_after(std::chrono::seconds(1));
   metrics_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) schedule_metrics_update();

@@ -49,7 +49,12 @@ ProbeMetrics::ProbeMetrics()
                         .Help("How late scheduled attempts started (waiting for a free slot, a busy loop).")
                         .Register(*registry)
                         .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
-                                                                         10, 30})) {
+                                                                         10, 30})),
+      checks(BuildGauge()
+                 .Name("vantage_probe_checks")
+                 .Help("Checks assigned to this probe and scheduled.")
+                 .Register(*registry)
+                 .Add({})) {
   BuildGauge()
       .Name("vantage_build_info")
       .Help("Always 1; the labels say which build is running.")
@@ -68,7 +73,8 @@ void ProbeMetrics::count_result(const v1::CheckResult& result) {
   results.Add({{"class", failure_class_name(result.edge().failure_class())}}).Increment();
 }
 
-void ProbeMetrics::update(const Spool::Stats& spool, bool is_connected, uint64_t session_count) {
+void ProbeMetrics::update(const Spool::Stats& spool, bool is_connected, uint64_t session_count, size_t check_count) {
+  checks.Set(static_cast<double>(check_count));
   spool_results.Set(static_cast<double>(spool.results));
   spool_bytes.Set(static_cast<double>(spool.disk_bytes));
   dropped.Increment(static_cast<double>(spool.dropped - seen_dropped_));

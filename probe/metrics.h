@@ -20,8 +20,9 @@ struct ProbeMetrics {
 
   // Called for every result produced.
   void count_result(const v1::CheckResult& result);
-  // Copies the spool's and the stream's state into the gauges and counters.
-  void update(const Spool::Stats& spool, bool connected, uint64_t sessions);
+  // Copies the spool's, the stream's and the scheduler's state into the
+  // gauges and counters.
+  void update(const Spool::Stats& spool, bool connected, uint64_t sessions, size_t checks);
 
   std::shared_ptr<prometheus::Registry> registry;
   prometheus::Family<prometheus::Counter>& results;  // {class}
@@ -32,6 +33,7 @@ struct ProbeMetrics {
   prometheus::Gauge& connected;
   prometheus::Counter& sessions;
   prometheus::Histogram& scheduler_lag;  // seconds a scheduled attempt started late
+  prometheus::Gauge& checks;
 
  private:
   uint64_t seen_dropped_ = 0;

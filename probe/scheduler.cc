@@ -1,43 +1,67 @@
 #include "probe/scheduler.h"
 
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <deque>
+#include <algorithm>
 #include <optional>
 
 #include "common/check_config.h"
 #include "common/log.h"
-#include "probe/attempt.h"
 
 namespace vantage::probe {
 
 namespace asio = boost::asio;
+using std::chrono::steady_clock;
+
+namespace {
+
+// The check as assigned; a task holds it serialized.
+v1::Check parsed(const std::string& serialized) {
+  v1::Check check;
+  check.ParseFromString(serialized);  // serialized by Task: it parses
+  return check;
+}
+
+}  // namespace
 
 struct Scheduler::Task {
-  Task(asio::any_io_executor ex, v1::Check c) : check(std::move(c)), timer(ex), keep_alive_timer(ex) {}
-  v1::Check check;
-  asio::steady_timer timer;
-  // Request ids waiting to run. Rarely more than one: a vector, since an
-  // empty std::deque already allocates about 600 bytes, for every check.
+  Task(const v1::Check& check, uint32_t g)
+      : serialized(check.SerializeAsString()),
+        id(check.id()),
+        version(check.version()),
+        interval(std::max(to_millis(check.interval()), std::chrono::milliseconds(1))),
+        generation(g) {}
+  std::string serialized;  // the v1::Check, parsed again for each attempt
+  int64_t id;
+  int64_t version;
+  std::chrono::milliseconds interval;
+  uint32_t generation;
+  bool stopped = false;   // removed or replaced: a result in flight is stale
+  bool running = false;   // an attempt is in flight
+  bool queued = false;    // in ready_
+  // When the scheduled run came due, until it starts (it may wait for a
+  // slot, or for a re-check in flight to finish).
+  std::optional<TimePoint> scheduled_due;
+  // Request ids waiting to run. Rarely more than one.
   std::vector<std::string> rechecks;
-  bool stopped = false;
   // When the origin leg last ran, for OriginTarget.interval.
-  std::optional<std::chrono::steady_clock::time_point> last_origin_leg;
-  asio::steady_timer keep_alive_timer;
-  std::shared_ptr<KeepAliveCancel> keep_alive_cancel = std::make_shared<KeepAliveCancel>();
-  // The latest measurement, until the next result carries it: one at most.
-  std::optional<v1::KeepAliveMeasurement> keep_alive;
+  std::optional<TimePoint> last_origin_leg;
+  // Only for the checks whose origin keep-alive behaviour is measured.
+  struct KeepAlive {
+    std::shared_ptr<KeepAliveCancel> cancel = std::make_shared<KeepAliveCancel>();
+    bool measuring = false;
+    // The latest measurement, until the next result carries it.
+    std::optional<v1::KeepAliveMeasurement> latest;
+  };
+  std::unique_ptr<KeepAlive> keep_alive;
 
   void stop() {
     stopped = true;
-    timer.cancel();
-    keep_alive_timer.cancel();
-    keep_alive_cancel->cancel();
+    if (keep_alive) keep_alive->cancel->cancel();
   }
 };
 
@@ -48,42 +72,33 @@ Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, Schedul
       options_(options),
       uniform_(std::move(uniform)),
       on_result_(std::move(on_result)),
-      on_lag_(std::move(on_lag)) {}
-
-asio::awaitable<void> Scheduler::acquire_slot() {
-  while (running_ >= options_.max_concurrent) {
-    asio::steady_timer wake(executor_, asio::steady_timer::time_point::max());
-    waiting_.push_back(&wake);
-    boost::system::error_code ignored;  // cancelled: a slot is free
-    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    std::erase(waiting_, &wake);
-  }
-  ++running_;
-}
-
-void Scheduler::release_slot() {
-  --running_;
-  if (!waiting_.empty()) waiting_.front()->cancel();
+      on_lag_(std::move(on_lag)),
+      wake_(executor_, TimePoint::max()) {
+  asio::co_spawn(executor_, wake_loop(), asio::detached);
 }
 
 Scheduler::~Scheduler() = default;
 
-void Scheduler::assign(std::vector<v1::Check> checks) {
-  asio::post(executor_, [this, checks = std::move(checks)]() mutable {
-    // Points into `checks`: no second copy of every check while assigning.
-    std::map<int64_t, v1::Check*> wanted;
-    for (auto& c : checks) wanted.emplace(c.id(), &c);
-    for (auto it = tasks_.begin(); it != tasks_.end();) {
-      auto next = std::next(it);
-      auto w = wanted.find(it->first);
-      if (w == wanted.end()) {
-        remove(it->first);
-      } else if (w->second->version() == it->second->check.version()) {
-        wanted.erase(w);  // unchanged: keep its place in the schedule
-      }
-      it = next;
+void Scheduler::assign(Checks checks, bool first, bool last) {
+  asio::post(executor_, [this, checks = std::move(checks), first, last]() mutable {
+    if (first) assigned_.clear();
+    // Each parsed check is freed as soon as its task has it serialized.
+    while (!checks.empty()) {
+      std::unique_ptr<v1::Check> check(checks.ReleaseLast());
+      assigned_.push_back(check->id());
+      auto it = tasks_.find(check->id());
+      // Unchanged: it keeps its place in the schedule.
+      if (it == tasks_.end() || it->second->version != check->version()) start(*check);
     }
-    for (auto& [id, check] : wanted) start(std::move(*check));
+    if (!last) return;
+    std::sort(assigned_.begin(), assigned_.end());
+    std::vector<int64_t> unassigned;
+    for (const auto& [id, task] : tasks_) {
+      if (!std::binary_search(assigned_.begin(), assigned_.end(), id)) unassigned.push_back(id);
+    }
+    for (auto id : unassigned) remove(id);
+    assigned_.clear();
+    assigned_.shrink_to_fit();
     log::info("checks assigned", "count", tasks_.size());
   });
 }
@@ -106,113 +121,203 @@ void Scheduler::recheck(int64_t check_id, std::string request_id) {
       return;
     }
     it->second->rechecks.push_back(std::move(request_id));
-    it->second->timer.cancel();
+    make_ready(*it->second, /*urgent=*/true);
+    run_ready();
   });
 }
 
 void Scheduler::stop() {
   asio::dispatch(executor_, [this] {
+    stopped_ = true;
     for (auto& [id, task] : tasks_) task->stop();
     tasks_.clear();
+    ready_.clear();
+    due_ = {};
+    wake_.cancel();
+    for (auto* waiter : waiting_) waiter->cancel();
   });
 }
 
-void Scheduler::start(v1::Check check) {
+void Scheduler::start(const v1::Check& check) {
   remove(check.id());
-  auto task = std::make_shared<Task>(executor_, std::move(check));
-  tasks_[task->check.id()] = task;
-  asio::co_spawn(executor_, run(task), asio::detached);
-  if (options_.keep_alive_interval.count() > 0 && !task->check.origin().address().empty()) {
-    asio::co_spawn(executor_, measure_keep_alive_loop(task), asio::detached);
+  auto task = std::make_shared<Task>(check, ++next_generation_);
+  const auto id = task->id;
+  const auto now = steady_clock::now();
+  // First run somewhere in the first interval: spreads a probe's checks.
+  push_due({now + std::chrono::milliseconds(
+                      static_cast<long long>(uniform_() * static_cast<double>(task->interval.count()))),
+            id, task->generation, Due::kAttempt});
+  if (options_.keep_alive_interval.count() > 0 && !check.origin().address().empty()) {
+    task->keep_alive = std::make_unique<Task::KeepAlive>();
+    // The first one somewhere in the first interval, like the checks.
+    push_due({now + std::chrono::milliseconds(static_cast<long long>(
+                        uniform_() * static_cast<double>(options_.keep_alive_interval.count()))),
+              id, task->generation, Due::kKeepAlive});
   }
+  tasks_.emplace(id, std::move(task));
 }
 
 void Scheduler::remove(int64_t check_id) {
+  // Its entries in due_ and ready_ stay until they come up: the generation
+  // tells them apart from a new check with the same id.
   auto it = tasks_.find(check_id);
   if (it == tasks_.end()) return;
   it->second->stop();
   tasks_.erase(it);
 }
 
-asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
-  const auto interval = to_millis(task->check.interval());
-  // First run somewhere in the first interval: spreads a probe's checks.
-  auto due = std::chrono::steady_clock::now() +
-             std::chrono::milliseconds(static_cast<long long>(uniform_() * interval.count()));
-  task->timer.expires_at(due);
-  while (!task->stopped) {
-    boost::system::error_code ignored;  // cancelled: stopped or a re-check
-    co_await task->timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    if (task->stopped) break;
-    std::string request_id;
-    if (!task->rechecks.empty()) {
-      request_id = std::move(task->rechecks.front());
-      task->rechecks.erase(task->rechecks.begin());
-    } else if (std::chrono::steady_clock::now() < due) {
-      task->timer.expires_at(due);  // woken early without a re-check
-      continue;
-    } else {
-      // A scheduled run: the next one is one interval later, skipping any
-      // that a long attempt made us miss.
-      while (due <= std::chrono::steady_clock::now()) due += interval;
+std::shared_ptr<Scheduler::Task>* Scheduler::current(int64_t check_id, uint32_t generation) {
+  auto it = tasks_.find(check_id);
+  return it != tasks_.end() && it->second->generation == generation ? &it->second : nullptr;
+}
+
+void Scheduler::push_due(Due due) {
+  due_.push(due);
+  if (due.at < wake_.expiry()) wake_.cancel();  // wake_loop sets it again, earlier
+}
+
+asio::awaitable<void> Scheduler::wake_loop() {
+  while (!stopped_) {
+    wake_.expires_at(due_.empty() ? TimePoint::max() : due_.top().at);
+    boost::system::error_code ignored;  // cancelled: an earlier entry, or stop
+    co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    const auto now = steady_clock::now();
+    while (!stopped_ && !due_.empty() && due_.top().at <= now) {
+      const Due due = due_.top();
+      due_.pop();
+      on_due(due);
     }
-    const bool scheduled = request_id.empty();
-    const auto scheduled_at = due - interval;
-    co_await acquire_slot();
-    if (scheduled && on_lag_) on_lag_(std::chrono::steady_clock::now() - scheduled_at);
-    // The origin leg on its own schedule (OriginTarget.interval): at most
-    // once per interval when the edge is fine; a failing edge leg always
-    // brings one, which counts as well.
-    AttemptOptions attempt_options;
-    attempt_options.resolve = options_.resolve;
-    const auto origin_interval = to_millis(task->check.origin().interval());
-    const auto started = std::chrono::steady_clock::now();
-    attempt_options.origin_always = origin_interval.count() > 0 && !task->check.origin().address().empty() &&
-                                    (!task->last_origin_leg || started - *task->last_origin_leg >= origin_interval);
-    auto result = co_await run_attempt(task->check, clock_, options_.limits, attempt_options);
-    release_slot();
-    if (result.has_origin()) task->last_origin_leg = started;
-    result.set_recheck_request_id(request_id);
-    if (task->stopped) break;  // removed or changed while running: its result is stale
-    if (task->keep_alive) {
-      *result.mutable_keep_alive() = std::move(*task->keep_alive);
-      task->keep_alive.reset();
-    }
-    on_result_(std::move(result));
-    task->timer.expires_at(task->rechecks.empty() ? due : std::chrono::steady_clock::now());
+    run_ready();
   }
 }
 
-asio::awaitable<void> Scheduler::measure_keep_alive_loop(std::shared_ptr<Task> task) {
-  const auto interval = options_.keep_alive_interval;
-  // The first one somewhere in the first interval, like the checks.
-  task->keep_alive_timer.expires_after(
-      std::chrono::milliseconds(static_cast<long long>(uniform_() * static_cast<double>(interval.count()))));
-  while (!task->stopped) {
-    boost::system::error_code ignored;  // cancelled: stopped
-    co_await task->keep_alive_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    if (task->stopped) break;
-    task->keep_alive_timer.expires_after(interval);
-    co_await acquire_slot();
-    // The slot is held while requests are sent, and given back when the
-    // measurement only waits for the server to close an idle connection.
-    bool holding = true;
-    auto release = [this, &holding] {
-      if (!holding) return;
-      holding = false;
-      release_slot();
-    };
-    KeepAliveOptions keep_alive = options_.keep_alive;
-    keep_alive.on_idle = release;
-    keep_alive.cancel = task->keep_alive_cancel;
-    auto measurement = co_await measure_keep_alive(task->check, clock_, keep_alive_target(task->check, {.resolve = options_.resolve}), keep_alive);
-    release();
-    if (task->stopped) break;
-    if (!measurement.error().empty()) {
-      log::debug("keep-alive measurement failed", "check_id", task->check.id(), "error", measurement.error());
-    }
-    task->keep_alive = std::move(measurement);
+void Scheduler::on_due(const Due& due) {
+  auto* found = current(due.check_id, due.generation);
+  if (!found) return;
+  auto& task = **found;
+  if (due.kind == Due::kAttempt) {
+    task.scheduled_due = due.at;
+    make_ready(task, /*urgent=*/false);
+    return;
   }
+  const auto interval = options_.keep_alive_interval;
+  push_due({due.at + interval, due.check_id, due.generation, Due::kKeepAlive});
+  if (!task.keep_alive->measuring) asio::co_spawn(executor_, run_keep_alive(*found), asio::detached);
+}
+
+void Scheduler::make_ready(Task& task, bool urgent) {
+  // A running check comes back here when its attempt ends.
+  if (task.running || task.queued) return;
+  task.queued = true;
+  const Ready ready{task.id, task.generation};
+  if (urgent) {
+    ready_.push_front(ready);
+  } else {
+    ready_.push_back(ready);
+  }
+}
+
+void Scheduler::run_ready() {
+  // Slots promised to keep-alive measurements woken in release_slot count as taken.
+  while (!stopped_ && !ready_.empty() && running_ + waiting_.size() < options_.max_concurrent) {
+    const Ready ready = ready_.front();
+    ready_.pop_front();
+    auto* found = current(ready.check_id, ready.generation);
+    if (!found) continue;
+    auto& task = **found;
+    task.queued = false;
+    if (task.rechecks.empty() && !task.scheduled_due) continue;
+    task.running = true;
+    ++running_;
+    asio::co_spawn(executor_, run(*found), asio::detached);
+  }
+}
+
+asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
+  const auto started = steady_clock::now();
+  const v1::Check check = parsed(task->serialized);
+  // A waiting re-check goes first; the scheduled run, if due, follows at once.
+  std::string request_id;
+  std::optional<TimePoint> next_due;
+  if (!task->rechecks.empty()) {
+    request_id = std::move(task->rechecks.front());
+    task->rechecks.erase(task->rechecks.begin());
+  } else {
+    const auto interval = task->interval;
+    if (on_lag_) on_lag_(started - *task->scheduled_due);
+    // The next run one interval later, skipping any that a long wait made us miss.
+    next_due = *task->scheduled_due + interval;
+    while (*next_due <= started) *next_due += interval;
+    task->scheduled_due.reset();
+  }
+  // The origin leg on its own schedule (OriginTarget.interval): at most
+  // once per interval when the edge is fine; a failing edge leg always
+  // brings one, which counts as well.
+  AttemptOptions attempt_options;
+  attempt_options.resolve = options_.resolve;
+  const auto origin_interval = to_millis(check.origin().interval());
+  attempt_options.origin_always = origin_interval.count() > 0 && !check.origin().address().empty() &&
+                                  (!task->last_origin_leg || started - *task->last_origin_leg >= origin_interval);
+  auto result = co_await run_attempt(check, clock_, options_.limits, attempt_options);
+  task->running = false;
+  if (!task->stopped) {  // else removed or changed while running: its result is stale
+    if (result.has_origin()) task->last_origin_leg = started;
+    result.set_recheck_request_id(request_id);
+    if (task->keep_alive && task->keep_alive->latest) {
+      *result.mutable_keep_alive() = std::move(*task->keep_alive->latest);
+      task->keep_alive->latest.reset();
+    }
+    on_result_(std::move(result));
+    if (next_due) push_due({*next_due, task->id, task->generation, Due::kAttempt});
+    if (!task->rechecks.empty() || task->scheduled_due) make_ready(*task, /*urgent=*/!task->rechecks.empty());
+  }
+  release_slot();
+}
+
+asio::awaitable<void> Scheduler::run_keep_alive(std::shared_ptr<Task> task) {
+  auto& state = *task->keep_alive;
+  state.measuring = true;
+  co_await acquire_slot();
+  // The slot is held while requests are sent, and given back when the
+  // measurement only waits for the server to close an idle connection.
+  bool holding = true;
+  auto release = [this, &holding] {
+    if (!holding) return;
+    holding = false;
+    release_slot();
+  };
+  KeepAliveOptions keep_alive = options_.keep_alive;
+  keep_alive.on_idle = release;
+  keep_alive.cancel = state.cancel;
+  const v1::Check check = parsed(task->serialized);
+  auto measurement = co_await measure_keep_alive(check, clock_, keep_alive_target(check, {.resolve = options_.resolve}),
+                                                 keep_alive);
+  release();
+  state.measuring = false;
+  if (task->stopped) co_return;
+  if (!measurement.error().empty()) {
+    log::debug("keep-alive measurement failed", "check_id", task->id, "error", measurement.error());
+  }
+  state.latest = std::move(measurement);
+}
+
+asio::awaitable<void> Scheduler::acquire_slot() {
+  while (running_ >= options_.max_concurrent && !stopped_) {
+    asio::steady_timer wake(executor_, TimePoint::max());
+    waiting_.push_back(&wake);
+    boost::system::error_code ignored;  // cancelled: a slot is free
+    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    std::erase(waiting_, &wake);
+  }
+  ++running_;
+}
+
+void Scheduler::release_slot() {
+  --running_;
+  // Waiting measurements first: they wait rarely, and never long.
+  const size_t free = options_.max_concurrent > running_ ? options_.max_concurrent - running_ : 0;
+  for (size_t i = 0; i < std::min(free, waiting_.size()); ++i) waiting_[i]->cancel();
+  run_ready();
 }
 
 }  // namespace vantage::probe

@@ -3,15 +3,24 @@
 // jitter so a probe's checks do not fire together, and runs a check at once
 // when the coordinator asks for a re-check. All state lives on one executor;
 // the public methods may be called from any thread.
+//
+// Memory is the scheduler's budget (thousands of checks per probe): an idle
+// check is its Check serialized (a parsed v1::Check is over 400 bytes before
+// its fields; parsing one again costs about a microsecond per attempt), a
+// small Task and an entry in one time-ordered heap. One timer waits for the
+// earliest entry; a coroutine exists only for an attempt in flight (at most
+// max_concurrent) and for a keep-alive measurement.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
+#include <queue>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
@@ -45,21 +54,53 @@ class Scheduler {
             std::function<double()> uniform, ResultFn on_result, LagFn on_lag = {});
   ~Scheduler();
 
-  // Replaces the whole set of checks.
-  void assign(std::vector<v1::Check> checks);
+  using Checks = google::protobuf::RepeatedPtrField<v1::Check>;
+  // Replaces the whole set of checks (taken from the assignment message, not
+  // copied). A set in parts: the checks of each part start as it comes, and
+  // those in no part stop with the last one. A `first` part abandons an
+  // unfinished set (a stream that broke in the middle of one).
+  void assign(Checks checks, bool first = true, bool last = true);
   void apply(const v1::CheckAssignmentDiff& diff);
   void recheck(int64_t check_id, std::string request_id);
   void stop();
+  // Checks scheduled; on the executor only.
+  size_t size() const { return tasks_.size(); }
 
  private:
+  using TimePoint = std::chrono::steady_clock::time_point;
   struct Task;
-  void start(v1::Check check);
+  // What the heap holds. `generation` tells an entry of a removed or
+  // replaced check from a current one (the entry is simply dropped).
+  struct Due {
+    enum Kind : uint8_t { kAttempt, kKeepAlive };
+    TimePoint at;
+    int64_t check_id;
+    uint32_t generation;
+    Kind kind;
+    bool operator>(const Due& other) const { return at > other.at; }
+  };
+  // A check waiting for a slot: its scheduled run came due or a re-check
+  // arrived.
+  struct Ready {
+    int64_t check_id;
+    uint32_t generation;
+  };
+
+  void start(const v1::Check& check);
   void remove(int64_t check_id);
+  // The task an entry of due_ or ready_ stands for; null if removed or replaced.
+  std::shared_ptr<Task>* current(int64_t check_id, uint32_t generation);
+  void push_due(Due due);
+  boost::asio::awaitable<void> wake_loop();
+  void on_due(const Due& due);
+  // Queues the task for a slot unless it is running or queued already.
+  void make_ready(Task& task, bool urgent);
+  // Starts ready attempts while slots are free.
+  void run_ready();
   boost::asio::awaitable<void> run(std::shared_ptr<Task> task);
-  // The check's keep-alive measurements: a slot while requests are sent, none
-  // during the idle wait.
-  boost::asio::awaitable<void> measure_keep_alive_loop(std::shared_ptr<Task> task);
-  // A slot among max_concurrent; wakes the next waiter when released.
+  boost::asio::awaitable<void> run_keep_alive(std::shared_ptr<Task> task);
+  // A slot for a keep-alive measurement: waits among the slots' waiters,
+  // which go before the ready attempts.
   boost::asio::awaitable<void> acquire_slot();
   void release_slot();
 
@@ -69,9 +110,16 @@ class Scheduler {
   std::function<double()> uniform_;
   ResultFn on_result_;
   LagFn on_lag_;
+  // Everything below: executor_ only.
+  bool stopped_ = false;
+  uint32_t next_generation_ = 0;
+  std::unordered_map<int64_t, std::shared_ptr<Task>> tasks_;
+  std::vector<int64_t> assigned_;  // the ids of the parts of a set so far
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
+  boost::asio::steady_timer wake_;  // at due_.top().at
+  std::deque<Ready> ready_;
   size_t running_ = 0;
-  std::deque<boost::asio::steady_timer*> waiting_;  // executor_ only
-  std::map<int64_t, std::shared_ptr<Task>> tasks_;  // touched on executor_ only
+  std::deque<boost::asio::steady_timer*> waiting_;  // keep-alive measurements waiting for a slot
 };
 
 }  // namespace vantage::probe

@@ -143,6 +143,7 @@ void Streamer::run_session() {
   const auto spooled = spool_.stats();
   hello->set_last_acked_sequence(spooled.acked_sequence);
   hello->set_oldest_unacked_sequence(spooled.oldest_sequence);
+  hello->set_accepts_assignment_parts(true);
 
   std::thread reader;
   std::atomic<bool> reader_done{false};
@@ -164,12 +165,15 @@ void Streamer::run_session() {
                 welcome.last_stored_sequence(), "unacked", spool_.size());
       reader = std::thread([&] {
         v1::CoordinatorMessage message;
+        bool assignment_continues = false;  // the last part of an assignment has not come yet
         while (stream->Read(&message)) {
           switch (message.message_case()) {
             case v1::CoordinatorMessage::kAssignment: {
+              const bool more = message.assignment().more();
               // Moved out, not copied: the message is done with them.
-              auto* checks = message.mutable_assignment()->mutable_checks();
-              scheduler_.assign({std::make_move_iterator(checks->begin()), std::make_move_iterator(checks->end())});
+              scheduler_.assign(std::move(*message.mutable_assignment()->mutable_checks()),
+                                /*first=*/!assignment_continues, /*last=*/!more);
+              assignment_continues = more;
               break;
             }
             case v1::CoordinatorMessage::kAssignmentDiff:

@@ -6,6 +6,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <algorithm>
+#include <map>
+#include <random>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -30,6 +33,8 @@ v1::Check check(int64_t id, const std::string& url, milliseconds interval) {
   EXPECT_EQ(normalize_check(c), "");
   return c;
 }
+
+int64_t start_ms(const v1::CheckResult& r) { return r.start_time().seconds() * 1000 + r.start_time().nanos() / 1'000'000; }
 
 struct Recorder {
   std::mutex mu;
@@ -62,6 +67,16 @@ class SchedulerTest : public ::testing::Test {
     io_.stop();
     thread_.join();
   }
+  void assign(const std::vector<v1::Check>& checks, bool first = true, bool last = true) {
+    scheduler_->assign({checks.begin(), checks.end()}, first, last);
+  }
+  // The ids that produced a result since `from` (an index into the results).
+  std::set<int64_t> ran_since(size_t from) {
+    std::lock_guard lock(recorder_.mu);
+    std::set<int64_t> ids;
+    for (size_t i = from; i < recorder_.results.size(); ++i) ids.insert(recorder_.results[i].check_id());
+    return ids;
+  }
   std::string url(const std::string& path) { return "http://127.0.0.1:" + std::to_string(origin_.port()) + path; }
 
   lab::Origin origin_{"127.0.0.1", 0};
@@ -79,7 +94,7 @@ TEST_F(SchedulerTest, AttemptsInFlightStayWithinTheBoundAndTheWaitIsLag) {
   // Each attempt takes about 250 ms: a head trickled 5 ms a byte.
   std::vector<v1::Check> checks;
   for (int i = 1; i <= 3; ++i) checks.push_back(check(i, url("/fault/trickle-head?delay_ms=5"), milliseconds(60'000)));
-  scheduler_->assign(checks);
+  assign(checks);
   ASSERT_TRUE(eventually([&] { return recorder_.size() == 3; }, std::chrono::seconds(10)));
   std::lock_guard lock(recorder_.mu);
   for (const auto& r : recorder_.results) EXPECT_EQ(r.edge().failure_class(), v1::FAILURE_CLASS_OK) << r.edge().error();
@@ -98,7 +113,7 @@ TEST_F(SchedulerTest, AttemptsInFlightStayWithinTheBoundAndTheWaitIsLag) {
 
 TEST_F(SchedulerTest, ARecheckRunsAtOnceAndCarriesItsRequestId) {
   start(SchedulerOptions{});
-  scheduler_->assign({check(7, url("/"), milliseconds(3'600'000))});
+  assign({check(7, url("/"), milliseconds(3'600'000))});
   ASSERT_TRUE(eventually([&] { return recorder_.size() == 1; }, std::chrono::seconds(5)));
   scheduler_->recheck(7, "req-1");
   ASSERT_TRUE(eventually([&] { return recorder_.size() == 2; }, std::chrono::seconds(5)))
@@ -111,7 +126,7 @@ TEST_F(SchedulerTest, ARecheckRunsAtOnceAndCarriesItsRequestId) {
 
 TEST_F(SchedulerTest, RemovedChecksStopAndUpdatedOnesRestart) {
   start(SchedulerOptions{});
-  scheduler_->assign({check(1, url("/"), milliseconds(1'000)), check(2, url("/"), milliseconds(1'000))});
+  assign({check(1, url("/"), milliseconds(1'000)), check(2, url("/"), milliseconds(1'000))});
   ASSERT_TRUE(eventually([&] { return recorder_.size() >= 2; }, std::chrono::seconds(5)));
   v1::CheckAssignmentDiff diff;
   diff.add_removed_check_ids(2);
@@ -126,6 +141,127 @@ TEST_F(SchedulerTest, RemovedChecksStopAndUpdatedOnesRestart) {
   EXPECT_GE(recorder_.results.size() - before, 2u) << "check 1 goes on";
 }
 
+TEST_F(SchedulerTest, UpdatedChecksRunTheirNewVersionOnTheSameSchedule) {
+  start(SchedulerOptions{});
+  auto original = check(1, url("/"), milliseconds(1'000));
+  *original.mutable_interval() = to_duration(milliseconds(400));  // under the config's minimum: shorter test
+  assign({original});
+  ASSERT_TRUE(eventually([&] { return recorder_.size() >= 2; }, std::chrono::seconds(5)));
+  auto updated = original;
+  updated.set_url(url("/?v=2"));
+  updated.set_version(2);
+  v1::CheckAssignmentDiff diff;
+  *diff.add_updated() = updated;
+  scheduler_->apply(diff);
+  std::this_thread::sleep_for(milliseconds(200));
+  const auto before = recorder_.size();
+  std::this_thread::sleep_for(milliseconds(2'000));
+  std::lock_guard lock(recorder_.mu);
+  const auto after = recorder_.results.size() - before;
+  for (size_t i = before; i < recorder_.results.size(); ++i) EXPECT_EQ(recorder_.results[i].check_version(), 2);
+  // Five intervals: the old version's schedule is gone, not running beside the new one.
+  EXPECT_GE(after, 4u);
+  EXPECT_LE(after, 6u);
+}
+
+TEST_F(SchedulerTest, ARecheckDuringAnAttemptRunsRightAfterItAndTheScheduleGoesOn) {
+  SchedulerOptions options;
+  options.max_concurrent = 1;
+  start(options);
+  // Each attempt takes about 250 ms; due every 1 s.
+  assign({check(9, url("/fault/trickle-head?delay_ms=5"), milliseconds(1'000))});
+  ASSERT_TRUE(eventually([&] { return recorder_.size() == 1; }, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(milliseconds(850));  // the second scheduled attempt is in flight
+  scheduler_->recheck(9, "req-a");
+  scheduler_->recheck(9, "req-b");
+  std::this_thread::sleep_for(milliseconds(2'900));
+  std::lock_guard lock(recorder_.mu);
+  std::vector<std::string> rechecks;
+  size_t scheduled = 0;
+  for (const auto& r : recorder_.results) {
+    EXPECT_EQ(r.edge().failure_class(), v1::FAILURE_CLASS_OK) << r.edge().error();
+    if (r.recheck_request_id().empty()) {
+      ++scheduled;
+    } else {
+      rechecks.push_back(r.recheck_request_id());
+    }
+  }
+  EXPECT_EQ(rechecks, (std::vector<std::string>{"req-a", "req-b"})) << "each once, in order";
+  // Scheduled at about 0, 1, 2 and 3 s: the re-checks take no scheduled run's place.
+  EXPECT_GE(scheduled, 4u);
+  EXPECT_LE(scheduled, 5u);
+  // A lag is recorded when an attempt starts, its result when it ends: one may be in flight.
+  EXPECT_GE(recorder_.lags.size(), scheduled);
+  EXPECT_LE(recorder_.lags.size(), scheduled + 1);
+}
+
+TEST_F(SchedulerTest, ThousandsOfChecksEachRunOncePerInterval) {
+  SchedulerOptions options;
+  options.max_concurrent = 64;
+  // Real jitter: the checks spread over their interval.
+  scheduler_ = nullptr;
+  std::mt19937 random(42);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  scheduler_ = std::make_unique<Scheduler>(
+      io_.get_executor(), RealClock::instance(), options, [&] { return uniform(random); },
+      [this](v1::CheckResult r) {
+        std::lock_guard lock(recorder_.mu);
+        recorder_.results.push_back(std::move(r));
+      });
+  thread_ = std::thread([this] { io_.run(); });
+  constexpr int kChecks = 1'000;
+  std::vector<v1::Check> checks;
+  for (int i = 1; i <= kChecks; ++i) checks.push_back(check(i, url("/?c=" + std::to_string(i)), milliseconds(1'000)));
+  assign(std::move(checks));
+  std::this_thread::sleep_for(milliseconds(3'500));
+  scheduler_->stop();
+  std::this_thread::sleep_for(milliseconds(200));
+  std::lock_guard lock(recorder_.mu);
+  std::map<int64_t, std::vector<int64_t>> starts;
+  size_t failed = 0;
+  for (const auto& r : recorder_.results) {
+    starts[r.check_id()].push_back(start_ms(r));
+    failed += r.edge().failure_class() != v1::FAILURE_CLASS_OK;
+  }
+  EXPECT_EQ(failed, 0u);
+  ASSERT_EQ(starts.size(), static_cast<size_t>(kChecks)) << "every check ran";
+  for (auto& [id, times] : starts) {
+    // In 3.5 s at 1 s: 3 or 4 runs, fewer if the machine is slow (each start
+    // may lag its schedule), never two close together (a check scheduled twice).
+    EXPECT_GE(times.size(), 2u) << "check " << id;
+    EXPECT_LE(times.size(), 4u) << "check " << id;
+    std::sort(times.begin(), times.end());
+    for (size_t i = 1; i < times.size(); ++i) EXPECT_GE(times[i] - times[i - 1], 500) << "check " << id;
+  }
+}
+
+TEST_F(SchedulerTest, ASetInPartsStartsEachPartAsItComesAndStopsTheRestWithTheLast) {
+  start(SchedulerOptions{});
+  auto fast = [&](int64_t id) {
+    auto c = check(id, url("/?c=" + std::to_string(id)), milliseconds(1'000));
+    *c.mutable_interval() = to_duration(milliseconds(200));  // under the config's minimum: shorter test
+    return c;
+  };
+  assign({fast(4)});
+  ASSERT_TRUE(eventually([&] { return ran_since(0).contains(4); }, std::chrono::seconds(5)));
+  assign({fast(1), fast(2)}, /*first=*/true, /*last=*/false);
+  auto mark = recorder_.size();
+  ASSERT_TRUE(eventually([&] { return ran_since(mark) == std::set<int64_t>{1, 2, 4}; }, std::chrono::seconds(5)))
+      << "the first part runs, and the old set goes on until the last part";
+  assign({fast(3)}, /*first=*/false, /*last=*/true);
+  std::this_thread::sleep_for(milliseconds(300));  // an attempt of check 4 may still end
+  mark = recorder_.size();
+  std::this_thread::sleep_for(milliseconds(1'000));
+  EXPECT_EQ(ran_since(mark), (std::set<int64_t>{1, 2, 3}));
+  // A set abandoned after one part (its stream broke): the next set replaces it whole.
+  assign({fast(5)}, /*first=*/true, /*last=*/false);
+  assign({fast(6)}, /*first=*/true, /*last=*/true);
+  std::this_thread::sleep_for(milliseconds(300));
+  mark = recorder_.size();
+  std::this_thread::sleep_for(milliseconds(1'000));
+  EXPECT_EQ(ran_since(mark), (std::set<int64_t>{6}));
+}
+
 // A check with an origin address (the lab origin, which the URL also names)
 // at `interval`; the scheduler takes intervals under the config's 1 s minimum.
 v1::Check origin_check(int64_t id, const std::string& url, uint16_t origin_port, milliseconds interval) {
@@ -136,15 +272,13 @@ v1::Check origin_check(int64_t id, const std::string& url, uint16_t origin_port,
   return c;
 }
 
-int64_t start_ms(const v1::CheckResult& r) { return r.start_time().seconds() * 1000 + r.start_time().nanos() / 1'000'000; }
-
 TEST_F(SchedulerTest, TheOriginLegRunsOnItsOwnIntervalWhileTheEdgeIsFine) {
   SchedulerOptions options;
   options.keep_alive_interval = milliseconds(0);
   start(options);
   auto c = origin_check(3, url("/"), origin_.port(), milliseconds(200));
   *c.mutable_origin()->mutable_interval() = to_duration(milliseconds(1000));
-  scheduler_->assign({c});
+  assign({c});
   std::this_thread::sleep_for(milliseconds(2600));
   scheduler_->stop();
   std::lock_guard lock(recorder_.mu);
@@ -171,7 +305,7 @@ TEST_F(SchedulerTest, AKeepAliveMeasurementRidesOnTheNextResultAndFreesItsSlotWh
   options.max_concurrent = 1;
   options.keep_alive_interval = std::chrono::hours(1);  // with no jitter: the first at once
   start(options);
-  scheduler_->assign({origin_check(4, url("/"), origin_.port(), milliseconds(200))});
+  assign({origin_check(4, url("/"), origin_.port(), milliseconds(200))});
   ASSERT_TRUE(eventually(
       [&] {
         std::lock_guard lock(recorder_.mu);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <pqxx/pqxx>
 
+#include "common/assignment.h"
 #include "coordinator/coordinator.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "probe/agent.h"
@@ -199,6 +200,27 @@ std::string reflection_list_services(int port) {
   while (cq.Next(&got, &ok)) {
   }
   return bytes;
+}
+
+TEST_F(SliceTest, AProbeTakesALargeAssignmentInParts) {
+  // More checks than one part holds: the coordinator sends them in parts,
+  // and the probe ends up with every one of them.
+  constexpr int kChecks = 1'234;
+  static_assert(kChecks > static_cast<int>(kChecksPerAssignmentPart) * 2);
+  {
+    std::ofstream file(checks_file_);
+    file << "checks:\n";
+    for (int i = 0; i < kChecks; ++i) {
+      file << "  - name: c" << i << "\n    url: http://127.0.0.1:" << origin_.port() << "/?c=" << i
+           << "\n    interval: 1h\n    regions: [us]\n";
+    }
+  }
+  auto coordinator = start_coordinator();
+  auto us = start_probe("us-1", "us", coordinator->grpc_port());
+  auto scheduled = [&] {
+    return testing::metric_value(testing::http_get(us->metrics_port(), "/metrics"), "vantage_probe_checks").value_or(-1);
+  };
+  ASSERT_TRUE(eventually([&] { return scheduled() == kChecks; }, seconds(20))) << scheduled();
 }
 
 TEST_F(SliceTest, ServerReflectionListsTheProbeService) {

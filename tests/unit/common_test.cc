@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "common/assignment.h"
 #include "common/backoff.h"
 #include "common/failure_class.h"
 #include "common/log.h"
@@ -109,4 +110,30 @@ TEST(Log, QuotesValuesThatNeedIt) {
 }
 
 }  // namespace
+TEST(Assignment, ALargeSetComesInPartsOnlyToAProbeThatAcceptsThem) {
+  std::vector<v1::Check> checks(1'201);
+  for (size_t i = 0; i < checks.size(); ++i) checks[i].set_id(static_cast<int64_t>(i) + 1);
+  const auto parts = assignment_messages(checks, /*accepts_parts=*/true, 500);
+  ASSERT_EQ(parts.size(), 3u);
+  int64_t next_id = 1;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const auto& part = parts[p].assignment();
+    EXPECT_EQ(part.checks_size(), p < 2 ? 500 : 201);
+    EXPECT_EQ(part.more(), p < 2) << "part " << p;
+    for (const auto& c : part.checks()) EXPECT_EQ(c.id(), next_id++);
+  }
+  const auto whole = assignment_messages(checks, /*accepts_parts=*/false, 500);
+  ASSERT_EQ(whole.size(), 1u);
+  EXPECT_EQ(whole[0].assignment().checks_size(), 1'201);
+  EXPECT_FALSE(whole[0].assignment().more());
+}
+
+TEST(Assignment, NoChecksIsOneEmptyMessage) {
+  const auto parts = assignment_messages({}, /*accepts_parts=*/true);
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_TRUE(parts[0].has_assignment());
+  EXPECT_EQ(parts[0].assignment().checks_size(), 0);
+  EXPECT_FALSE(parts[0].assignment().more());
+}
+
 }  // namespace vantage
