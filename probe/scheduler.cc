@@ -79,28 +79,36 @@ Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, Schedul
 
 Scheduler::~Scheduler() = default;
 
-void Scheduler::assign(Checks checks, bool first, bool last) {
-  asio::post(executor_, [this, checks = std::move(checks), first, last]() mutable {
-    if (first) assigned_.clear();
-    // Each parsed check is freed as soon as its task has it serialized.
-    while (!checks.empty()) {
-      std::unique_ptr<v1::Check> check(checks.ReleaseLast());
-      assigned_.push_back(check->id());
-      auto it = tasks_.find(check->id());
-      // Unchanged: it keeps its place in the schedule.
-      if (it == tasks_.end() || it->second->version != check->version()) start(*check);
-    }
-    if (!last) return;
-    std::sort(assigned_.begin(), assigned_.end());
-    std::vector<int64_t> unassigned;
-    for (const auto& [id, task] : tasks_) {
-      if (!std::binary_search(assigned_.begin(), assigned_.end(), id)) unassigned.push_back(id);
-    }
-    for (auto id : unassigned) remove(id);
-    assigned_.clear();
-    assigned_.shrink_to_fit();
-    log::info("checks assigned", "count", tasks_.size());
+std::future<void> Scheduler::assign(Checks checks, bool first, bool last) {
+  auto applied = std::make_shared<std::promise<void>>();
+  auto future = applied->get_future();
+  asio::post(executor_, [this, checks = std::move(checks), first, last, applied]() mutable {
+    apply_part(std::move(checks), first, last);
+    applied->set_value();
   });
+  return future;
+}
+
+void Scheduler::apply_part(Checks checks, bool first, bool last) {
+  if (first) assigned_.clear();
+  // Each parsed check is freed as soon as its task has it serialized.
+  while (!checks.empty()) {
+    std::unique_ptr<v1::Check> check(checks.ReleaseLast());
+    assigned_.push_back(check->id());
+    auto it = tasks_.find(check->id());
+    // Unchanged: it keeps its place in the schedule.
+    if (it == tasks_.end() || it->second->version != check->version()) start(*check);
+  }
+  if (!last) return;
+  std::sort(assigned_.begin(), assigned_.end());
+  std::vector<int64_t> unassigned;
+  for (const auto& [id, task] : tasks_) {
+    if (!std::binary_search(assigned_.begin(), assigned_.end(), id)) unassigned.push_back(id);
+  }
+  for (auto id : unassigned) remove(id);
+  assigned_.clear();
+  assigned_.shrink_to_fit();
+  log::info("checks assigned", "count", tasks_.size());
 }
 
 void Scheduler::apply(const v1::CheckAssignmentDiff& diff) {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <queue>
 #include <string>
@@ -58,8 +59,10 @@ class Scheduler {
   // Replaces the whole set of checks (taken from the assignment message, not
   // copied). A set in parts: the checks of each part start as it comes, and
   // those in no part stop with the last one. A `first` part abandons an
-  // unfinished set (a stream that broke in the middle of one).
-  void assign(Checks checks, bool first = true, bool last = true);
+  // unfinished set (a stream that broke in the middle of one). Ready when
+  // the part is applied: a reader that waits for it before reading the next
+  // part holds one part in memory, not the whole set.
+  std::future<void> assign(Checks checks, bool first = true, bool last = true);
   void apply(const v1::CheckAssignmentDiff& diff);
   void recheck(int64_t check_id, std::string request_id);
   void stop();
@@ -86,6 +89,7 @@ class Scheduler {
     uint32_t generation;
   };
 
+  void apply_part(Checks checks, bool first, bool last);
   void start(const v1::Check& check);
   void remove(int64_t check_id);
   // The task an entry of due_ or ready_ stands for; null if removed or replaced.

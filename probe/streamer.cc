@@ -170,9 +170,12 @@ void Streamer::run_session() {
           switch (message.message_case()) {
             case v1::CoordinatorMessage::kAssignment: {
               const bool more = message.assignment().more();
-              // Moved out, not copied: the message is done with them.
-              scheduler_.assign(std::move(*message.mutable_assignment()->mutable_checks()),
-                                /*first=*/!assignment_continues, /*last=*/!more);
+              // Moved out, not copied: the message is done with them. The
+              // next part is read once this one is applied.
+              scheduler_
+                  .assign(std::move(*message.mutable_assignment()->mutable_checks()),
+                          /*first=*/!assignment_continues, /*last=*/!more)
+                  .wait();
               assignment_continues = more;
               break;
             }
