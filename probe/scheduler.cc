@@ -90,6 +90,7 @@ std::future<void> Scheduler::assign(Checks checks, bool first, bool last) {
 }
 
 void Scheduler::apply_part(Checks checks, bool first, bool last) {
+  if (stopped_) return;
   if (first) assigned_.clear();
   // Each parsed check is freed as soon as its task has it serialized.
   while (!checks.empty()) {
@@ -113,6 +114,7 @@ void Scheduler::apply_part(Checks checks, bool first, bool last) {
 
 void Scheduler::apply(const v1::CheckAssignmentDiff& diff) {
   asio::post(executor_, [this, diff] {
+    if (stopped_) return;
     for (auto id : diff.removed_check_ids()) remove(id);
     for (const auto& c : diff.added()) start(c);
     for (const auto& c : diff.updated()) start(c);
