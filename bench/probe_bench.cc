@@ -125,7 +125,7 @@ std::string url_encode(std::string_view text) {
 std::string origin_url(uint16_t port, size_t i) { return fmt::format("http://127.0.0.1:{}/?c={}", port, i); }
 
 // ---------------------------------------------------------------------------
-// The fake coordinator: Welcome, one CheckAssignment, an Ack per batch
+// The fake coordinator: Welcome, the assignment (in parts), an Ack per batch
 // ---------------------------------------------------------------------------
 
 class FakeCoordinator final : public v1::ProbeService::Service {

@@ -10,11 +10,12 @@
 namespace vantage {
 
 inline google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t) {
-  const auto us = std::chrono::floor<std::chrono::microseconds>(t.time_since_epoch()).count();
-  const auto seconds = us >= 0 ? us / 1'000'000 : (us - 999'999) / 1'000'000;  // floor, also before 1970
+  // Floored, so that the nanos stay in [0, 1e9) before 1970 too.
+  const auto us = std::chrono::floor<std::chrono::microseconds>(t.time_since_epoch());
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(us);
   google::protobuf::Timestamp ts;
-  ts.set_seconds(seconds);
-  ts.set_nanos(static_cast<int32_t>((us - seconds * 1'000'000) * 1000));
+  ts.set_seconds(seconds.count());
+  ts.set_nanos(static_cast<int32_t>(std::chrono::nanoseconds(us - seconds).count()));
   return ts;
 }
 

@@ -8,9 +8,9 @@
 #include <utility>
 
 #include "common/check_config.h"
-#include "common/proto_time.h"
 #include "common/diagnosis.h"
 #include "common/failure_class.h"
+#include "common/proto_time.h"
 
 namespace vantage::correlation {
 
@@ -1020,8 +1020,7 @@ struct Correlator::Impl {
     p.stale = false;
     p.latest = o.time;
     if (p.colo != o.colo) p.colo = o.colo;
-    if (o.keep_alive && (!cs.keep_alive || cs.keep_alive->idle_close_after != o.keep_alive->idle_close_after ||
-                         cs.keep_alive->requests_per_connection != o.keep_alive->requests_per_connection)) {
+    if (o.keep_alive && o.keep_alive != cs.keep_alive) {
       cs.keep_alive = o.keep_alive;
       if (Incident* inc = cs.open_intermittent()) inc->diagnosis_cache.reset();  // its evidence names it
     }
@@ -1128,7 +1127,6 @@ struct Correlator::Impl {
       if (span_start && inc.kind == v1::INCIDENT_KIND_OUTAGE) {
         cs.restored_spans.emplace_back(*span_start, inc.open || !inc.resolve ? TimePoint::max() : *inc.resolve);
       }
-
       cs.restored_until = cs.restored_until ? std::max(*cs.restored_until, known) : known;
       if (inc.kind == v1::INCIDENT_KIND_INTERMITTENT && inc.open) {
         cs.last_isolated = cs.last_isolated ? std::max(*cs.last_isolated, inc.confirm) : inc.confirm;

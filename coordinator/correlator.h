@@ -113,6 +113,7 @@ Settings settings_for(const v1::Check& check, const Settings& defaults);
 struct KeepAlive {
   std::chrono::milliseconds idle_close_after{0};  // zero: not closed within the probe window
   uint32_t requests_per_connection = 0;           // zero: not limited within the probe window
+  bool operator==(const KeepAlive&) const = default;
 };
 
 // What the correlator needs from one stored result.

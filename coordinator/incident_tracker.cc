@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <set>
 
-#include "common/failure_class.h"
-#include "common/proto_time.h"
-#include "common/log.h"
 #include "common/check_config.h"
+#include "common/failure_class.h"
+#include "common/log.h"
+#include "common/proto_time.h"
 
 namespace vantage::coordinator {
 

@@ -8,9 +8,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/check_config.h"
-#include "common/proto_time.h"
 #include "common/diagnosis.h"
 #include "common/failure_class.h"
+#include "common/proto_time.h"
 #include "common/url.h"
 #include "probe/edge.h"
 

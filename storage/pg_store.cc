@@ -10,9 +10,9 @@
 #include <map>
 #include <pqxx/pqxx>
 
+#include "common/failure_class.h"
 #include "common/log.h"
 #include "common/proto_time.h"
-#include "common/failure_class.h"
 #include "common/token.h"
 #include "storage/migrations.h"
 

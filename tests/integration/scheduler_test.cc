@@ -48,9 +48,10 @@ struct Recorder {
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  void start(SchedulerOptions options) {
+  // Without jitter every check is due at once.
+  void start(SchedulerOptions options, std::function<double()> jitter = [] { return 0.0; }) {
     scheduler_ = std::make_unique<Scheduler>(
-        io_.get_executor(), RealClock::instance(), options, [] { return 0.0; },  // no jitter: due at once
+        io_.get_executor(), RealClock::instance(), options, std::move(jitter),
         [this](v1::CheckResult r) {
           std::lock_guard lock(recorder_.mu);
           recorder_.results.push_back(std::move(r));
@@ -199,20 +200,13 @@ TEST_F(SchedulerTest, ThousandsOfChecksEachRunOncePerInterval) {
   SchedulerOptions options;
   options.max_concurrent = 64;
   // Real jitter: the checks spread over their interval.
-  scheduler_ = nullptr;
   std::mt19937 random(42);
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  scheduler_ = std::make_unique<Scheduler>(
-      io_.get_executor(), RealClock::instance(), options, [&] { return uniform(random); },
-      [this](v1::CheckResult r) {
-        std::lock_guard lock(recorder_.mu);
-        recorder_.results.push_back(std::move(r));
-      });
-  thread_ = std::thread([this] { io_.run(); });
+  start(options, [&] { return uniform(random); });
   constexpr int kChecks = 1'000;
   std::vector<v1::Check> checks;
   for (int i = 1; i <= kChecks; ++i) checks.push_back(check(i, url("/?c=" + std::to_string(i)), milliseconds(1'000)));
-  assign(std::move(checks));
+  assign(checks);
   std::this_thread::sleep_for(milliseconds(3'500));
   scheduler_->stop();
   std::this_thread::sleep_for(milliseconds(200));

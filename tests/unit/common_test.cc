@@ -109,7 +109,6 @@ TEST(Log, QuotesValuesThatNeedIt) {
   EXPECT_EQ(out, " a=plain b=\"two words\" c=\"say \\\"hi\\\"\\n\" d=\"\"");
 }
 
-}  // namespace
 TEST(Assignment, ALargeSetComesInPartsOnlyToAProbeThatAcceptsThem) {
   std::vector<v1::Check> checks(1'201);
   for (size_t i = 0; i < checks.size(); ++i) checks[i].set_id(static_cast<int64_t>(i) + 1);
@@ -136,4 +135,5 @@ TEST(Assignment, NoChecksIsOneEmptyMessage) {
   EXPECT_FALSE(parts[0].assignment().more());
 }
 
+}  // namespace
 }  // namespace vantage
