@@ -10,24 +10,33 @@
 //     - name: shop-home                  # [a-z0-9][a-z0-9-]{0,62}, unique
 //       url: https://shop.example.com/
 //       method: GET                      # default GET
-//       interval: 30s                    # default 60s, at least 1s
-//       timeout: 10s                     # default 10s, at most the interval
+//       interval: 30s                    # default 60s; 1s to 24h
+//       timeout: 10s                     # default 10s (at most the interval); 100ms to 5m, <= interval
 //       expected_status: [200, 301, "200-299"]   # default 200-399
 //       regions: [us, eu]                # default: every region
-//       headers: {User-Agent: vantage}
+//       headers: {User-Agent: vantage}   # names: RFC 9110 tokens; values: no control characters but tab
 //       labels: {team: shop}
 //       origin: {address: "203.0.113.10:443", host: shop.example.com, sni: shop.example.com}
+//                                        # origin.interval: 0 (only on failing attempts) or 1s to 24h
 //       correlation:                     # optional, correlation.md; unset keys: coordinator defaults
-//         confirm_consecutive: 2         # counts: whole numbers >= 1
+//         confirm_consecutive: 2         # counts: whole numbers from 1 to 1000
 //         resolve_consecutive: 2
 //         global_quorum: 2
 //         recurring_min: 3
-//         stale_after: 150s              # durations: > 0
+//         stale_after: 150s              # durations: 1s to 168h (7 days)
 //         reopen_within: 10m
 //         recurring_window: 1h
 //         recheck_min_interval: 30s
+//
+// The file must be UTF-8 without control characters (tab, CR and LF aside),
+// and no key may appear twice in one mapping. Every bound below is checked by
+// validate_check(), the one validation of a check, whether it comes from the
+// file (check-config and serve) or from the API; the file's errors name
+// file:line:column and the field.
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -38,22 +47,76 @@
 
 namespace vantage {
 
-// Thrown with a message that names the file, line and field at fault.
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
+// The bounds of a check. A check must fit in one assignment message to a
+// probe (gRPC refuses messages over 4 MB) with room to spare, and every
+// duration must be one std::chrono can add to a time point.
+namespace check_limits {
+using namespace std::chrono_literals;
+inline constexpr std::chrono::milliseconds kMinInterval = 1s;
+inline constexpr std::chrono::milliseconds kMaxInterval = 24h;
+inline constexpr std::chrono::milliseconds kMinTimeout = 100ms;
+inline constexpr std::chrono::milliseconds kMaxTimeout = 300s;  // past the edge's 125 s read timeout (a 524)
+inline constexpr std::chrono::milliseconds kMinCorrelationDuration = 1s;
+inline constexpr std::chrono::milliseconds kMaxCorrelationDuration = 7 * 24h;
+inline constexpr uint32_t kMaxCount = 1000;  // correlation counts
+inline constexpr size_t kMaxCheckBytes = 64 * 1024;  // serialized
+inline constexpr size_t kMaxUrlBytes = 4096;
+inline constexpr size_t kMaxHeaders = 64;
+inline constexpr size_t kMaxHeaderNameBytes = 256;
+inline constexpr size_t kMaxHeaderValueBytes = 8192;
+inline constexpr size_t kMaxLabels = 64;
+inline constexpr size_t kMaxLabelKeyBytes = 128;
+inline constexpr size_t kMaxLabelValueBytes = 1024;
+inline constexpr size_t kMaxRegions = 64;
+inline constexpr size_t kMaxRegionBytes = 64;
+inline constexpr size_t kMaxStatusRanges = 64;
+inline constexpr size_t kMaxAssertions = 32;
+inline constexpr size_t kMaxPatternBytes = 1024;
+inline constexpr size_t kMaxChecks = 10'000;  // in one file
+inline constexpr size_t kMaxFileBytes = 16 * 1024 * 1024;
+}  // namespace check_limits
+
+// What is wrong with one field of a check. `field` is a path: "interval",
+// "origin.address", "correlation.stale_after", "regions[2]",
+// "headers.X-Api-Key", "labels.team", "assertions[0].pattern"; empty for
+// the check as a whole (its size).
+struct CheckProblem {
+  std::string field;
+  std::string message;
+  // "field: message", or the message alone for the whole check.
+  std::string describe() const;
 };
 
-// Reads and validates a checks file. Throws ConfigError.
+// Fills the defaults (method, interval, timeout, expected status) and
+// returns every problem of the check; empty when it is valid. The one
+// validation of a check: the checks file (check-config and serve) and the
+// API call it.
+std::vector<CheckProblem> validate_check(v1::Check& check);
+
+// validate_check() for callers that want one line: empty when the check is
+// valid, else its problems joined by "; ".
+std::string normalize_check(v1::Check& check);
+
+// Thrown with one line per problem, each naming the file, line, column and
+// field at fault ("checks.yaml:12:7: check \"shop\": interval: ...").
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::string problem) : ConfigError(std::vector<std::string>{std::move(problem)}) {}
+  explicit ConfigError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// Reads and validates a checks file. Throws ConfigError with every problem
+// found (a file that is not well-formed stops at its first).
 std::vector<v1::Check> load_checks_file(const std::string& path);
 // The same from text; `origin` names the source in error messages.
 std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view origin);
 
-// Empty when the check is valid, otherwise what is wrong with which field.
-// Fills defaults (method, interval, timeout, expected status) first.
-std::string normalize_check(v1::Check& check);
-
-// "500ms", "10s", "5m", "1h", "1m30s". nullopt when malformed.
+// "500ms", "10s", "5m", "1h", "1m30s". nullopt when malformed or past
+// about 100 years (whatever the sum, it stays far from overflowing).
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 std::chrono::milliseconds to_millis(const google::protobuf::Duration& d);

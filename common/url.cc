@@ -1,5 +1,10 @@
 #include "common/url.h"
 
+#include <arpa/inet.h>
+
+#include <fmt/format.h>
+
+#include <cctype>
 #include <charconv>
 
 namespace vantage {
@@ -15,7 +20,68 @@ bool parse_port(std::string_view text, uint16_t* port, bool allow_zero) {
   *port = static_cast<uint16_t>(value);
   return true;
 }
+
+bool is_ipv6_literal(std::string_view text) {
+  if (text.find('\0') != std::string_view::npos) return false;  // c_str() would cut there
+  in6_addr ignored{};
+  return inet_pton(AF_INET6, std::string(text).c_str(), &ignored) == 1;
+}
+
+// Printable in messages whatever the bytes are.
+std::string shown(std::string_view text) {
+  std::string out;
+  for (char ch : text) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte < 0x20 || byte >= 0x7f || ch == '"' || ch == '\\') {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out;
+}
 }  // namespace
+
+bool valid_host(std::string_view host, std::string* error) {
+  if (host.empty()) {
+    *error = "missing host";
+    return false;
+  }
+  if (host.find(':') != std::string_view::npos) {
+    if (is_ipv6_literal(host)) return true;
+    *error = fmt::format("\"{}\" is not an IPv6 address", shown(host));
+    return false;
+  }
+  if (host.size() > 253 + (host.back() == '.' ? 1 : 0)) {
+    *error = fmt::format("host name is {} bytes, longer than 253", host.size());
+    return false;
+  }
+  std::string_view labels = host.back() == '.' ? host.substr(0, host.size() - 1) : host;
+  size_t label_length = 0;
+  for (size_t i = 0; i <= labels.size(); ++i) {
+    if (i == labels.size() || labels[i] == '.') {
+      if (label_length == 0 || label_length > 63) {
+        *error = fmt::format("host \"{}\" has an empty label or one longer than 63", shown(host));
+        return false;
+      }
+      label_length = 0;
+      continue;
+    }
+    const auto ch = static_cast<unsigned char>(labels[i]);
+    if (ch >= 0x80) {
+      *error = fmt::format("host \"{}\" is not ASCII (write an international name in its xn-- form)",
+                           shown(host));
+      return false;
+    }
+    if (!std::isalnum(ch) && ch != '-' && ch != '_') {
+      *error = fmt::format("host \"{}\" contains '{}', which no host name has", shown(host),
+                           shown(labels.substr(i, 1)));
+      return false;
+    }
+    ++label_length;
+  }
+  return true;
+}
 
 std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_port,
                                         std::string* error, bool listen) {
@@ -28,6 +94,10 @@ std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_
       return std::nullopt;
     }
     out.host = std::string(text.substr(1, close - 1));
+    if (!is_ipv6_literal(out.host)) {
+      *error = fmt::format("\"[{}]\" is not an IPv6 address", shown(out.host));
+      return std::nullopt;
+    }
     auto rest = text.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') {
@@ -48,10 +118,7 @@ std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_
     }
     out.host = std::string(text);
   }
-  if (out.host.empty()) {
-    *error = "missing host";
-    return std::nullopt;
-  }
+  if (!valid_host(out.host, error)) return std::nullopt;
   if (port_text.empty()) {
     if (default_port == 0) {
       *error = "missing port";
@@ -59,7 +126,7 @@ std::optional<HostPort> parse_host_port(std::string_view text, uint16_t default_
     }
     out.port = default_port;
   } else if (!parse_port(port_text, &out.port, listen)) {
-    *error = "port \"" + std::string(port_text) + "\" is not a number from " + (listen ? "0" : "1") + " to 65535";
+    *error = fmt::format("port \"{}\" is not a number from {} to 65535", shown(port_text), listen ? 0 : 1);
     return std::nullopt;
   }
   return out;

@@ -21,8 +21,15 @@ struct Url {
 // On failure returns nullopt and sets `error` to what is wrong.
 std::optional<Url> parse_url(std::string_view text, std::string* error);
 
-// "host:port", "[v6]:port" or "host" (port then `default_port`). Port 0
-// ("any free port") only for addresses to listen on.
+// A DNS name (labels of 1 to 63 letters, digits, '-' or '_', at most 253
+// bytes, an optional final '.'), an IPv4 literal or an IPv6 literal (without
+// brackets). Nothing else may reach a Host header, a TLS server name or a
+// resolver: no spaces, control characters, '@', '/' or non-ASCII bytes.
+bool valid_host(std::string_view host, std::string* error);
+
+// "host:port", "[v6]:port" or "host" (port then `default_port`); the host as
+// valid_host() wants it. Port 0 ("any free port") only for addresses to
+// listen on.
 struct HostPort {
   std::string host;
   uint16_t port = 0;

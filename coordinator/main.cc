@@ -2,6 +2,7 @@
 //
 //   vantage-coordinator serve --database URL [--checks FILE] [--listen ADDR] [--metrics-listen ADDR]
 //   vantage-coordinator add-probe --database URL --probe-id ID --region REGION
+//   vantage-coordinator check-config --checks FILE
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
@@ -33,6 +34,13 @@ std::string one_line(std::string text) {
 
 int fail(const std::string& message) {
   std::cerr << "vantage-coordinator: " << one_line(message) << "\n";
+  return 1;
+}
+
+// A checks file's problems, one line each ("file:line:column: ..."), the same
+// from check-config and serve: both load the file with load_checks_file().
+int fail(const vantage::ConfigError& error) {
+  for (const auto& problem : error.problems()) std::cerr << "vantage-coordinator: " << one_line(problem) << "\n";
   return 1;
 }
 
@@ -102,6 +110,8 @@ int main(int argc, char** argv) {
     vantage::log::info("stopping", "signal", sig);
     coordinator.shutdown();
     return 0;
+  } catch (const vantage::ConfigError& e) {
+    return fail(e);
   } catch (const std::exception& e) {
     return fail(e.what());
   }
