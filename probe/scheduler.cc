@@ -11,6 +11,7 @@
 
 #include "common/check_config.h"
 #include "common/log.h"
+#include "common/text.h"
 
 namespace vantage::probe {
 
@@ -150,6 +151,15 @@ void Scheduler::stop() {
 
 void Scheduler::start(const v1::Check& check) {
   remove(check.id());
+  // The coordinator validated the check too; one that would overflow the
+  // schedule or inject into a request (a coordinator of another version, a
+  // bug) is refused here rather than run.
+  v1::Check validated = check;
+  if (const auto problems = validate_check(validated); !problems.empty()) {
+    log::warn("assigned check refused", "check_id", check.id(), "check", safe_text(check.name(), 128), "problem",
+              safe_text(problems.front().describe(), 512), "problems", problems.size());
+    return;
+  }
   auto task = std::make_shared<Task>(check, ++next_generation_);
   const auto id = task->id;
   const auto now = steady_clock::now();
