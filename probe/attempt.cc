@@ -133,7 +133,7 @@ std::string seconds_text(std::chrono::steady_clock::duration d) {
 // produced the 5xx, and /cdn-cgi/trace to confirm the colo. What they find
 // goes into `edge`; the returned lines (diagnosis evidence) say what each did.
 asio::awaitable<std::vector<std::string>> follow_up(const v1::Check& check, const Clock& clock,
-                                                    const LegTarget& target,
+                                                    const HttpLimits& attempt_limits, const LegTarget& target,
                                                     std::chrono::steady_clock::time_point deadline,
                                                     std::chrono::milliseconds max_wait, v1::LegResult& edge) {
   std::vector<std::string> notes;
@@ -165,6 +165,7 @@ asio::awaitable<std::vector<std::string>> follow_up(const v1::Check& check, cons
   };
   // Follow-ups read small bodies: an error page or a trace.
   HttpLimits limits;
+  limits.targets = attempt_limits.targets;
   limits.parser.max_body_bytes = 64 * 1024;
   const uint32_t status = edge.response().status();
 
@@ -207,7 +208,7 @@ asio::awaitable<std::vector<std::string>> follow_up(const v1::Check& check, cons
     const auto trace = seen.failure_class() == v1::FAILURE_CLASS_OK ? parse_trace(body) : std::nullopt;
     if (trace) {
       apply_trace(*trace, edge.mutable_edge());
-      notes.push_back(fmt::format("trace follow-up: colo {}, loc {}", trace->colo, trace->loc));
+      notes.push_back(fmt::format("trace follow-up: colo {}, loc {}", edge.edge().trace_colo(), edge.edge().trace_loc()));
     } else {
       notes.push_back(fmt::format("trace follow-up: no trace ({})", seen.error().empty() ? "not a trace body" : seen.error()));
     }
@@ -232,7 +233,7 @@ boost::asio::awaitable<v1::CheckResult> run_attempt(const v1::Check& check, cons
   const auto status = result.edge().response().status();
   if (edge_failed && status >= 500 && status <= 599 && result.edge().edge().via_cloudflare() &&
       (check.follow_up_json() || check.follow_up_trace())) {
-    follow_up_notes = co_await follow_up(check, clock, target, edge_deadline, options.follow_up_max_wait,
+    follow_up_notes = co_await follow_up(check, clock, limits, target, edge_deadline, options.follow_up_max_wait,
                                          *result.mutable_edge());
   }
   if (!check.origin().address().empty() && (edge_failed || options.origin_always)) {

@@ -6,6 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/colo.h"
+#include "common/text.h"
+
 namespace vantage::probe {
 namespace {
 
@@ -18,6 +21,8 @@ constexpr size_t kScanLimit = 1 << 20;
 constexpr size_t kJsonLimit = 64 << 10;
 // Strings copied from a body into the evidence (stored, shown to people).
 constexpr size_t kTextLimit = 128;
+// A trace's loc is a country code; a little room for what else may come.
+constexpr size_t kLocBytes = 16;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -60,16 +65,6 @@ bool printable_ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
-// Cuts `s` to at most `limit` bytes without splitting a UTF-8 sequence (the
-// evidence is a proto3 string, which must stay valid UTF-8).
-std::string cap_utf8(std::string s, size_t limit) {
-  if (s.size() <= limit) return s;
-  size_t end = limit;
-  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
-  s.resize(end);
-  return s;
-}
-
 bool is_5xx(uint32_t status) { return status >= 500 && status <= 599; }
 
 // A code found in a body: a 5xx names the edge status, a 1xxx is Cloudflare's
@@ -105,7 +100,8 @@ std::optional<uint32_t> json_uint(const nlohmann::json& value) {
 std::string json_text(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end() || !it->is_string()) return {};
-  return cap_utf8(it->get<std::string>(), kTextLimit);
+  // JSON escapes can carry NUL and other control characters.
+  return safe_text(it->get_ref<const std::string&>(), kTextLimit);
 }
 
 // Rule 1: Cloudflare's structured error (RFC 9457 members plus its own).
@@ -345,7 +341,7 @@ v1::EdgeEvidence recognise_edge(const EdgeResponse& response,
   if (response.cf_ray) {
     if (auto ray = parse_cf_ray(*response.cf_ray)) {
       evidence.set_ray_id(ray->ray_id);
-      evidence.set_colo(ray->colo);
+      evidence.set_colo(colo_or_other(ray->colo));  // a label: known colos only
     }
   }
   evidence.set_via_cloudflare(response.cf_ray.has_value() || response.address_in_cloudflare);
@@ -451,8 +447,8 @@ std::optional<Trace> parse_trace(std::string_view body) {
 }
 
 void apply_trace(const Trace& trace, v1::EdgeEvidence* evidence) {
-  evidence->set_trace_colo(trace.colo);
-  evidence->set_trace_loc(trace.loc);
+  evidence->set_trace_colo(colo_or_other(trace.colo));  // a label: known colos only
+  evidence->set_trace_loc(safe_text(trace.loc, kLocBytes));
 }
 
 }  // namespace vantage::probe

@@ -77,6 +77,8 @@ struct EdgeResponse {
 // (EdgeEvidence.rule), the edge code, the 1xxx error code, error name and
 // category (JSON), the error source box (HTML template), ray id and colo, and
 // via_cloudflare. A non-5xx response gets only ray id, colo and via_cloudflare.
+// The colo is a known Cloudflare colo or "other" (common/colo.h): it becomes a
+// metric label. Text from the body is valid UTF-8, at most 128 bytes.
 v1::EdgeEvidence recognise_edge(const EdgeResponse& response);
 // The same, also returning the JSON body's `retry_after` (seconds) when rule 1
 // matched and it was present; EdgeEvidence has no field for it, and the
@@ -121,7 +123,8 @@ struct Trace {
 };
 // nullopt when there is no non-empty colo= line (not a trace body).
 std::optional<Trace> parse_trace(std::string_view body);
-// Copies the trace's colo and loc into the evidence (trace_colo, trace_loc).
+// Copies the trace's colo (a known colo or "other") and loc (at most 16
+// bytes) into the evidence (trace_colo, trace_loc).
 void apply_trace(const Trace& trace, v1::EdgeEvidence* evidence);
 
 }  // namespace vantage::probe

@@ -23,6 +23,7 @@
 
 #include "common/check_config.h"
 #include "common/proto_time.h"
+#include "common/text.h"
 #include "common/url.h"
 #include "probe/cloudflare_ranges.h"
 #include "probe/dns.h"
@@ -36,6 +37,13 @@ namespace http = beast::http;
 using asio::ip::tcp;
 
 namespace {
+
+// Bounds of the text kept from a site (bytes, valid UTF-8 after safe_text).
+constexpr size_t kErrorBytes = 1024;      // LegResult.error, KeepAliveMeasurement.error
+constexpr size_t kServerBytes = 128;      // Response.server
+constexpr size_t kCacheStatusBytes = 32;  // Response.cf_cache_status
+constexpr size_t kParseErrorBytes = 512;  // Response.parse_error
+constexpr size_t kTlsTextBytes = 256;     // ConnectionInfo.tls_error, tls_version, alpn
 
 v1::FailureClass classify_connect_error(const boost::system::error_code& ec) {
   if (ec == beast::error::timeout) return v1::FAILURE_CLASS_CONNECT_TIMEOUT;
@@ -113,8 +121,8 @@ void record_head(const ResponseParser& parser, v1::Response& response, std::chro
   response.set_http_version(parser.http_version());
   record_header_counts(parser, response);
   response.set_set_cookie_count(parser.set_cookie_count());
-  if (auto v = parser.header("server")) response.set_server(std::string(v->substr(0, 128)));
-  if (auto v = parser.header("cf-cache-status")) response.set_cf_cache_status(std::string(v->substr(0, 32)));
+  if (auto v = parser.header("server")) response.set_server(safe_text(*v, kServerBytes));
+  if (auto v = parser.header("cf-cache-status")) response.set_cf_cache_status(safe_text(*v, kCacheStatusBytes));
   if (auto v = parser.header("retry-after")) {
     if (auto seconds = parse_retry_after(*v, now)) response.set_retry_after_seconds(*seconds);
   }
@@ -145,6 +153,53 @@ void set_tls_names(SSL* ssl, const std::string& server_name) {
   } else {
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
   }
+}
+
+// RFC 9110 5.6.2: a token (method, header name).
+bool is_token(std::string_view text) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != std::string_view::npos;
+  });
+}
+
+// The first control character (other than tab) in `text`: CR and LF end a
+// header line (header injection), NUL ends a C string on the way.
+std::optional<size_t> control_at(std::string_view text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return i;
+  }
+  return std::nullopt;
+}
+
+std::string byte_at(std::string_view text, size_t at) {
+  const auto c = static_cast<unsigned char>(text[at]);
+  const char* name = c == '\r' ? "CR" : c == '\n' ? "LF" : c == 0 ? "NUL" : "a control character";
+  return fmt::format("{} (0x{:02x}) at byte {}", name, c, at);
+}
+
+// Why the request of `method` for `url` (with the check's headers and TLS
+// name `server_name`) must not be sent, or empty when it may: a check that
+// slipped past validation must never put injected lines on the wire.
+std::string request_problem(std::string_view method, const v1::Check& check, const Url& url,
+                            std::string_view server_name) {
+  constexpr size_t kShown = 64;
+  if (!is_token(method)) return fmt::format("method \"{}\" is not a token", safe_text(method, kShown));
+  if (auto at = control_at(url.target)) return "the URL's path has " + byte_at(url.target, *at);
+  if (auto i = url.target.find_first_of(" \t"); i != std::string::npos) {
+    return fmt::format("the URL's path has whitespace at byte {}", i);
+  }
+  for (const auto& [what, text] : {std::pair<const char*, std::string_view>{"host", url.host},
+                                   {"Host header", url.host_header},
+                                   {"TLS server name", server_name}}) {
+    if (auto at = control_at(text)) return fmt::format("the {} has {}", what, byte_at(text, *at));
+  }
+  for (const auto& [name, value] : check.headers()) {
+    if (!is_token(name)) return fmt::format("header name \"{}\" is not a token", safe_text(name, kShown));
+    if (auto at = control_at(value)) return fmt::format("the value of header {} has {}", name, byte_at(value, *at));
+  }
+  return {};
 }
 
 http::request<http::empty_body> make_request(std::string_view method, const v1::Check& check, const Url& url) {
@@ -193,11 +248,34 @@ bool contains_token(std::string_view value, std::string_view token) {
          }) != value.end();
 }
 
+// Resolves `host` and keeps the addresses a leg may connect to (dns.h
+// refused_target); none left is an error naming the first refused one.
+asio::awaitable<DnsAnswer> resolve_target(const std::string& host, std::chrono::milliseconds timeout,
+                                          const TargetRules& rules) {
+  auto answer = co_await resolve_host(host, timeout, rules.dns_servers);
+  if (!answer.error.empty()) co_return answer;
+  boost::system::error_code not_literal;
+  asio::ip::make_address(host, not_literal);
+  std::string refused;
+  std::vector<asio::ip::address> usable;
+  for (const auto& address : answer.addresses) {
+    auto why = refused_target(address, !not_literal, rules.allow_loopback);
+    if (why.empty()) {
+      usable.push_back(address);
+    } else if (refused.empty()) {
+      refused = std::move(why);
+    }
+  }
+  answer.addresses = std::move(usable);
+  if (answer.addresses.empty()) answer.error = "refused as a target: " + refused;
+  co_return answer;
+}
+
 // Connects (DNS, TCP, TLS for https) for a keep-alive measurement, each step
 // within `timeout`. Empty on success, else what failed.
 asio::awaitable<std::string> open_connection(Connection& connection, const Url& url, const LegTarget& target,
-                                             std::chrono::milliseconds timeout) {
-  const auto dns = co_await resolve_host(url.host, timeout);
+                                             std::chrono::milliseconds timeout, const TargetRules& rules) {
+  const auto dns = co_await resolve_target(url.host, timeout, rules);
   if (!dns.error.empty()) co_return "resolve " + url.host + ": " + dns.error;
   std::vector<tcp::endpoint> endpoints;
   for (const auto& address : dns.addresses) endpoints.emplace_back(address, url.port);
@@ -266,10 +344,9 @@ void close_connection(Connection& connection) {
   connection.stream.socket().close(ignored);
 }
 
-}  // namespace
-
-asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& check, const Clock& clock,
-                                                             LegTarget target, KeepAliveOptions options) {
+// measure_keep_alive() before its error text is made safe.
+asio::awaitable<v1::KeepAliveMeasurement> measure(const v1::Check& check, const Clock& clock, LegTarget target,
+                                                  KeepAliveOptions options) {
   v1::KeepAliveMeasurement out;
   *out.mutable_measure_time() = to_timestamp(clock.now());
   std::string error;
@@ -282,13 +359,19 @@ asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& ch
   const auto timeout = to_millis(check.timeout());
   // Never repeat a POST: the measurement reads, GET (or HEAD for a HEAD check).
   const bool head = check.method() == "HEAD";
+  if (auto problem = request_problem(head ? "HEAD" : "GET", check, *url, server_name_for(*url, target));
+      !problem.empty()) {
+    out.set_error("request not sent: " + problem);
+    co_return out;
+  }
   auto request = make_request(head ? "HEAD" : "GET", check, *url);
   const auto executor = co_await asio::this_coro::executor;
 
   // Requests per connection: sequential requests until the server closes.
   {
     Connection connection(executor);
-    if (auto failed = co_await open_connection(connection, *url, target, timeout); !failed.empty()) {
+    if (auto failed = co_await open_connection(connection, *url, target, timeout, options.targets);
+        !failed.empty()) {
       out.set_error(failed);
       co_return out;
     }
@@ -315,7 +398,8 @@ asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& ch
 
   // Idle close: one request on a fresh connection, then wait for the FIN.
   Connection connection(executor);
-  if (auto failed = co_await open_connection(connection, *url, target, timeout); !failed.empty()) {
+  if (auto failed = co_await open_connection(connection, *url, target, timeout, options.targets);
+        !failed.empty()) {
     out.set_error(failed);
     co_return out;
   }
@@ -349,6 +433,16 @@ asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& ch
   co_return out;
 }
 
+}  // namespace
+
+asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& check, const Clock& clock,
+                                                             LegTarget target, KeepAliveOptions options) {
+  auto out = co_await measure(check, clock, std::move(target), std::move(options));
+  // Error lines quote what the server sent and the check's own URL.
+  if (!out.error().empty()) out.set_error(safe_text(out.error(), kErrorBytes));
+  co_return out;
+}
+
 bool status_expected(const v1::Check& check, uint32_t status) {
   for (const auto& range : check.expected_status()) {
     if (status >= range.min() && status <= range.max()) return true;
@@ -366,9 +460,9 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
     return static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(clock.steady_now() - start).count());
   };
-  auto fail = [&](v1::FailureClass c, v1::Phase phase, std::string error) {
+  auto fail = [&](v1::FailureClass c, v1::Phase phase, std::string_view error) {
     leg.set_failure_class(c);
-    leg.set_error(std::move(error));
+    leg.set_error(safe_text(error, kErrorBytes));  // quotes the URL, the server, its TLS stack
     timings->set_failed_phase(phase);
     timings->set_time_to_error_us(since_start());
     timings->set_total_us(since_start());
@@ -377,8 +471,11 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
 
   std::string url_error;
   auto url = parse_url(check.url(), &url_error);
-  if (!url) co_return fail(v1::FAILURE_CLASS_UNSPECIFIED, v1::PHASE_UNSPECIFIED, "bad url: " + url_error);
+  if (!url) co_return fail(v1::FAILURE_CLASS_INVALID_CHECK, v1::PHASE_UNSPECIFIED, "bad url: " + url_error);
   apply_target(*url, target);
+  if (auto problem = request_problem(check.method(), check, *url, server_name_for(*url, target)); !problem.empty()) {
+    co_return fail(v1::FAILURE_CLASS_INVALID_CHECK, v1::PHASE_UNSPECIFIED, "request not sent: " + problem);
+  }
   const auto timeout = to_millis(check.timeout());
   const auto deadline = start + timeout;
   auto remaining = [&] {
@@ -391,8 +488,8 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
 
   // DNS, bounded by the attempt's deadline.
   response->set_transport_end(v1::TRANSPORT_END_NOT_CONNECTED);
-  const auto dns = co_await resolve_host(
-      url->host, std::chrono::duration_cast<std::chrono::milliseconds>(remaining()));
+  const auto dns = co_await resolve_target(
+      url->host, std::chrono::duration_cast<std::chrono::milliseconds>(remaining()), limits.targets);
   timings->set_dns_us(since_start());
   leg.mutable_connection()->set_resolver("c-ares");
   if (!dns.error.empty()) {
@@ -440,19 +537,22 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
       const long verify = SSL_get_verify_result(ssl);
       if (verify != X509_V_OK) {
         leg.mutable_connection()->set_cert_problem(cert_problem(verify));
-        leg.mutable_connection()->set_tls_error(X509_verify_cert_error_string(verify));
+        leg.mutable_connection()->set_tls_error(safe_text(X509_verify_cert_error_string(verify), kTlsTextBytes));
         co_return fail(v1::FAILURE_CLASS_TLS_CERT_INVALID, v1::PHASE_TLS,
                        fmt::format("certificate of {} rejected: {}", server_name, X509_verify_cert_error_string(verify)));
       }
-      leg.mutable_connection()->set_tls_error(hec.message());
+      leg.mutable_connection()->set_tls_error(safe_text(hec.message(), kTlsTextBytes));
       if (hec == asio::error::connection_reset) response->set_transport_end(v1::TRANSPORT_END_RST);
       co_return fail(v1::FAILURE_CLASS_TLS_HANDSHAKE_FAILED, v1::PHASE_TLS, "TLS handshake: " + hec.message());
     }
-    leg.mutable_connection()->set_tls_version(SSL_get_version(ssl));
+    leg.mutable_connection()->set_tls_version(safe_text(SSL_get_version(ssl), kTlsTextBytes));
     const unsigned char* alpn = nullptr;
     unsigned alpn_length = 0;
     SSL_get0_alpn_selected(ssl, &alpn, &alpn_length);
-    if (alpn_length) leg.mutable_connection()->set_alpn(std::string(reinterpret_cast<const char*>(alpn), alpn_length));
+    if (alpn_length) {
+      leg.mutable_connection()->set_alpn(
+          safe_text(std::string_view(reinterpret_cast<const char*>(alpn), alpn_length), kTlsTextBytes));
+    }
   }
 
   // Request.
@@ -496,6 +596,19 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
                      head_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
                      fmt::format("no complete response {} within the timeout", head_done ? "body" : "head"));
     }
+    // Bytes that are not TLS records after the handshake: what came is not a
+    // response (diagnosis.md: malformed, the origin writes raw bytes), not a
+    // reset of the connection.
+    if (ec.category() == asio::error::get_ssl_category() || ec.category() == asio::ssl::error::get_stream_category()) {
+      leg.mutable_connection()->set_tls_error(safe_text(ec.message(), kTlsTextBytes));
+      const auto garbled = parser.bytes_received() == 0 ? v1::FAILURE_CLASS_MALFORMED_STATUS_LINE
+                           : head_done                  ? v1::FAILURE_CLASS_TRUNCATED_BODY
+                                                        : v1::FAILURE_CLASS_MALFORMED_HEADER;
+      co_return fail(garbled, head_done ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
+                     fmt::format("read response: not TLS records after the handshake, after {} bytes of the response "
+                                 "({})",
+                                 parser.bytes_received(), ec.message()));
+    }
     // A reset (or any other transport error) before the end of the response.
     response->set_transport_end(v1::TRANSPORT_END_RST);
     co_return fail(head_done ? v1::FAILURE_CLASS_TRUNCATED_BODY : v1::FAILURE_CLASS_CONNECTION_RESET,
@@ -507,7 +620,7 @@ asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Cl
     } else {
       record_header_counts(parser, *response);
     }
-    response->set_parse_error(parser.error());
+    response->set_parse_error(safe_text(parser.error(), kParseErrorBytes));
     response->set_parse_error_offset(parser.error_offset());
     co_return fail(parser.failure_class(), parser.head_complete() ? v1::PHASE_READ_BODY : v1::PHASE_READ_HEAD,
                    "response rejected: " + parser.error());

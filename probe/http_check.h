@@ -18,6 +18,17 @@
 
 namespace vantage::probe {
 
+// Which addresses a leg may connect to (dns.h refused_target) and who
+// resolves names.
+struct TargetRules {
+  // --allow-loopback-targets: a name may resolve to this host's loopback
+  // addresses (tests and the fault lab on this machine). Address literals are
+  // always allowed except the unspecified address.
+  bool allow_loopback = false;
+  // "ip:port,..." instead of the system's resolvers (tests); empty: the system's.
+  std::string dns_servers;
+};
+
 struct HttpLimits {
   // Header bytes and count are today's Cloudflare limits, body bytes what is
   // read at most (the rest is not downloaded): settings, never constants.
@@ -25,6 +36,7 @@ struct HttpLimits {
   // A successful response whose header block passes this share of the limit
   // is headers_near_limit: the 520 before it happens.
   double near_limit_share = 0.75;
+  TargetRules targets;
 };
 
 // Where one leg connects, when not simply where the URL points: the origin
@@ -41,6 +53,14 @@ struct LegTarget {
 // Runs the check once; the check's timeout bounds the whole attempt.
 // `body`, when given, receives the body read (at most the parser's body cap)
 // of a complete response. Never throws.
+//
+// Everything the site (or its DNS) sends is untrusted: the text kept from it
+// (headers, parser and TLS errors, the error line) is valid UTF-8 and bounded
+// when it enters the result (common/text.h), colos are known codes or
+// "other", refused addresses (refused_target) are a dns_failure, and a
+// request whose method, target, Host or header would put CR, LF or NUL (or a
+// header name that is not a token) on the wire is never sent: the attempt
+// fails first, with FAILURE_CLASS_UNSPECIFIED like a bad URL.
 boost::asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Clock& clock,
                                                        HttpLimits limits, LegTarget target = {},
                                                        std::string* body = nullptr);
@@ -73,6 +93,7 @@ struct KeepAliveOptions {
   // only waits (a timer and an open socket), so a scheduler frees its slot.
   std::function<void()> on_idle;
   std::shared_ptr<KeepAliveCancel> cancel;  // optional
+  TargetRules targets;
 };
 
 // The server's keep-alive behaviour (diagnosis.md section 5), on two

@@ -4,6 +4,7 @@
 //   vantage-probe diagnose URL [--origin HOST:PORT] [--resolve HOST:PORT:ADDRESS]
 //                              [--connect-to HOST:PORT:ADDRESS:PORT2] [--timeout SECONDS] [--json]
 //                          [--follow-up-json] [--follow-up-trace] [--keepalive [--keepalive-max-idle SECONDS]]
+//                          [--allow-loopback-targets]
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -16,6 +17,7 @@
 #include "common/build_info.h"
 #include "common/check_config.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "probe/agent.h"
 #include "probe/attempt.h"
 #include "probe/report.h"
@@ -43,17 +45,32 @@ struct DiagnoseArgs {
   bool follow_up_trace = false;
   bool keep_alive = false;
   double keep_alive_max_idle_seconds = 1000;
+  bool allow_loopback_targets = false;
 };
 
 // One attempt at the URL (and the origin), the same code the daemon runs.
 // Exit code: 0 when nothing is wrong, 1 when the check failed, 2 for bad input.
 int diagnose(const DiagnoseArgs& args) {
   using namespace vantage;
+  // The operator's bytes go into a proto string and the JSON report: both need UTF-8.
+  std::vector<std::pair<std::string, std::string>> texts = {{"the URL", args.url}, {"--origin", args.origin}};
+  for (const auto& value : args.resolve) texts.emplace_back("--resolve", value);
+  for (const auto& value : args.connect_to) texts.emplace_back("--connect-to", value);
+  for (const auto& [what, text] : texts) {
+    if (const auto at = first_invalid_utf8(text); at != std::string::npos) {
+      std::cerr << "vantage-probe diagnose: " << what << " is not valid UTF-8 (byte " << at << " of \""
+                << safe_text(text, 256) << "\")\n";
+      return 2;
+    }
+  }
   v1::Check check;
   check.set_name("diagnose");
   check.set_url(args.url);
-  if (args.timeout_seconds <= 0 || args.timeout_seconds > 3600) {
-    std::cerr << "vantage-probe diagnose: --timeout must be between 0 and 3600 seconds\n";
+  // The bounds of every check's timeout (check_config.h); written so that NaN fails.
+  if (!(args.timeout_seconds * 1000 >= check_limits::kMinTimeout.count() &&
+        args.timeout_seconds * 1000 <= check_limits::kMaxTimeout.count())) {
+    std::cerr << "vantage-probe diagnose: --timeout must be between " << check_limits::kMinTimeout.count() / 1000.0
+              << " and " << check_limits::kMaxTimeout.count() / 1000 << " seconds\n";
     return 2;
   }
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
@@ -72,13 +89,15 @@ int diagnose(const DiagnoseArgs& args) {
   }
   probe::AttemptOptions options;
   options.origin_always = true;
+  probe::HttpLimits limits;
+  limits.targets.allow_loopback = args.allow_loopback_targets;
   if (auto error = probe::parse_overrides(args.resolve, args.connect_to, &options.resolve); !error.empty()) {
     std::cerr << "vantage-probe diagnose: " << error << "\n";
     return 2;
   }
   boost::asio::io_context io;
   auto future = boost::asio::co_spawn(
-      io, probe::run_attempt(check, RealClock::instance(), probe::HttpLimits{}, options), boost::asio::use_future);
+      io, probe::run_attempt(check, RealClock::instance(), limits, options), boost::asio::use_future);
   io.run();
   auto result = future.get();
   if (args.keep_alive) {
@@ -89,6 +108,7 @@ int diagnose(const DiagnoseArgs& args) {
     }
     probe::KeepAliveOptions keep_alive;
     keep_alive.max_idle = std::chrono::milliseconds(static_cast<long long>(args.keep_alive_max_idle_seconds * 1000));
+    keep_alive.targets = limits.targets;
     io.restart();
     auto measured = boost::asio::co_spawn(
         io, probe::measure_keep_alive(check, RealClock::instance(), probe::keep_alive_target(check, options), keep_alive),
@@ -145,6 +165,9 @@ int main(int argc, char** argv) {
   app.add_option("--connect-to", connect_to,
                  "HOST:PORT:ADDRESS:PORT2, like curl's: connect to ADDRESS:PORT2 instead, e.g. to reach a site "
                  "through one edge location (repeatable)");
+  app.add_flag("--allow-loopback-targets", options.scheduler.limits.targets.allow_loopback,
+               "let a check's host name resolve to this machine's loopback addresses (127.0.0.0/8, ::1): tests "
+               "and labs on this machine; address literals in a URL, --resolve or --connect-to need no flag");
   double keep_alive_interval_hours = 6;
   app.add_option("--keepalive-interval", keep_alive_interval_hours,
                  "hours between measurements of each origin's keep-alive behaviour (checks with an origin "
@@ -171,6 +194,9 @@ int main(int argc, char** argv) {
   diagnose_cmd->add_option("--keepalive-max-idle", diagnose_args.keep_alive_max_idle_seconds,
                            "seconds to hold an idle connection open waiting for the server to close it")
       ->capture_default_str();
+  diagnose_cmd->add_flag("--allow-loopback-targets", diagnose_args.allow_loopback_targets,
+                         "let the URL's host name resolve to this machine's loopback addresses (an address literal "
+                         "needs no flag)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -199,6 +225,7 @@ int main(int argc, char** argv) {
         !error.empty()) {
       throw std::runtime_error(error);
     }
+    options.scheduler.keep_alive.targets = options.scheduler.limits.targets;
     options.scheduler.keep_alive_interval =
         std::chrono::milliseconds(static_cast<long long>(keep_alive_interval_hours * 3'600'000));
   } catch (const std::exception& e) {

@@ -14,6 +14,8 @@ namespace vantage::probe {
 // Each leg: class, status, edge_code (null unless an edge code), ray_id, colo, error_name, error_category,
 // trace_colo, trace_loc, retry_after_seconds, header_bytes,
 // header_count, transport_end, error, rule, edge_generated, timings (milliseconds).
+// Every string shown is valid UTF-8 without control characters and bounded
+// (common/text.h safe_text), whatever bytes `url`, `origin` or the result hold.
 std::string report_json(const std::string& url, const std::string& origin, const v1::CheckResult& result);
 std::string report_text(const std::string& url, const std::string& origin, const v1::CheckResult& result);
 

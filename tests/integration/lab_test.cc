@@ -22,7 +22,15 @@
 
 #include "common/check_config.h"
 #include "common/failure_class.h"
+#include "probe/attempt.h"
 #include "probe/http_check.h"
+#include "tests/support/result_text.h"
+#include "tools/lab/tls_garbage.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
 
 namespace vantage::lab {
 namespace {
@@ -422,6 +430,81 @@ TEST(Lab, ExistingPathsKeepTheirBehaviour) {
   EXPECT_EQ(leg.response().status(), 500u);
   EXPECT_EQ(attempt(base_url(origin) + "/nowhere").response().status(), 404u);
   EXPECT_FALSE(Origin::help().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Hostile sites.
+
+v1::CheckResult full_attempt(const std::string& url) {
+  v1::Check check;
+  check.set_name("lab");
+  check.set_url(url);
+  *check.mutable_timeout() = to_duration(std::chrono::seconds(5));
+  *check.mutable_interval() = to_duration(std::chrono::seconds(60));
+  EXPECT_EQ(normalize_check(check), "");
+  asio::io_context io;
+  auto future = asio::co_spawn(io, probe::run_attempt(check, RealClock::instance(), probe::HttpLimits{}),
+                               asio::use_future);
+  io.run();
+  return future.get();
+}
+
+TEST(LabHostile, HostileHeadersLeaveAValidResultAndNoNewColos) {
+  Origin origin("127.0.0.1", 0);
+  std::set<std::string> colos;
+  for (int i = 0; i < 20; ++i) {
+    const auto result = full_attempt(base_url(origin) + "/fault/hostile-headers");
+    ASSERT_EQ(result.edge().failure_class(), v1::FAILURE_CLASS_OK) << result.edge().error();
+    EXPECT_EQ(test_support::bad_text_fields(result), std::vector<std::string>{});
+    EXPECT_TRUE(test_support::reparses(result));
+    EXPECT_FALSE(result.edge().response().server().empty());
+    EXPECT_LE(result.edge().response().server().size(), 128u);
+    colos.insert(result.edge().edge().colo());
+  }
+  // A real colo code may come up by chance; a new series per result may not.
+  EXPECT_TRUE(colos.contains("other"));
+  EXPECT_LE(colos.size(), 3u) << "20 random colos must not become 20 label values";
+}
+
+TEST(LabHostile, AHostileJsonErrorIsAnEdgeErrorWithBoundedText) {
+  Origin origin("127.0.0.1", 0);
+  const auto result = full_attempt(base_url(origin) + "/fault/hostile-edge-error");
+  const auto& edge = result.edge();
+  EXPECT_EQ(edge.failure_class(), v1::FAILURE_CLASS_EDGE_ERROR) << edge.error();
+  EXPECT_EQ(edge.edge().rule(), v1::EDGE_RULE_JSON);
+  EXPECT_TRUE(edge.edge().error_name().starts_with("bad?name?[31m")) << edge.edge().error_name();
+  EXPECT_LE(edge.edge().error_name().size(), 128u);
+  EXPECT_EQ(edge.edge().error_category().find('\n'), std::string::npos);
+  EXPECT_EQ(test_support::bad_text_fields(result), std::vector<std::string>{});
+  EXPECT_TRUE(test_support::reparses(result));
+}
+
+// The probe trusts the lab's self-signed certificate (OpenSSL's default
+// verify paths read SSL_CERT_FILE); set before this binary's first TLS attempt.
+class TrustedCertificate {
+ public:
+  explicit TrustedCertificate(const std::string& pem)
+      : file_(std::filesystem::temp_directory_path() / ("vantage-lab-ca-" + std::to_string(getpid()) + ".pem")) {
+    std::ofstream(file_) << pem;
+    setenv("SSL_CERT_FILE", file_.c_str(), 1);
+  }
+  ~TrustedCertificate() { std::filesystem::remove(file_); }
+
+ private:
+  std::filesystem::path file_;
+};
+
+TEST(LabHostile, GarbageAfterATlsHandshakeIsAMalformedResponseNotAReset) {
+  TlsGarbage server("127.0.0.1", 0);
+  TrustedCertificate trusted(server.certificate_pem());
+  const auto leg = attempt("https://127.0.0.1:" + std::to_string(server.port()) + "/");
+  EXPECT_EQ(server.garbled(), 1u) << "the handshake completed: " << leg.error();
+  EXPECT_EQ(leg.failure_class(), v1::FAILURE_CLASS_MALFORMED_STATUS_LINE)
+      << failure_class_name(leg.failure_class()) << ": " << leg.error();
+  EXPECT_EQ(leg.timings().failed_phase(), v1::PHASE_READ_HEAD);
+  EXPECT_FALSE(leg.connection().tls_version().empty());
+  EXPECT_FALSE(leg.connection().tls_error().empty());
+  EXPECT_NE(leg.error().find("not TLS records"), std::string::npos) << leg.error();
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/text.h"
+
 namespace vantage::probe {
 namespace {
 
@@ -393,6 +395,59 @@ TEST(Trace, JunkLinesAreSkippedAndColoIsRequired) {
   EXPECT_FALSE(parse_trace("colo=\n"));
   EXPECT_FALSE(parse_trace("<html><body>Not Found</body></html>"));
   EXPECT_FALSE(parse_trace(""));
+}
+
+// --- What a hostile site can make of the evidence ----------------------------------
+
+TEST(HostileEdge, AColoCloudflareDoesNotHaveIsOther) {
+  auto response = through_edge(520, "text/plain", "error code: 520");
+  for (const char* ray : {"8f1a2b3c4d5e6f70-QQX", "8f1a2b3c4d5e6f70-ABCDEFGH", "8f1a2b3c4d5e6f70-ZZZZ"}) {
+    response.cf_ray = ray;
+    const auto e = recognise_edge(response);
+    EXPECT_EQ(e.colo(), "other") << ray;
+    EXPECT_EQ(e.ray_id(), "8f1a2b3c4d5e6f70") << ray;
+  }
+  response.cf_ray = "8f1a2b3c4d5e6f70-AMS";
+  EXPECT_EQ(recognise_edge(response).colo(), "AMS");
+}
+
+TEST(HostileEdge, ARayIdOutsideItsHexFormatIsDropped) {
+  auto response = through_edge(520, "text/plain", "error code: 520");
+  for (std::string ray : {std::string("8f1a\0b3c-FRA", 12), std::string("zz1a2b3c-FRA"), std::string(65, 'a') + "-FRA",
+                          std::string("8f1a\xff-FRA")}) {
+    response.cf_ray = ray;
+    const auto e = recognise_edge(response);
+    EXPECT_EQ(e.ray_id(), "");
+    EXPECT_EQ(e.colo(), "");
+  }
+}
+
+TEST(HostileEdge, JsonTextIsValidUtf8WithoutControlsAndBounded) {
+  std::string long_text;
+  for (int i = 0; i < 300; ++i) long_text += "\xc3\xa9";
+  const std::string body = R"({"cloudflare_error":true,"error_code":520,"error_name":"a\u0000b\r\nX: y)" + long_text +
+                           R"(","error_category":"\u001b[2J","ray_id":"ABC\u0000"})";
+  const auto e = recognise_edge(through_edge(520, "application/json", body));
+  ASSERT_EQ(e.rule(), v1::EDGE_RULE_JSON);
+  EXPECT_TRUE(e.error_name().starts_with("a?b??X: y")) << e.error_name();
+  EXPECT_LE(e.error_name().size(), 128u);
+  EXPECT_TRUE(is_valid_utf8(e.error_name()));
+  EXPECT_EQ(e.error_category(), "?[2J");
+  EXPECT_EQ(e.ray_id(), "8f1a2b3c4d5e6f70") << "the header's; the body's is not hex";
+}
+
+TEST(HostileEdge, TraceColoIsAKnownColoOrOtherAndLocIsBounded) {
+  auto trace = parse_trace("colo=QQX\nloc=" + std::string(100, 'Z') + "\n");
+  ASSERT_TRUE(trace);
+  v1::EdgeEvidence evidence;
+  apply_trace(*trace, &evidence);
+  EXPECT_EQ(evidence.trace_colo(), "other");
+  EXPECT_LE(evidence.trace_loc().size(), 16u);
+  trace = parse_trace("colo=FRA\nloc=D\xff\n");
+  ASSERT_TRUE(trace);
+  apply_trace(*trace, &evidence);
+  EXPECT_EQ(evidence.trace_colo(), "FRA");
+  EXPECT_EQ(evidence.trace_loc(), "") << "not printable: dropped";
 }
 
 }  // namespace

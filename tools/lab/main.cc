@@ -2,6 +2,7 @@
 // front of it, for run-local.sh and for trying things by hand.
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 #include "common/url.h"
 #include "tools/lab/edge.h"
 #include "tools/lab/origin.h"
+#include "tools/lab/tls_garbage.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vantage-lab: a local origin that fails on request"};
@@ -22,6 +24,14 @@ int main(int argc, char** argv) {
   uint64_t max_requests = 0;
   app.add_option("--max-requests", max_requests,
                  "FIN a connection after this many requests, like nginx keepalive_requests (0: unlimited)");
+
+  std::string tls_garbage_listen;
+  app.add_option("--tls-garbage-listen", tls_garbage_listen,
+                 "address:port of a TLS origin that answers a completed handshake with bytes that are not TLS "
+                 "(self-signed for localhost and 127.0.0.1; off unless given)");
+  std::string tls_garbage_cert;
+  app.add_option("--tls-garbage-cert", tls_garbage_cert,
+                 "write that origin's certificate (PEM) to this file, for a client to trust (e.g. SSL_CERT_FILE)");
 
   // The fake edge (tools/lab/edge.h): off unless --edge-colos is given.
   vantage::lab::EdgeSettings edge;
@@ -87,6 +97,21 @@ int main(int argc, char** argv) {
     origin.set_max_requests(max_requests);
     vantage::log::info("listening", "address", fmt::format("{}:{}", hp->host, origin.port()), "idle_close_ms",
                        idle_close_ms, "max_requests", max_requests);
+    std::unique_ptr<vantage::lab::TlsGarbage> tls_garbage;
+    if (!tls_garbage_listen.empty()) {
+      auto where = vantage::parse_host_port(tls_garbage_listen, 0, &error, /*listen=*/true);
+      if (!where) {
+        std::cerr << "vantage-lab: --tls-garbage-listen \"" << tls_garbage_listen << "\": " << error << "\n";
+        return 2;
+      }
+      failing = "cannot listen on " + tls_garbage_listen + ": ";
+      tls_garbage = std::make_unique<vantage::lab::TlsGarbage>(where->host, where->port);
+      vantage::log::info("tls garbage listening", "address", fmt::format("{}:{}", where->host, tls_garbage->port()));
+      if (!tls_garbage_cert.empty() && !(std::ofstream(tls_garbage_cert) << tls_garbage->certificate_pem())) {
+        std::cerr << "vantage-lab: --tls-garbage-cert " << tls_garbage_cert << ": cannot write\n";
+        return 1;
+      }
+    }
     std::unique_ptr<vantage::lab::Edge> edge_server;
     if (!edge_colos.empty()) {
       edge.colos = edge_colos;

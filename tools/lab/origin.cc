@@ -15,6 +15,7 @@
 #include <charconv>
 #include <map>
 #include <optional>
+#include <random>
 #include <string_view>
 
 namespace vantage::lab {
@@ -54,6 +55,8 @@ constexpr std::string_view kHelp =
   /fault/stall?seconds=S       send nothing for S seconds, then FIN (default 30)
   /fault/trickle-head?delay_ms=D  a valid head, one byte every D ms (default 1000)
   /fault/big-body?mb=N         a valid 200 with an N MiB body, streamed (default 10)
+  /fault/hostile-headers       a 200 whose Server and CF-Cache-Status are not UTF-8, cf-ray with a random colo
+  /fault/hostile-edge-error    a JSON 520 whose error name holds NUL, ESC and KBs, cf-ray with a random colo
   /lab/fault?name=F[&colo=C][&every_s=S]
                                from now on, answer "/" and other plain paths with
                                /fault/F when the request came through the fake edge
@@ -212,6 +215,44 @@ asio::awaitable<After> big_body(tcp::socket& socket, uint64_t bytes, bool last) 
   co_return After::kKeepAlive;
 }
 
+// A cf-ray with a 16-hex-digit id and a colo of three random upper-case
+// letters: a site (or a broken proxy) that mints a new colo each time.
+std::string random_cf_ray() {
+  static std::minstd_rand random(static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::string colo;
+  for (int i = 0; i < 3; ++i) colo.push_back(static_cast<char>('A' + random() % 26));
+  return fmt::format("{:08x}{:08x}-{}", random(), random(), colo);
+}
+
+// Text that must not reach a proto string as it is: bytes that are not UTF-8,
+// then 300 two-byte characters (any byte-count cut lands inside one).
+std::string not_utf8_then_long() {
+  std::string text = "\xff\xfe\xc3(";
+  for (int i = 0; i < 300; ++i) text += "\xc3\xa9";  // é
+  return text;
+}
+
+std::string hostile_headers_response(bool last) {
+  const std::string body = "ok\n";
+  return fmt::format(
+      "HTTP/1.1 200 OK\r\nServer: {}\r\nCF-Cache-Status: H\xc0\xafT\r\ncf-ray: {}\r\n"
+      "Content-Type: text/plain; charset=\x80\r\nContent-Length: {}\r\n{}\r\n{}",
+      not_utf8_then_long(), random_cf_ray(), body.size(), connection_header(last), body);
+}
+
+std::string hostile_edge_error_response(bool last) {
+  std::string long_text;
+  for (int i = 0; i < 2000; ++i) long_text += "\xc3\xa9";
+  const std::string body = fmt::format(
+      "{{\"cloudflare_error\":true,\"error_code\":520,\"error_name\":\"bad\\u0000name\\u001b[31m{}\","
+      "\"error_category\":\"\\r\\nX-Injected: 1\",\"ray_id\":\"0123456789abcdef\"}}",
+      long_text);
+  return fmt::format(
+      "HTTP/1.1 520 Unknown Error\r\nServer: cloudflare\r\ncf-ray: {}\r\nContent-Type: application/json\r\n"
+      "Content-Length: {}\r\n{}\r\n{}",
+      random_cf_ray(), body.size(), connection_header(last), body);
+}
+
 std::string not_found_fault(std::string_view name) {
   const std::string body = fmt::format("unknown fault \"{}\"\n{}", name, kHelp);
   return fmt::format("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
@@ -294,7 +335,9 @@ asio::awaitable<After> fault(tcp::socket& socket, std::string_view name, std::st
     const auto mb = query_int(query, "mb", 10, 0, 1024 * 1024);
     co_return co_await big_body(socket, static_cast<uint64_t>(mb) * kMiB, last);
   }
-  const std::string response = not_found_fault(name);
+  const std::string response = name == "hostile-headers"      ? hostile_headers_response(last)
+                               : name == "hostile-edge-error" ? hostile_edge_error_response(last)
+                                                              : not_found_fault(name);
   if (!co_await write_all(socket, response)) {
     close_fin(socket);
     co_return After::kClosed;

@@ -41,6 +41,15 @@
 //                                  1048576), streamed in 64 KiB writes as the client reads,
 //                                  stopping when the client goes away
 //                                  [ok, body_truncated_by_cap]
+//   /fault/hostile-headers         a valid 200 whose Server value is bytes that are not UTF-8
+//                                  followed by a long UTF-8 value (a cut at any byte count
+//                                  lands inside a character), CF-Cache-Status not UTF-8, and
+//                                  cf-ray with a random 3-letter colo each time
+//                                  [ok; the probe's text fields stay valid UTF-8, the colo
+//                                  "other" unless it happens to be a real one]
+//   /fault/hostile-edge-error      a 520 as Cloudflare's JSON error (rule 1) whose error_name and
+//                                  error_category carry NUL, ESC and kilobytes of text, with
+//                                  cf-ray colo random each time        [edge_error]
 //   /fault/<anything else>         404 listing the known faults
 // A fault that ends in FIN or RST ends the connection; the others keep it alive.
 //
