@@ -126,8 +126,10 @@ void Coordinator::start() {
   impl_->incidents->start();
   impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{},
                                            [impl = impl_.get()](const auto& batches) { impl->incidents->add(batches); });
-  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest,
-                                                            impl_->checks, *impl_->metrics);
+  ProbeServiceOptions probe_options;
+  probe_options.hello_timeout = o.hello_timeout;
+  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest, impl_->checks,
+                                                            *impl_->metrics, probe_options);
   impl_->recheck_service = impl_->probe_service.get();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -149,6 +151,13 @@ void Coordinator::start() {
   }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.listen, credentials, &impl_->grpc_port);
+  // Streams are refused before they take a thread past this bound.
+  if (o.max_grpc_threads < 4) throw std::runtime_error("max_grpc_threads must be at least 4");
+  grpc::ResourceQuota quota("vantage-coordinator");
+  quota.SetMaxThreads(o.max_grpc_threads);
+  builder.SetResourceQuota(quota);
+  // A probe needs one stream; no single connection may take many threads.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 32);
   builder.RegisterService(impl_->probe_service.get());
   // Probes keep their stream for days: let their keepalive pings through,
   // and ping them too, so a probe behind a dead path is noticed in ~40 s.

@@ -2,6 +2,7 @@
 // The coordinator daemon as a library: storage, the gRPC server (probe
 // stream, health, reflection) and /metrics. main.cc and the tests run this.
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,12 @@ struct CoordinatorOptions {
   size_t database_connections = 8;
   int retention_days = 30;      // result partitions older than this are dropped
   int partitions_ahead_days = 3;
+  // A probe's stream must say hello within this, else it is ended.
+  std::chrono::milliseconds hello_timeout{10'000};
+  // gRPC threads at most (grpc::ResourceQuota): each open probe stream holds
+  // one (and a writer thread of its own), so this bounds what a flood of
+  // connections can take; past it new calls are refused (RESOURCE_EXHAUSTED).
+  int max_grpc_threads = 1'000;
 };
 
 class Coordinator {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/check_config.h"
+#include "common/colo.h"
 #include "common/failure_class.h"
 #include "common/log.h"
 #include "common/proto_time.h"
@@ -160,7 +161,9 @@ void IncidentTracker::loop() {
       metrics_.check_results
           .Add({{"class", failure_class_name(o.failure_class)},
                 {"region", o.region},
-                {"colo", o.colo},
+                // Known colos only: a site sending random ones adds no series
+                // (results stored before validation are replayed too).
+                {"colo", colo_or_other(o.colo)},
                 {"edge_code", o.edge_code ? std::to_string(o.edge_code) : std::string()}})
           .Increment();
       touched.push_back(o.check_id);

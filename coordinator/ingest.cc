@@ -70,52 +70,64 @@ void Ingest::write_loop() {
       if (stopping_) return;
       work = take_work();
     }
-    std::vector<const storage::ResultBatch*> batches;
-    size_t results = 0;
-    for (const auto& p : work) {
-      batches.push_back(&p->batch);
-      results += p->batch.results.size();
+    // Defence in depth: results are validated before they are queued, but
+    // should PostgreSQL still refuse a merged transaction's data, each probe's
+    // batch is tried alone, so that one probe never fails another's write.
+    if (!write(work, backoff, /*split_on_refusal=*/work.size() > 1)) {
+      log::warn("a merged write was refused; storing each batch alone", "batches", work.size());
+      for (const auto& pending : work) write({pending}, backoff, /*split_on_refusal=*/false);
     }
-    // Retry while the database is unavailable: the batches stay accepted.
-    for (;;) {
-      try {
-        const auto start = std::chrono::steady_clock::now();
-        auto written = sink_.write_results(batches);
-        metrics_.ingest_commit_seconds.Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        metrics_.ingest_commit_results.Observe(static_cast<double>(results));
-        metrics_.ingest_batches.Increment();
-        for (size_t i = 0; i < work.size(); ++i) {
-          metrics_.ingest_results.Add({{"region", work[i]->batch.probe.region}})
-              .Increment(static_cast<double>(written[i].inserted));
-          metrics_.ingest_duplicates.Increment(static_cast<double>(written[i].duplicates));
-        }
-        if (backoff.attempts() > 0) log::info("storing results again", "after_attempts", backoff.attempts());
-        backoff.reset();
-        if (on_committed_) on_committed_(batches);
-        finish(work, &written, {});
-        break;
-      } catch (const storage::StorageError& e) {
-        const bool retry = e.kind() == storage::StorageError::Kind::kUnavailable;
-        metrics_.ingest_errors.Add({{"reason", retry ? "storage_unavailable" : "storage_error"}}).Increment();
-        bool stopping;
-        {
-          std::lock_guard lock(mu_);
-          stopping = stopping_;
-        }
-        if (!retry || stopping) {
-          log::error("cannot store results; the probes will send them again", "error", e.what());
-          finish(work, nullptr, e.what());
-          break;
-        }
-        const auto delay = backoff.next();
-        if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
-          log::warn("database unavailable, retrying; probes keep their results meanwhile", "error", e.what(),
-                    "attempt", backoff.attempts(), "next_in_ms", delay.count());
-        }
-        std::unique_lock lock(mu_);
-        work_cv_.wait_for(lock, delay, [&] { return stopping_; });
+  }
+}
+
+bool Ingest::write(const std::vector<PendingPtr>& work, Backoff& backoff, bool split_on_refusal) {
+  std::vector<const storage::ResultBatch*> batches;
+  size_t results = 0;
+  for (const auto& p : work) {
+    batches.push_back(&p->batch);
+    results += p->batch.results.size();
+  }
+  // Retry while the database is unavailable: the batches stay accepted.
+  for (;;) {
+    try {
+      const auto start = std::chrono::steady_clock::now();
+      auto written = sink_.write_results(batches);
+      metrics_.ingest_commit_seconds.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      metrics_.ingest_commit_results.Observe(static_cast<double>(results));
+      metrics_.ingest_batches.Increment();
+      for (size_t i = 0; i < work.size(); ++i) {
+        metrics_.ingest_results.Add({{"region", work[i]->batch.probe.region}})
+            .Increment(static_cast<double>(written[i].inserted));
+        metrics_.ingest_duplicates.Increment(static_cast<double>(written[i].duplicates));
       }
+      if (backoff.attempts() > 0) log::info("storing results again", "after_attempts", backoff.attempts());
+      backoff.reset();
+      if (on_committed_) on_committed_(batches);
+      finish(work, &written, {});
+      return true;
+    } catch (const storage::StorageError& e) {
+      const bool retry = e.kind() == storage::StorageError::Kind::kUnavailable;
+      metrics_.ingest_errors.Add({{"reason", retry ? "storage_unavailable" : "storage_error"}}).Increment();
+      bool stopping;
+      {
+        std::lock_guard lock(mu_);
+        stopping = stopping_;
+      }
+      if (!retry && split_on_refusal && !stopping) return false;
+      if (!retry || stopping) {
+        log::error("cannot store results; the probes will send them again", "error", e.what(), "probe",
+                   work.size() == 1 ? work.front()->batch.probe.name : std::string("(several)"));
+        finish(work, nullptr, e.what());
+        return true;
+      }
+      const auto delay = backoff.next();
+      if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
+        log::warn("database unavailable, retrying; probes keep their results meanwhile", "error", e.what(),
+                  "attempt", backoff.attempts(), "next_in_ms", delay.count());
+      }
+      std::unique_lock lock(mu_);
+      work_cv_.wait_for(lock, delay, [&] { return stopping_; });
     }
   }
 }

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/backoff.h"
 #include "coordinator/metrics.h"
 #include "storage/store.h"
 
@@ -58,6 +59,10 @@ class Ingest {
   };
   void write_loop();
   using PendingPtr = std::shared_ptr<Pending>;  // shared: a submitter may leave early
+  // Writes `work` in one transaction, retrying while the database is
+  // unavailable, and finishes it. Returns false, without finishing, when the
+  // data were refused and `split_on_refusal` asks the caller to split.
+  bool write(const std::vector<PendingPtr>& work, Backoff& backoff, bool split_on_refusal);
   std::vector<PendingPtr> take_work();  // under mu_
   void finish(const std::vector<PendingPtr>& work, const std::vector<storage::WriteOutcome>* written,
               const std::string& error);

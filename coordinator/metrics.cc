@@ -1,6 +1,7 @@
 #include "coordinator/metrics.h"
 
 #include "common/build_info.h"
+#include "coordinator/result_validation.h"
 
 namespace vantage::coordinator {
 
@@ -58,15 +59,32 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
                              .Help("Result partitions dropped for retention.")
                              .Register(*registry)
                              .Add({})),
+      ingest_refused(BuildCounter()
+                         .Name("vantage_ingest_refused_results_total")
+                         .Help("Results refused alone, by reason (out of range, unknown enum, unassigned check); "
+                               "acknowledged, so the probe does not send them again.")
+                         .Register(*registry)),
       probe_auth_failures(BuildCounter()
                               .Name("vantage_probe_auth_failures_total")
                               .Help("Probe streams refused, by reason.")
+                              .Register(*registry)),
+      probe_streams_ended(BuildCounter()
+                              .Name("vantage_probe_streams_ended_total")
+                              .Help("Probe streams the coordinator ended, by reason: stopped_reading (its queue of "
+                                    "messages to send was full), hello_timeout, unreadable_message, "
+                                    "assignment_too_large.")
                               .Register(*registry)),
       probes_connected(BuildGauge()
                            .Name("vantage_probes_connected")
                            .Help("Probe streams open now.")
                            .Register(*registry)
                            .Add({})),
+      assignments_too_large(BuildCounter()
+                                .Name("vantage_probe_assignments_too_large_total")
+                                .Help("Assignment messages larger than a probe accepts (a probe that does not take "
+                                      "parts, or a single huge check); the stream is ended with an error.")
+                                .Register(*registry)
+                                .Add({})),
       checks(BuildGauge()
                  .Name("vantage_checks")
                  .Help("Checks configured.")
@@ -110,8 +128,12 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
   for (const char* reason : {"storage_unavailable", "storage_error", "invalid_batch"}) {
     ingest_errors.Add({{"reason", reason}});
   }
-  for (const char* reason : {"missing_token", "unknown_token", "wrong_probe_id"}) {
+  for (const char* reason : {"missing_token", "unknown_token", "wrong_probe_id", "wrong_region"}) {
     probe_auth_failures.Add({{"reason", reason}});
+  }
+  for (const auto reason : kAllRefusalReasons) ingest_refused.Add({{"reason", std::string(refusal_label(reason))}});
+  for (const char* reason : {"stopped_reading", "hello_timeout", "unreadable_message", "assignment_too_large"}) {
+    probe_streams_ended.Add({{"reason", reason}});
   }
 }
 

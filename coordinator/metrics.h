@@ -30,8 +30,11 @@ struct CoordinatorMetrics {
   prometheus::Gauge& ingest_queued_results;       // waiting for a writer
   prometheus::Gauge& partitions_created;          // by the last maintenance run
   prometheus::Counter& partitions_dropped;
+  prometheus::Family<prometheus::Counter>& ingest_refused;     // {reason}: results refused alone (acknowledged)
   prometheus::Family<prometheus::Counter>& probe_auth_failures;  // {reason}
+  prometheus::Family<prometheus::Counter>& probe_streams_ended;  // {reason}: streams the coordinator ended
   prometheus::Gauge& probes_connected;
+  prometheus::Counter& assignments_too_large;  // a message over what a probe accepts
   prometheus::Gauge& checks;
 
   // Correlation (correlation.md).

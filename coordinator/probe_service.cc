@@ -1,10 +1,19 @@
 #include "coordinator/probe_service.h"
 
 #include <fmt/format.h>
+#include <grpcpp/support/method_handler.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <optional>
+#include <thread>
+#include <unordered_set>
 
 #include "common/assignment.h"
 #include "common/build_info.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/token.h"
 
 namespace vantage::coordinator {
@@ -13,6 +22,7 @@ namespace {
 
 constexpr uint32_t kMaxBatchResults = 5'000;
 constexpr int kHeartbeatSeconds = 15;
+constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 
 grpc::Status storage_status(const storage::StorageError& e) {
   return grpc::Status(e.kind() == storage::StorageError::Kind::kUnavailable
@@ -21,11 +31,172 @@ grpc::Status storage_status(const storage::StorageError& e) {
                       e.what());
 }
 
+// Why the coordinator ended a stream (vantage_probe_streams_ended_total).
+enum class EndReason { kStoppedReading, kHelloTimeout, kUnreadableMessage, kAssignmentTooLarge };
+
+const char* end_label(EndReason reason) {
+  switch (reason) {
+    case EndReason::kStoppedReading: return "stopped_reading";
+    case EndReason::kHelloTimeout: return "hello_timeout";
+    case EndReason::kUnreadableMessage: return "unreadable_message";
+    case EndReason::kAssignmentTooLarge: return "assignment_too_large";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
+// One stream's outgoing side. gRPC's sync API allows one Write at a time per
+// stream and a Write blocks while the peer does not read, so only this
+// stream's writer thread writes; everyone else queues and never waits. The
+// writer thread also enforces the hello deadline.
+class ProbeServiceImpl::Session {
+ public:
+  Session(grpc::ServerContext* context, RawStream* stream, const ProbeServiceOptions& options)
+      : context_(context),
+        stream_(stream),
+        capacity_(options.max_queued_messages),
+        hello_deadline_(std::chrono::steady_clock::now() + options.hello_timeout) {
+    writer_ = std::thread([this] { write_loop(); });
+  }
+  ~Session() { finish(std::chrono::milliseconds(0)); }
+
+  // Set once, before the session is shared with other threads: the probe as
+  // registered (its region is never what a message says).
+  storage::ProbeRecord probe;
+  std::unordered_set<int64_t> assigned;  // check ids sent in this stream's assignment
+  bool runs(int64_t check_id) const { return assigned.contains(check_id); }
+
+  void hello_received() {
+    std::lock_guard lock(mu_);
+    hello_ = true;
+    cv_.notify_all();
+  }
+
+  enum class Push { kQueued, kFull, kClosed };
+  // Never blocks. `bounded` messages count against the queue's capacity; a
+  // full queue means the probe stopped reading: the stream is ended.
+  Push push(v1::CoordinatorMessage message, bool bounded = true) {
+    std::lock_guard lock(mu_);
+    if (finishing_ || closed_) return Push::kClosed;
+    if (bounded && bounded_queued_ >= capacity_) {
+      end_locked(EndReason::kStoppedReading);
+      return Push::kFull;
+    }
+    queue_.push_back({std::move(message), bounded});
+    if (bounded) ++bounded_queued_;
+    cv_.notify_all();
+    return Push::kQueued;
+  }
+
+  // Ends the stream from any thread: its handler's Read returns.
+  void cancel() {
+    std::lock_guard lock(mu_);
+    if (context_) context_->TryCancel();
+  }
+
+  // The handler's last step: writes what is queued (for at most
+  // `drain_timeout`), then stops the writer. The context is not touched after.
+  void finish(std::chrono::milliseconds drain_timeout) {
+    std::unique_lock lock(mu_);
+    if (!context_) return;
+    finishing_ = true;
+    cv_.notify_all();
+    if (!cv_.wait_for(lock, drain_timeout, [&] { return writer_done_; })) context_->TryCancel();
+    lock.unlock();
+    writer_.join();
+    lock.lock();
+    context_ = nullptr;
+  }
+
+  std::optional<EndReason> end_reason() const {
+    std::lock_guard lock(mu_);
+    return end_reason_;
+  }
+  size_t queued() const {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+  }
+
+  // Records why the coordinator ends the stream, when its handler returns
+  // the status that says so (a cancelled stream would hide the status).
+  void ending(EndReason reason) {
+    std::lock_guard lock(mu_);
+    if (!end_reason_) end_reason_ = reason;
+  }
+
+ private:
+  struct Queued {
+    v1::CoordinatorMessage message;
+    bool bounded;
+  };
+
+  void end_locked(EndReason reason) {
+    if (!end_reason_) end_reason_ = reason;
+    closed_ = true;
+    queue_.clear();
+    bounded_queued_ = 0;
+    if (context_) context_->TryCancel();
+    cv_.notify_all();
+  }
+
+  void write_loop() {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_until(lock, hello_deadline_, [&] { return hello_ || finishing_ || closed_; })) {
+      end_locked(EndReason::kHelloTimeout);
+    }
+    for (;;) {
+      cv_.wait(lock, [&] { return !queue_.empty() || finishing_ || closed_; });
+      if (queue_.empty() || closed_) break;  // finishing and drained, or ended
+      Queued next = std::move(queue_.front());
+      queue_.pop_front();
+      if (next.bounded) --bounded_queued_;
+      lock.unlock();
+      grpc::ByteBuffer bytes;
+      bool own_buffer = false;
+      bool ok = grpc::SerializationTraits<v1::CoordinatorMessage>::Serialize(next.message, &bytes, &own_buffer).ok();
+      ok = ok && stream_->Write(bytes);
+      lock.lock();
+      if (!ok) {  // the stream is ending; its handler's Read returns too
+        closed_ = true;
+        queue_.clear();
+        if (context_) context_->TryCancel();
+        break;
+      }
+    }
+    writer_done_ = true;
+    cv_.notify_all();
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  grpc::ServerContext* context_;  // null once the handler has finished
+  RawStream* stream_;
+  const size_t capacity_;
+  const std::chrono::steady_clock::time_point hello_deadline_;
+  std::deque<Queued> queue_;
+  size_t bounded_queued_ = 0;
+  bool hello_ = false;
+  bool finishing_ = false;  // the handler is done reading: drain, then stop
+  bool closed_ = false;     // nothing more is written
+  bool writer_done_ = false;
+  std::optional<EndReason> end_reason_;
+  std::thread writer_;
+};
+
 ProbeServiceImpl::ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest,
-                                   const CheckRegistry& checks, CoordinatorMetrics& metrics)
-    : probes_(probes), ingest_(ingest), checks_(checks), metrics_(metrics) {}
+                                   const CheckRegistry& checks, CoordinatorMetrics& metrics,
+                                   ProbeServiceOptions options)
+    : probes_(probes), ingest_(ingest), checks_(checks), metrics_(metrics), options_(std::move(options)) {
+  // Connect as raw bytes (see RawStream). The wire format is unchanged.
+  MarkMethodStreamed(0, new grpc::internal::BidiStreamingHandler<ProbeServiceImpl, grpc::ByteBuffer, grpc::ByteBuffer>(
+                            [](ProbeServiceImpl* service, grpc::ServerContext* context, RawStream* stream) {
+                              return service->serve(context, stream);
+                            },
+                            this));
+}
+
+ProbeServiceImpl::~ProbeServiceImpl() = default;
 
 grpc::Status ProbeServiceImpl::authenticate(grpc::ServerContext* context, storage::ProbeRecord* probe) {
   const auto& metadata = context->client_metadata();
@@ -46,118 +217,253 @@ grpc::Status ProbeServiceImpl::authenticate(grpc::ServerContext* context, storag
   return grpc::Status::OK;
 }
 
-grpc::Status ProbeServiceImpl::Connect(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::ProbeMessage>* stream) {
-  // Nothing may escape a gRPC handler: storage errors become statuses.
+grpc::Status ProbeServiceImpl::accept_hello(grpc::ServerContext* context, const v1::Hello& hello,
+                                            storage::ProbeRecord* probe) {
+  constexpr size_t kMaxShown = 64;  // of a peer's text in a message or a log line
+  if (hello.probe_id() != probe->name) {
+    metrics_.probe_auth_failures.Add({{"reason", "wrong_probe_id"}}).Increment();
+    log::warn("probe refused", "peer", context->peer(), "hello_probe_id", safe_text(hello.probe_id(), kMaxShown),
+              "token_probe", probe->name);
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("hello.probe_id \"{}\" does not match the token's probe",
+                                    safe_text(hello.probe_id(), kMaxShown)));
+  }
+  if (hello.region().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello.region is empty");
+  }
+  // The region is the one the probe was registered with: a probe cannot
+  // take another region's checks by claiming it.
+  if (hello.region() != probe->region) {
+    metrics_.probe_auth_failures.Add({{"reason", "wrong_region"}}).Increment();
+    const auto claimed = safe_text(hello.region(), kMaxShown);
+    log::warn("probe refused", "probe", probe->name, "hello_region", claimed, "registered_region", probe->region);
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("hello.region \"{}\" is not probe {}'s registered region \"{}\" "
+                                    "(vantage-coordinator add-probe --region sets it)",
+                                    claimed, probe->name, probe->region));
+  }
+  // The version goes to a text column: no NUL, bounded.
+  *probe = probes_.record_hello(probe->key, safe_text(hello.version(), kMaxShown));
+  return grpc::Status::OK;
+}
+
+grpc::Status ProbeServiceImpl::serve(grpc::ServerContext* context, RawStream* stream) {
+  // Refused before any thread of ours is spent on the stream.
   storage::ProbeRecord probe;
-  bool accepts_assignment_parts = false;
   try {
     if (auto status = authenticate(context, &probe); !status.ok()) {
       log::warn("probe refused", "peer", context->peer(), "error", status.error_message());
       return status;
     }
+  } catch (const storage::StorageError& e) {
+    log::error("cannot accept probe", "error", e.what());
+    return storage_status(e);
+  }
+  auto session = std::make_shared<Session>(context, stream, options_);
+  grpc::Status status = run(context, stream, session, probe);
+  session->finish(options_.drain_timeout);
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(probe.name);
+    if (it != sessions_.end() && it->second == session) {
+      sessions_.erase(it);
+      metrics_.probes_connected.Decrement();
+    }
+  }
+  if (const auto reason = session->end_reason()) {
+    metrics_.probe_streams_ended.Add({{"reason", end_label(*reason)}}).Increment();
+    switch (*reason) {
+      case EndReason::kStoppedReading:
+        // The peer is not reading, so it will see only a cancellation; the
+        // log and the metric say why.
+        status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              fmt::format("the probe stopped reading its stream: more than {} messages "
+                                          "(acknowledgements, re-checks) were waiting for it",
+                                          options_.max_queued_messages));
+        break;
+      case EndReason::kHelloTimeout:
+        status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                              fmt::format("no hello within {} ms of the stream's start", options_.hello_timeout.count()));
+        break;
+      default:
+        break;  // the handler's own status already says why
+    }
+    log::warn("probe stream ended by the coordinator", "probe", probe.name, "reason", end_label(*reason), "error",
+              status.error_message());
+  } else {
+    log::info("probe disconnected", "probe", probe.name, "error", status.error_message());
+  }
+  return status;
+}
+
+grpc::Status ProbeServiceImpl::run(grpc::ServerContext* context, RawStream* stream,
+                                   const std::shared_ptr<Session>& shared, storage::ProbeRecord& probe) {
+  Session& session = *shared;
+  // Reads one message; a message that does not parse ends the stream with a
+  // status that says so (not OK, which would make the probe resend it forever).
+  uint64_t messages = 0;
+  std::optional<grpc::Status> unreadable;
+  auto read = [&](v1::ProbeMessage* message) {
+    grpc::ByteBuffer bytes;
+    if (!stream->Read(&bytes)) return false;
+    ++messages;
+    const size_t size = bytes.Length();
+    message->Clear();
+    auto parsed = grpc::SerializationTraits<v1::ProbeMessage>::Deserialize(&bytes, message);
+    if (!parsed.ok()) {
+      session.ending(EndReason::kUnreadableMessage);
+      unreadable = grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          fmt::format("message {} of the stream ({} bytes) does not parse as a vantage.v1.ProbeMessage (a string "
+                      "field that is not valid UTF-8?){}",
+                      messages, size, parsed.error_message().empty() ? "" : ": " + parsed.error_message()));
+      return false;
+    }
+    return true;
+  };
+
+  bool accepts_assignment_parts = false;
+  try {
     v1::ProbeMessage first;
-    if (!stream->Read(&first)) return grpc::Status(grpc::StatusCode::CANCELLED, "stream closed before hello");
+    if (!read(&first)) {
+      if (unreadable) return *unreadable;
+      return grpc::Status(grpc::StatusCode::CANCELLED, "stream closed before hello");
+    }
+    session.hello_received();
     if (!first.has_hello()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a hello");
     }
-    const auto& hello = first.hello();
-    if (hello.probe_id() != probe.name) {
-      metrics_.probe_auth_failures.Add({{"reason", "wrong_probe_id"}}).Increment();
-      log::warn("probe refused", "peer", context->peer(), "hello_probe_id", hello.probe_id(), "token_probe", probe.name);
-      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          fmt::format("hello.probe_id \"{}\" does not match the token's probe", hello.probe_id()));
-    }
-    if (hello.region().empty()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello.region is empty");
-    }
-    probe = probes_.record_hello(probe.key, hello.region(), hello.version());
-    accepts_assignment_parts = hello.accepts_assignment_parts();
+    if (auto status = accept_hello(context, first.hello(), &probe); !status.ok()) return status;
+    accepts_assignment_parts = first.hello().accepts_assignment_parts();
   } catch (const storage::StorageError& e) {
     log::error("cannot accept probe", "error", e.what());
     return storage_status(e);
   }
 
-  auto session = std::make_shared<Session>();
-  session->context = context;
-  session->stream = stream;
-  session->region = probe.region;
-  {
-    std::lock_guard lock(mu_);
-    auto [it, inserted] = sessions_.emplace(probe.name, session);
-    if (!inserted) {
-      it->second->context->TryCancel();  // the probe reconnected before the old stream died
-      it->second = session;
+  // The assignment, in messages a probe can receive.
+  session.probe = probe;
+  auto checks = checks_.for_region(probe.region);
+  for (const auto& check : checks) session.assigned.insert(check.id());
+  auto assignment = assignment_messages(std::move(checks), accepts_assignment_parts);
+  for (const auto& message : assignment) {
+    const size_t bytes = message.ByteSizeLong();
+    if (bytes > kMaxProbeMessageBytes) {
+      metrics_.assignments_too_large.Increment();
+      session.ending(EndReason::kAssignmentTooLarge);
+      log::error("cannot send a probe its checks: one assignment message is larger than a probe accepts",
+                 "probe", probe.name, "region", probe.region, "bytes", bytes, "limit", kMaxProbeMessageBytes,
+                 "checks", message.assignment().checks_size(), "accepts_parts", accepts_assignment_parts);
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          fmt::format("the assignment of region {} needs a message of {} bytes ({} checks), more than the {} a probe "
+                      "accepts; {}",
+                      probe.region, bytes, message.assignment().checks_size(), kMaxProbeMessageBytes,
+                      accepts_assignment_parts ? "a single check is too large" : "use a probe that accepts parts"));
     }
   }
-  metrics_.probes_connected.Increment();
-  log::info("probe connected", "probe", probe.name, "region", probe.region, "peer", context->peer(),
-            "stored_sequence", probe.last_sequence);
 
-  grpc::Status status = grpc::Status::OK;
   v1::CoordinatorMessage out;
   auto* welcome = out.mutable_welcome();
   welcome->set_last_stored_sequence(probe.last_sequence);
   welcome->set_coordinator_version(kVersion);
   welcome->mutable_heartbeat_interval()->set_seconds(kHeartbeatSeconds);
   welcome->set_max_batch_results(kMaxBatchResults);
-  bool open = session->write(out);
-  if (open) {
-    for (const auto& part : assignment_messages(checks_.for_region(probe.region), accepts_assignment_parts)) {
-      if (!(open = session->write(part))) break;
-    }
+  // The welcome and the assignment do not count against the queue's bound:
+  // their size is the coordinator's, not the peer's doing.
+  bool open = session.push(std::move(out), /*bounded=*/false) == Session::Push::kQueued;
+  for (auto& part : assignment) {
+    if (!open) break;
+    open = session.push(std::move(part), /*bounded=*/false) == Session::Push::kQueued;
   }
-  uint64_t last_sequence = 0;  // highest received on this stream
-  v1::ProbeMessage in;
-  while (open && stream->Read(&in)) {
-    if (!in.has_results()) continue;  // heartbeats keep the stream warm
-    out.Clear();
-    status = ingest(context, probe, *in.mutable_results(), &last_sequence, out.mutable_ack());
-    if (!status.ok()) break;
-    open = session->write(out);
-  }
+  assignment.clear();
 
+  // Shared only now, so that a re-check cannot come before the welcome.
   {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find(probe.name);
-    if (it != sessions_.end() && it->second == session) sessions_.erase(it);
+    auto [it, inserted] = sessions_.emplace(probe.name, nullptr);
+    if (!inserted) {
+      it->second->cancel();  // the probe reconnected before the old stream died
+    } else {
+      metrics_.probes_connected.Increment();
+    }
+    it->second = shared;
   }
-  metrics_.probes_connected.Decrement();
-  log::info("probe disconnected", "probe", probe.name, "error", status.error_message());
+  log::info("probe connected", "probe", probe.name, "region", probe.region, "peer", context->peer(),
+            "stored_sequence", probe.last_sequence);
+
+  grpc::Status status = grpc::Status::OK;
+  uint64_t last_sequence = 0;  // highest received on this stream
+  v1::ProbeMessage in;
+  while (open && read(&in)) {
+    if (!in.has_results()) continue;  // heartbeats keep the stream warm
+    v1::CoordinatorMessage ack;
+    status = ingest(context, session, *in.mutable_results(), &last_sequence, ack.mutable_ack());
+    if (!status.ok()) break;
+    // A full queue ends the stream (the probe stopped reading).
+    open = session.push(std::move(ack)) == Session::Push::kQueued;
+  }
+  if (unreadable) return *unreadable;
   return status;
 }
 
-grpc::Status ProbeServiceImpl::ingest(grpc::ServerContext* context, const storage::ProbeRecord& probe,
-                                      v1::ResultBatch& batch,
-                                      uint64_t* last_sequence, v1::Ack* ack) {
-  if (batch.results_size() > static_cast<int>(kMaxBatchResults)) {
-    metrics_.ingest_errors.Add({{"reason", "invalid_batch"}}).Increment();
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        fmt::format("results: {} in one batch, more than the {} allowed",
-                                    batch.results_size(), kMaxBatchResults));
+void ProbeServiceImpl::refused(const Session& session, uint64_t sequence, const Refusal& refusal) {
+  metrics_.ingest_refused.Add({{"reason", std::string(refusal_label(refusal.reason))}}).Increment();
+  std::lock_guard lock(refusal_log_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_refusal_log_) {
+    ++refusals_not_logged_;
+    return;
   }
-  storage::ResultBatch stored{probe, {}};
-  stored.results.reserve(batch.results_size());
+  next_refusal_log_ = now + kRefusalLogInterval;
+  log::warn("result refused; acknowledged so that the probe does not send it again", "probe", session.probe.name,
+            "sequence", sequence, "reason", refusal_label(refusal.reason), "error", refusal.message,
+            "refused_since_last_line", refusals_not_logged_);
+  refusals_not_logged_ = 0;
+}
+
+grpc::Status ProbeServiceImpl::ingest(grpc::ServerContext* context, Session& session, v1::ResultBatch& batch,
+                                      uint64_t* last_sequence, v1::Ack* ack) {
   auto invalid = [&](std::string message) {
     metrics_.ingest_errors.Add({{"reason", "invalid_batch"}}).Increment();
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
   };
+  if (batch.results_size() > static_cast<int>(kMaxBatchResults)) {
+    return invalid(fmt::format("results: {} in one batch, more than the {} allowed", batch.results_size(),
+                               kMaxBatchResults));
+  }
+  if (batch.results_size() == 0) return grpc::Status::OK;
+  storage::ResultBatch stored{session.probe, {}, 0};
+  stored.results.reserve(batch.results_size());
+  const auto now = std::chrono::system_clock::now();
   for (auto& r : *batch.mutable_results()) {
+    // The sequence is the stream's order and what is acknowledged: a bad one
+    // is a broken stream, not a bad result.
     if (r.sequence() <= *last_sequence) {
       return invalid(fmt::format("results.sequence {} is not above {}: sequence numbers must "
                                  "increase within a stream", r.sequence(), *last_sequence));
     }
-    if (r.check_id() <= 0 || r.check_id() > INT32_MAX) {
-      return invalid(fmt::format("results.check_id {} (sequence {}) is not a check id", r.check_id(), r.sequence()));
-    }
-    if (r.start_time().seconds() <= 0) {
-      return invalid(fmt::format("results.start_time is missing (sequence {})", r.sequence()));
+    if (r.sequence() > static_cast<uint64_t>(INT64_MAX)) {
+      return invalid(fmt::format("results.sequence {} is beyond the largest sequence number, {}", r.sequence(),
+                                 INT64_MAX));
     }
     *last_sequence = r.sequence();
+    auto refusal = validate_result(r, now, options_.result_limits);
+    // A check the probe's region does not run. The probe may still be
+    // sending results of checks this stream assigned it: those are accepted
+    // (the set of a stream only grows); results for checks removed before
+    // the stream began are refused.
+    if (!refusal && !session.runs(r.check_id())) {
+      refusal = Refusal{RefusalReason::kUnassignedCheck,
+                        fmt::format("check {} is not assigned to region {}", r.check_id(), session.probe.region)};
+    }
+    if (refusal) {
+      refused(session, r.sequence(), *refusal);
+      continue;
+    }
     stored.results.push_back(std::move(r));
   }
-  if (stored.results.empty()) return grpc::Status::OK;
+  // Refused results are acknowledged with the batch (storage::ResultBatch).
+  stored.last_sequence = *last_sequence;
   const size_t count = stored.results.size();
   auto outcome = ingest_.submit(std::move(stored), [context] { return context->IsCancelled(); });
   if (!outcome.ok) {
@@ -165,14 +471,14 @@ grpc::Status ProbeServiceImpl::ingest(grpc::ServerContext* context, const storag
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "results not stored: " + outcome.error);
   }
   ack->set_sequence(outcome.write.acked_sequence);
-  log::debug("batch stored", "probe", probe.name, "results", count, "inserted", outcome.write.inserted,
+  log::debug("batch stored", "probe", session.probe.name, "results", count, "inserted", outcome.write.inserted,
              "acked", outcome.write.acked_sequence);
   return grpc::Status::OK;
 }
 
 void ProbeServiceImpl::cancel_all() {
   std::lock_guard lock(mu_);
-  for (auto& [name, session] : sessions_) session->context->TryCancel();
+  for (auto& [name, session] : sessions_) session->cancel();
 }
 
 size_t ProbeServiceImpl::request_recheck(int64_t check_id, const std::vector<std::string>& regions,
@@ -181,7 +487,9 @@ size_t ProbeServiceImpl::request_recheck(int64_t check_id, const std::vector<std
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, session] : sessions_) {
-      if (std::find(regions.begin(), regions.end(), session->region) != regions.end()) targets.push_back(session);
+      if (std::find(regions.begin(), regions.end(), session->probe.region) != regions.end()) {
+        targets.push_back(session);
+      }
     }
   }
   v1::CoordinatorMessage out;
@@ -191,9 +499,10 @@ size_t ProbeServiceImpl::request_recheck(int64_t check_id, const std::vector<std
   recheck->set_reason(reason);
   size_t asked = 0;
   for (const auto& session : targets) {
-    if (!checks_.runs_in(check_id, session->region)) continue;
-    // A failed write means the stream is ending; its handler cleans up.
-    if (session->write(out)) ++asked;
+    if (!session->runs(check_id)) continue;
+    // Queued, never written here: a probe that stopped reading cannot hold
+    // up the caller (the incident tracker's thread).
+    if (session->push(out) == Session::Push::kQueued) ++asked;
   }
   metrics_.rechecks_requested.Increment(static_cast<double>(asked));
   return asked;

@@ -1,6 +1,6 @@
 #pragma once
-// The probe's metrics, declared in one place. Cardinality: class (23 values);
-// no check names, no probe ids (a probe's own endpoint identifies it).
+// The probe's metrics, declared in one place. Cardinality: class (23 values),
+// reason (4); no check names, no probe ids (a probe's own endpoint identifies it).
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -8,6 +8,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <memory>
 
 #include "probe/spool.h"
@@ -26,9 +27,13 @@ struct ProbeMetrics {
 
   std::shared_ptr<prometheus::Registry> registry;
   prometheus::Family<prometheus::Counter>& results;  // {class}
-  prometheus::Gauge& spool_results;
+  prometheus::Gauge& spool_results;  // unacknowledged, still held
   prometheus::Gauge& spool_bytes;
-  prometheus::Counter& dropped;
+  prometheus::Gauge& last_sequence;   // the last result produced
+  prometheus::Gauge& acked_sequence;  // the last the coordinator stored
+  prometheus::Gauge& disk_failing;    // 1 while writes to the spool's disk fail
+  prometheus::Counter& disk_write_errors;
+  std::array<prometheus::Counter*, kDropReasons> dropped;  // {reason}, by DropReason
   prometheus::Counter& replayed;
   prometheus::Gauge& connected;
   prometheus::Counter& sessions;
@@ -36,7 +41,8 @@ struct ProbeMetrics {
   prometheus::Gauge& checks;
 
  private:
-  uint64_t seen_dropped_ = 0;
+  std::array<uint64_t, kDropReasons> seen_dropped_{};
+  uint64_t seen_write_errors_ = 0;
   uint64_t seen_replayed_ = 0;
   uint64_t seen_sessions_ = 0;
 };

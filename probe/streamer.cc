@@ -45,6 +45,49 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
 
 }  // namespace
 
+std::string_view grpc_code_name(int code) {
+  static constexpr std::string_view kNames[] = {
+      "OK",        "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+      "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",       "UNAVAILABLE",      "DATA_LOSS",         "UNAUTHENTICATED"};
+  return code >= 0 && code < static_cast<int>(std::size(kNames)) ? kNames[code] : "UNKNOWN";
+}
+
+StreamEnd classify_stream_end(int code, bool welcomed) {
+  switch (static_cast<grpc::StatusCode>(code)) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return StreamEnd::kRefused;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return StreamEnd::kTooLarge;
+    case grpc::StatusCode::UNAVAILABLE:
+      return welcomed ? StreamEnd::kLost : StreamEnd::kUnreachable;
+    // Codes a coordinator ends a stream with (OK: it closed the stream without a reason).
+    case grpc::StatusCode::OK:
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return StreamEnd::kEnded;
+    default:
+      return StreamEnd::kFailed;
+  }
+}
+
+ReconnectPolicy::ReconnectPolicy(std::chrono::milliseconds initial, std::chrono::milliseconds max,
+                                 std::chrono::milliseconds healthy_session, std::function<double()> uniform)
+    : backoff_(initial, max, std::move(uniform)), healthy_session_(healthy_session) {}
+
+std::chrono::milliseconds ReconnectPolicy::after(const Session& session) {
+  // A welcome alone proves little: a coordinator that cannot take this
+  // probe's results may welcome it and end the stream at once, every time.
+  if (session.welcomed && (session.acked || session.lasted >= healthy_session_)) backoff_.reset();
+  return backoff_.next();
+}
+
 std::optional<std::string> read_ca_file(const std::string& path, std::string* error) {
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored)) {
@@ -96,27 +139,46 @@ void Streamer::sleep_interruptibly(std::chrono::milliseconds d) {
 }
 
 void Streamer::loop() {
-  Backoff backoff(options_.backoff_initial, options_.backoff_max, uniform_);
+  ReconnectPolicy policy(options_.backoff_initial, options_.backoff_max, options_.healthy_session, uniform_);
   while (!stopping_) {
-    const auto before = sessions_.load();
     run_session();
     if (stopping_) break;
-    if (sessions_ > before) backoff.reset();  // it worked for a while: start over
     state_ = State::kBackingOff;
-    const auto delay = backoff.next();
-    // Quiet while the coordinator stays away: the first failure and every
-    // tenth after it are worth a line, the rest only in debug.
-    if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
-      if (refused_) {
-        log::error("the coordinator refused this probe's token; check --probe-id and the token",
-                   "error", last_error_, "probe", options_.probe_id, "attempt", backoff.attempts(),
-                   "next_in_ms", delay.count());
+    const auto delay = policy.after(last_session_);
+    const auto end = classify_stream_end(last_code_, last_session_.welcomed);
+    // Quiet while the same thing keeps happening: the first failure, a
+    // different one, and every tenth are worth a line, the rest only in debug.
+    const int attempt = policy.failures();
+    if (attempt == 1 || attempt % 10 == 0 || end != last_logged_end_) {
+      last_logged_end_ = end;
+      bool operator_must_act = false;  // refused and oversized do not heal by retrying
+      std::string_view message;
+      switch (end) {
+        case StreamEnd::kRefused:
+          operator_must_act = true;
+          message = "the coordinator refused this probe; check --probe-id and the token";
+          break;
+        case StreamEnd::kTooLarge:
+          operator_must_act = true;
+          message = "a message to or from the coordinator is over gRPC's size limit, retrying";
+          break;
+        case StreamEnd::kUnreachable: message = "cannot reach the coordinator, retrying"; break;
+        case StreamEnd::kLost: message = "lost the connection to the coordinator, retrying"; break;
+        case StreamEnd::kEnded: message = "the coordinator ended the stream, retrying"; break;
+        case StreamEnd::kFailed: message = "the stream to the coordinator failed, retrying"; break;
+      }
+      const auto code = grpc_code_name(last_code_);
+      if (operator_must_act) {
+        log::error(message, "code", code, "error", last_error_, "welcomed", last_session_.welcomed, "probe",
+                   options_.probe_id, "coordinator", options_.coordinator, "attempt", attempt, "next_in_ms",
+                   delay.count());
       } else {
-        log::warn("cannot reach the coordinator, retrying", "error", last_error_, "attempt",
-                  backoff.attempts(), "next_in_ms", delay.count());
+        log::warn(message, "code", code, "error", last_error_, "welcomed", last_session_.welcomed, "coordinator",
+                  options_.coordinator, "attempt", attempt, "next_in_ms", delay.count());
       }
     } else {
-      log::debug("retrying", "last_error", last_error_, "attempt", backoff.attempts(), "next_in_ms", delay.count());
+      log::debug("retrying", "code", grpc_code_name(last_code_), "error", last_error_, "attempt", attempt,
+                 "next_in_ms", delay.count());
     }
     sleep_interruptibly(delay);
   }
@@ -146,12 +208,15 @@ void Streamer::run_session() {
 
   std::thread reader;
   std::atomic<bool> reader_done{false};
+  std::atomic<bool> acked{false};
+  auto welcomed_at = std::chrono::steady_clock::now();
   auto heartbeat_interval = std::chrono::milliseconds(15'000);
   bool welcomed = false;
   if (stream->Write(hello_message)) {
     v1::CoordinatorMessage first;
     if (stream->Read(&first) && first.has_welcome()) {
       welcomed = true;
+      welcomed_at = std::chrono::steady_clock::now();
       const auto& welcome = first.welcome();
       spool_.continue_after(welcome.last_stored_sequence());
       spool_.rewind();
@@ -183,6 +248,7 @@ void Streamer::run_session() {
               break;
             case v1::CoordinatorMessage::kAck:
               spool_.ack(message.ack().sequence());
+              acked = true;
               break;
             case v1::CoordinatorMessage::kRecheck:
               scheduler_.recheck(message.recheck().check_id(), message.recheck().request_id());
@@ -233,13 +299,10 @@ void Streamer::run_session() {
     context_ = nullptr;
   }
   if (stopping_) return;
-  refused_ = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-             status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
-  if (welcomed) {
-    log::warn("stream to the coordinator ended", "code", static_cast<int>(status.error_code()),
-              "error", status.error_message());
-  }
+  last_code_ = static_cast<int>(status.error_code());
   last_error_ = status.error_message();
+  last_session_ = {welcomed, acked.load(),
+                   welcomed ? std::chrono::steady_clock::now() - welcomed_at : std::chrono::steady_clock::duration{}};
 }
 
 }  // namespace vantage::probe

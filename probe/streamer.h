@@ -6,13 +6,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
+#include "common/backoff.h"
 #include "probe/spool.h"
 #include "probe/scheduler.h"
 
@@ -37,6 +40,44 @@ struct StreamerOptions {
   std::chrono::milliseconds batch_linger{100};
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30'000};
+  // A stream that lasted this long counts as healthy even without an ack
+  // (an idle probe has nothing to acknowledge).
+  std::chrono::milliseconds healthy_session{30'000};
+};
+
+// How a stream to the coordinator ended, for the log and for the backoff.
+enum class StreamEnd {
+  kRefused,      // UNAUTHENTICATED, PERMISSION_DENIED: the token or probe id
+  kTooLarge,     // RESOURCE_EXHAUSTED: a message over gRPC's size limit
+  kUnreachable,  // UNAVAILABLE before the welcome: no coordinator there
+  kLost,         // UNAVAILABLE after the welcome: the connection broke
+  kEnded,        // the coordinator closed the stream with a status of its own
+  kFailed,       // anything else (deadline, internal errors, cancelled)
+};
+StreamEnd classify_stream_end(int grpc_code, bool welcomed);
+// "UNAVAILABLE", "OK", ...: gRPC's name for a status code.
+std::string_view grpc_code_name(int grpc_code);
+
+// When to connect again. The delay grows across failed streams and starts
+// over only after a healthy one (an ack came, or it lasted `healthy_session`):
+// a coordinator that welcomes and then ends every stream is not hammered.
+class ReconnectPolicy {
+ public:
+  ReconnectPolicy(std::chrono::milliseconds initial, std::chrono::milliseconds max,
+                  std::chrono::milliseconds healthy_session, std::function<double()> uniform);
+  struct Session {
+    bool welcomed = false;
+    bool acked = false;  // at least one ack arrived
+    std::chrono::steady_clock::duration lasted{};
+  };
+  // The delay before the next attempt, after `session` ended.
+  std::chrono::milliseconds after(const Session& session);
+  // Failed attempts since the last healthy stream (1 after the first failure).
+  int failures() const { return backoff_.attempts(); }
+
+ private:
+  Backoff backoff_;
+  std::chrono::milliseconds healthy_session_;
 };
 
 // The PEM CA bundle named by --tls-ca; nullopt, with `error` naming the file
@@ -74,8 +115,10 @@ class Streamer {
   std::condition_variable cv_;
   grpc::ClientContext* context_ = nullptr;
   // How the last stream ended; streamer thread only.
+  int last_code_ = 0;
   std::string last_error_;
-  bool refused_ = false;
+  ReconnectPolicy::Session last_session_;
+  std::optional<StreamEnd> last_logged_end_;
   std::thread thread_;
 };
 

@@ -272,13 +272,13 @@ std::optional<ProbeRecord> PgStore::find_probe_by_token(std::string_view token_s
   });
 }
 
-ProbeRecord PgStore::record_hello(int32_t key, std::string_view region, std::string_view version) {
+ProbeRecord PgStore::record_hello(int32_t key, std::string_view version) {
   return with_connection("recording a probe's hello", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     auto row = tx.exec_params1(
-        "UPDATE probes SET region = $2, version = $3, last_seen_time = now() WHERE id = $1 "
+        "UPDATE probes SET version = $2, last_seen_time = now() WHERE id = $1 "
         "RETURNING id, name, region, last_sequence",
-        key, std::string(region), std::string(version));
+        key, std::string(version));
     tx.commit();
     return ProbeRecord{row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
                        row[3].as<uint64_t>()};
@@ -343,8 +343,12 @@ std::vector<v1::Check> PgStore::list_checks() {
 std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultBatch*>& batches) {
   std::vector<WriteOutcome> outcomes(batches.size());
   size_t total = 0;
-  for (const auto* b : batches) total += b->results.size();
-  if (total == 0) return outcomes;
+  uint64_t acknowledged = 0;
+  for (const auto* b : batches) {
+    total += b->results.size();
+    acknowledged = std::max(acknowledged, b->acknowledged_through());
+  }
+  if (acknowledged == 0) return outcomes;
   // Writes every result of `batches` as COPY rows into `table`.
   auto copy_rows = [&](pqxx::transaction_base& tx, const char* table) {
     pqxx::stream_to copy(tx, table,
@@ -412,13 +416,16 @@ std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultB
     bool direct = true;
     // Fast path: COPY straight into results. A replayed result makes the
     // unique index refuse the COPY; then (rare) the rows go through a
-    // staging table and only the new ones are moved.
-    try {
-      pqxx::subtransaction attempt(tx, "direct_copy");
-      copy_rows(attempt, "results");
-      attempt.commit();
-    } catch (const pqxx::unique_violation&) {
-      direct = false;
+    // staging table and only the new ones are moved. (Only refused results:
+    // nothing to copy, the probe's sequence still moves past them.)
+    if (total > 0) {
+      try {
+        pqxx::subtransaction attempt(tx, "direct_copy");
+        copy_rows(attempt, "results");
+        attempt.commit();
+      } catch (const pqxx::unique_violation&) {
+        direct = false;
+      }
     }
     if (!direct) {
       tx.exec0(
@@ -434,6 +441,9 @@ std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultB
     std::map<int32_t, uint64_t> highest;  // per probe
     for (size_t i = 0; i < batches.size(); ++i) {
       const auto& b = *batches[i];
+      if (b.acknowledged_through() == 0) continue;
+      auto& h = highest[b.probe.key];
+      h = std::max(h, b.acknowledged_through());
       if (b.results.empty()) continue;
       if (direct) {
         outcomes[i].inserted = b.results.size();
@@ -443,8 +453,6 @@ std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultB
         for (auto it = lo; it != hi; ++it) outcomes[i].inserted += it->second;
       }
       outcomes[i].duplicates = b.results.size() - outcomes[i].inserted;
-      auto& h = highest[b.probe.key];
-      h = std::max(h, b.results.back().sequence());
     }
     std::map<int32_t, uint64_t> acked;
     for (const auto& [key, seq] : highest) {

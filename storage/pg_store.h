@@ -69,7 +69,7 @@ class PgStore final : public ProbeRegistry,
   std::string add_probe(const std::string& name, const std::string& region);
 
   std::optional<ProbeRecord> find_probe_by_token(std::string_view token_sha256_hex) override;
-  ProbeRecord record_hello(int32_t key, std::string_view region, std::string_view version) override;
+  ProbeRecord record_hello(int32_t key, std::string_view version) override;
   std::vector<v1::Check> sync_file_checks(const std::vector<v1::Check>& checks) override;
   std::vector<v1::Check> list_checks() override;
   std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) override;

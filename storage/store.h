@@ -2,6 +2,7 @@
 // What the coordinator needs from storage, as interfaces: the coordinator's
 // logic is tested with fakes, and SQL lives only in the implementation.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -42,8 +43,9 @@ class ProbeRegistry {
   virtual ~ProbeRegistry() = default;
   // The probe whose token hashes to `token_sha256_hex`, if any.
   virtual std::optional<ProbeRecord> find_probe_by_token(std::string_view token_sha256_hex) = 0;
-  // Records a hello: region, version, last seen. Returns the probe as stored.
-  virtual ProbeRecord record_hello(int32_t key, std::string_view region, std::string_view version) = 0;
+  // Records a hello: version, last seen. Returns the probe as stored. The
+  // region is the one it was registered with (add_probe), never a hello's.
+  virtual ProbeRecord record_hello(int32_t key, std::string_view version) = 0;
 };
 
 class CheckRepository {
@@ -65,13 +67,23 @@ struct WriteOutcome {
 struct ResultBatch {
   ProbeRecord probe;
   std::vector<v1::CheckResult> results;  // strictly increasing sequence numbers
+  // The highest sequence number the message carried, refused results
+  // included (0: the last result's). A refused result is acknowledged with
+  // the batch, so that the probe does not send it again; the results stored
+  // around it stay exactly-once.
+  uint64_t last_sequence = 0;
+  uint64_t acknowledged_through() const {
+    return std::max(last_sequence, results.empty() ? 0 : results.back().sequence());
+  }
 };
 
 class ResultSink {
  public:
   virtual ~ResultSink() = default;
   // Stores the batches (of one or many probes) in one transaction and returns
-  // only after the commit: one outcome per batch, in order.
+  // only after the commit: one outcome per batch, in order. Throws
+  // StorageError: kUnavailable when a retry may succeed, otherwise the data
+  // were refused (then each batch may be tried alone).
   virtual std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) = 0;
 };
 

@@ -121,7 +121,26 @@ TEST_F(StorageTest, AReplayedBatchIsStoredOnce) {
   EXPECT_EQ(row[2].as<int>(), 1234);
   EXPECT_EQ(row[3].as<std::string>(), "us");
 
-  EXPECT_EQ(store_->record_hello(probe.key, "us", "0.1.0").last_sequence, 4u);
+  EXPECT_EQ(store_->record_hello(probe.key, "0.1.0").last_sequence, 4u);
+}
+
+TEST_F(StorageTest, RefusedResultsAreAcknowledgedWithTheirBatch) {
+  // Sequences 2 and 4 were refused by the coordinator: the probe's stored
+  // sequence moves past them, so it does not send them again, and the
+  // results around them stay exactly-once.
+  auto token = store_->add_probe("us-1", "us");
+  auto probe = *store_->find_probe_by_token(token_sha256_hex(token));
+  storage::ResultBatch batch{probe, {result(1), result(3)}, 4};
+  EXPECT_EQ(store_->write_results(batch).acked_sequence, 4u);
+  storage::ResultBatch refused_only{probe, {}, 5};
+  const auto outcome = store_->write_results(refused_only);
+  EXPECT_EQ(outcome.acked_sequence, 5u);
+  EXPECT_EQ(outcome.inserted, 0u);
+  EXPECT_EQ(store_->write_results(batch).inserted, 0u) << "a replay is still de-duplicated";
+  EXPECT_EQ(one_row("SELECT count(*) FROM results")[0].as<int>(), 2);
+  EXPECT_EQ(one_row("SELECT last_sequence FROM probes WHERE name = 'us-1'")[0].as<int>(), 5);
+  // The region stays the registered one whatever a hello says.
+  EXPECT_EQ(store_->record_hello(probe.key, "0.2.0").region, "us");
 }
 
 TEST_F(StorageTest, FileChecksSyncWithVersions) {
