@@ -34,11 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-until_log() {  # file text
-  for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "detection.sh: \"$2\" not in $1:" >&2; tail -5 "$1" >&2; exit 1
-}
+. bench/lib.sh
 
 db=$(./scripts/local-postgres.sh start "$work/pg" --fast)
 origin_port=$(free_port)

@@ -19,6 +19,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <string>
 #include <unordered_map>
@@ -91,6 +92,7 @@ class Scheduler {
 
   void apply_part(Checks checks, bool first, bool last);
   void start(const v1::Check& check);
+  static std::optional<std::string> unschedulable(const v1::Check& check);
   void remove(int64_t check_id);
   // The task an entry of due_ or ready_ stands for; null if removed or replaced.
   std::shared_ptr<Task>* current(int64_t check_id, uint32_t generation);

@@ -526,12 +526,7 @@ struct Origin::Impl {
 };
 
 Origin::Origin(const std::string& address, uint16_t port) : impl_(std::make_unique<Impl>()) {
-  tcp::endpoint endpoint(asio::ip::make_address(address), port);
-  impl_->acceptor.open(endpoint.protocol());
-  impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
-  impl_->acceptor.bind(endpoint);
-  impl_->acceptor.listen();
-  port_ = impl_->acceptor.local_endpoint().port();
+  port_ = listen_on(impl_->acceptor, address, port);
   asio::co_spawn(impl_->io, impl_->accept_loop(this), asio::detached);
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }

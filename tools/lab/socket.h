@@ -7,9 +7,21 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace vantage::lab {
+
+// Opens `acceptor` on address:port (0: any free port) and returns the port.
+inline uint16_t listen_on(boost::asio::ip::tcp::acceptor& acceptor, const std::string& address, uint16_t port) {
+  boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address(address), port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(boost::asio::ip::tcp::acceptor::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen();
+  return acceptor.local_endpoint().port();
+}
 
 // Orderly close: FIN (the request was read in full, so no unread bytes turn
 // the close into a reset).

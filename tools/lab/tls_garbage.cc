@@ -116,12 +116,7 @@ TlsGarbage::TlsGarbage(const std::string& address, uint16_t port) : impl_(std::m
   certificate_pem_ = made.certificate_pem;
   impl_->context.use_certificate_chain(asio::buffer(made.certificate_pem));
   impl_->context.use_private_key(asio::buffer(made.key_pem), asio::ssl::context::pem);
-  tcp::endpoint endpoint(asio::ip::make_address(address), port);
-  impl_->acceptor.open(endpoint.protocol());
-  impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
-  impl_->acceptor.bind(endpoint);
-  impl_->acceptor.listen();
-  port_ = impl_->acceptor.local_endpoint().port();
+  port_ = listen_on(impl_->acceptor, address, port);
   asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }
