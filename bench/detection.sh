@@ -83,7 +83,7 @@ wait_metric() {  # value timeout_seconds
 wait_resolved() {  # timeout_seconds
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do
-    [ "$(sql "SELECT count(*) FROM incidents WHERE state <> 2")" = 0 ] && return 0
+    [ "$(sql "SELECT count(*) FROM incidents WHERE state <> 'resolved'")" = 0 ] && return 0
     sleep 0.5
   done
   echo "detection.sh: the incident did not resolve in $1 s" >&2; exit 1

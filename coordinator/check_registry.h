@@ -1,5 +1,7 @@
 #pragma once
 // The checks the coordinator currently runs, and which probe gets which.
+// Replaced whole at start and by each good reload of the checks file
+// (checks_reloader.h); ProbeSessions turns a replacement into diffs.
 
 #include <algorithm>
 #include <mutex>

@@ -12,11 +12,15 @@
 
 #include "common/check_config.h"
 #include "common/log.h"
+#include "coordinator/api_auth.h"
 #include "coordinator/check_registry.h"
+#include "coordinator/checks_reloader.h"
+#include "coordinator/fleet_service.h"
 #include "coordinator/incident_tracker.h"
 #include "coordinator/ingest.h"
 #include "coordinator/metrics.h"
 #include "coordinator/probe_service.h"
+#include "coordinator/probe_sessions.h"
 #include "storage/pg_store.h"
 
 namespace vantage::coordinator {
@@ -44,12 +48,17 @@ struct Coordinator::Impl {
   std::unique_ptr<CoordinatorMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
   RealClock clock;
+  ResultRates result_rates{clock};  // fed by every commit, read by FleetService
+  // The probes' open streams: built before everything that sends to them
+  // (the tracker's re-checks, reloads' diffs, the probe service, the API).
+  std::unique_ptr<ProbeSessions> sessions;
   std::unique_ptr<IncidentTracker> incidents;
+  std::unique_ptr<ChecksReloader> reloader;  // with a checks file only
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<ProbeServiceImpl> probe_service;
-  // The tracker's thread asks for re-checks through it; set once the
-  // service exists.
-  std::atomic<ProbeServiceImpl*> recheck_service{nullptr};
+  // The public API: one authorizer for every public service.
+  std::unique_ptr<ApiAuthorizer> api_auth;
+  std::unique_ptr<FleetServiceImpl> fleet_service;
   std::unique_ptr<grpc::Server> server;
   int grpc_port = 0;
 
@@ -92,18 +101,15 @@ Coordinator::~Coordinator() { shutdown(); }
 void Coordinator::start() {
   auto& o = impl_->options;
   if (o.database_url.empty()) throw std::runtime_error("--database is required (a PostgreSQL URL)");
-  // Read the checks first: a typo in the file should not wait for the database.
-  std::vector<v1::Check> file_checks;
-  if (!o.checks_file.empty()) file_checks = load_checks_file(o.checks_file);
+  // Validate the checks first: a typo in the file should not wait for the
+  // database (the reloader loads it again once the database is there).
+  if (!o.checks_file.empty()) load_checks_file(o.checks_file);
 
   impl_->store = std::make_unique<storage::PgStore>(o.database_url, o.database_connections);
   const int applied = impl_->store->migrate();
   if (applied > 0) log::info("database migrated", "migrations_applied", applied);
-  impl_->checks.replace(o.checks_file.empty() ? impl_->store->list_checks()
-                                              : impl_->store->sync_file_checks(file_checks));
 
   impl_->metrics = std::make_unique<CoordinatorMetrics>(std::make_shared<prometheus::Registry>());
-  impl_->metrics->checks.Set(static_cast<double>(impl_->checks.size()));
   if (o.retention_days < 1) throw std::runtime_error("--retention-days must be at least 1");
   impl_->maintain_partitions();
   impl_->maintenance = std::thread([this] { impl_->maintenance_loop(); });
@@ -114,23 +120,44 @@ void Coordinator::start() {
   }
   impl_->exposer->RegisterCollectable(impl_->metrics->registry);
 
+  impl_->sessions = std::make_unique<ProbeSessions>(impl_->checks, *impl_->metrics);
   // Incidents first: restored and replayed before new results arrive.
   impl_->incidents = std::make_unique<IncidentTracker>(
       *impl_->store, *impl_->store, *impl_->metrics, impl_->clock, IncidentTrackerOptions{},
-      [impl = impl_.get()](int64_t check_id, const std::vector<std::string>& regions, const std::string& request_id,
-                           const std::string& reason) -> size_t {
-        auto* service = impl->recheck_service.load();
-        return service ? service->request_recheck(check_id, regions, request_id, reason) : 0;
+      [sessions = impl_->sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
+                                         const std::string& request_id, const std::string& reason) {
+        return sessions->request_recheck(check_id, regions, request_id, reason);
       });
-  impl_->incidents->set_checks(impl_->checks.all());
+  // The checks: the file's (synced to PostgreSQL, then watched), or those stored.
+  if (o.checks_file.empty()) {
+    impl_->checks.replace(impl_->store->list_checks());
+    impl_->metrics->checks.Set(static_cast<double>(impl_->checks.size()));
+    impl_->incidents->set_checks(impl_->checks.all());
+  } else {
+    impl_->reloader = std::make_unique<ChecksReloader>(o.checks_file, *impl_->store, impl_->checks, *impl_->sessions,
+                                                       *impl_->incidents, *impl_->metrics, o.checks_poll_interval);
+    impl_->reloader->load_initial();
+  }
   impl_->incidents->start();
   impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{},
-                                           [impl = impl_.get()](const auto& batches) { impl->incidents->add(batches); });
+                                           [impl = impl_.get()](const auto& batches) {
+                                             impl->result_rates.add(batches);
+                                             impl->incidents->add(batches);
+                                           });
   ProbeServiceOptions probe_options;
   probe_options.hello_timeout = o.hello_timeout;
-  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest, impl_->checks,
+  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest, *impl_->sessions,
                                                             *impl_->metrics, probe_options);
-  impl_->recheck_service = impl_->probe_service.get();
+  impl_->api_auth = std::make_unique<ApiAuthorizer>(*impl_->store, impl_->metrics->api_auth_failures, impl_->clock);
+  impl_->fleet_service = std::make_unique<FleetServiceImpl>(
+      *impl_->store, *impl_->api_auth, [sessions = impl_->sessions.get()] {
+        std::vector<ConnectedProbe> connected;
+        for (auto& session : sessions->list()) {
+          connected.push_back({std::move(session.probe), session.assigned_checks});
+        }
+        return connected;
+      },
+      impl_->result_rates);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -159,6 +186,7 @@ void Coordinator::start() {
   // A probe needs one stream; no single connection may take many threads.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 32);
   builder.RegisterService(impl_->probe_service.get());
+  builder.RegisterService(impl_->fleet_service.get());
   // Probes keep their stream for days: let their keepalive pings through,
   // and ping them too, so a probe behind a dead path is noticed in ~40 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
@@ -169,14 +197,27 @@ void Coordinator::start() {
   if (!impl_->server || impl_->grpc_port == 0) {
     throw std::runtime_error(fmt::format("--listen {}: cannot listen (address in use or not local?)", o.listen));
   }
+  // Watched only once probes can connect: a change before is in the first load.
+  if (impl_->reloader) impl_->reloader->start_watching();
   log::info("coordinator started", "grpc", fmt::format("{}", o.listen), "grpc_port", impl_->grpc_port,
             "metrics_port", metrics_port(), "checks", impl_->checks.size());
 }
 
+bool Coordinator::reload_checks(std::vector<std::string>* problems) {
+  if (!impl_->reloader) {
+    log::info("no checks file to reload (serve --checks FILE)");
+    return false;
+  }
+  auto outcome = impl_->reloader->reload();
+  if (problems) *problems = std::move(outcome.problems);
+  return outcome.ok;
+}
+
 void Coordinator::shutdown() {
+  if (impl_->reloader) impl_->reloader->stop();
   if (impl_->server) {
     // Cancelled streams stop waiting for their commits (see Ingest::submit).
-    impl_->probe_service->cancel_all();
+    impl_->sessions->cancel_all();
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     impl_->server->Wait();
     impl_->server.reset();

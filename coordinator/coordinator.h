@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vantage::coordinator {
 
@@ -12,7 +13,12 @@ struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7000";          // gRPC: probes and API
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics
   std::string database_url;
-  std::string checks_file;  // optional YAML
+  std::string checks_file;  // optional YAML; reloaded when it changes (and on reload_checks())
+  // How often the checks file is looked at (a stat(); read only when it
+  // changed). A change is taken at the second look that sees it unchanged,
+  // so within two intervals: well inside the one second a change may take
+  // to reach the probes.
+  std::chrono::milliseconds checks_poll_interval{200};
   std::string tls_cert_file;  // PEM; with tls_key_file, serve gRPC over TLS
   std::string tls_key_file;
   size_t database_connections = 8;
@@ -35,6 +41,9 @@ class Coordinator {
   // listening. Throws std::runtime_error with a one-line reason.
   void start();
   void shutdown();
+  // Reloads the checks file now (SIGHUP). False, with every problem logged
+  // and returned, when it was rejected (the last good checks stay in force).
+  bool reload_checks(std::vector<std::string>* problems = nullptr);
   int grpc_port() const;
   int metrics_port() const;
 

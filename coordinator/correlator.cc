@@ -10,6 +10,7 @@
 #include "common/check_config.h"
 #include "common/diagnosis.h"
 #include "common/failure_class.h"
+#include "common/incident_names.h"
 #include "common/proto_time.h"
 
 namespace vantage::correlation {
@@ -39,16 +40,6 @@ int64_t unix_ms(TimePoint t) {
 
 std::string incident_id(int64_t check_id, TimePoint first_failure) {
   return fmt::format("{}-{}", check_id, unix_ms(first_failure));
-}
-
-std::string_view scope_name(v1::Scope s) {
-  switch (s) {
-    case v1::SCOPE_PROBE: return "probe";
-    case v1::SCOPE_COLO: return "colo";
-    case v1::SCOPE_REGION: return "region";
-    case v1::SCOPE_GLOBAL: return "global";
-    default: return "unknown";
-  }
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -154,6 +145,19 @@ struct Incident {
   Failure sample;
   std::vector<std::string> restored_evidence;  // until the correlator has its own
   bool restored = false;  // loaded by restore(): the previous run announced its history
+  // The newest stamp on its timeline: every later event is stamped no earlier.
+  TimePoint last_stamp{};
+  // An opening or reopening decided in the current call, announced when the
+  // call ends (or before any other event of the incident): changes of scope
+  // and cause that results within one interval of its confirmation bring in
+  // the same call are folded into it (correlator.h, "Opening").
+  struct Opening {
+    v1::IncidentEventType type = v1::INCIDENT_EVENT_TYPE_OPENED;
+    TimePoint confirmed{};  // the result that confirmed it
+    TimePoint stamp{};      // raised by what is folded in
+    size_t episodes = 0;    // intermittent: the episodes that make it
+  };
+  std::optional<Opening> pending_opening;
   // Built when a snapshot or event needs it; reset by whatever it rests on.
   mutable std::optional<v1::Diagnosis> diagnosis_cache;
   TimePoint first_failure{}, confirm{};
@@ -278,6 +282,9 @@ struct Correlator::Impl {
   std::vector<TimePoint> start_times;   // outage starts, in advance()
   std::optional<TimePoint> seen_until;  // restore(): results the previous run processed
 
+  // Incidents given a pending opening in the current call (announced by finish()).
+  std::vector<std::pair<CheckState*, Incident*>> openings;
+
   // A restored incident's scope, cause and count changes up to seen_until
   // were announced by the previous run: applied without events.
   bool quiet(const Incident& inc, TimePoint t) const { return inc.restored && seen_until && t <= *seen_until; }
@@ -292,7 +299,8 @@ struct Correlator::Impl {
   }
 
   // Before an incident slot is reused: snapshot what the call did to the old one.
-  void release(Output& out, const Incident& inc) {
+  void release(Output& out, CheckState& cs, Incident& inc) {
+    if (inc.pending_opening) announce(out, cs, inc);
     for (auto it = touched.begin(); it != touched.end(); ++it) {
       if (it->second == &inc) {
         out.changed.push_back(snapshot(*it->first, inc));
@@ -303,16 +311,61 @@ struct Correlator::Impl {
   }
 
   void finish(Output& out) {
+    for (auto [cs, inc] : openings) {
+      if (inc->pending_opening) announce(out, *cs, *inc);
+    }
+    openings.clear();
     for (const auto& [cs, inc] : touched) out.changed.push_back(snapshot(*cs, *inc));
     touched.clear();
   }
 
-  void emit(Output& out, const CheckState& cs, const Incident& inc, v1::IncidentEventType type, TimePoint t,
+  void emit(Output& out, CheckState& cs, Incident& inc, v1::IncidentEventType type, TimePoint t,
             std::string message) {
+    if (auto& opening = inc.pending_opening) {
+      const bool change =
+          type == v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED || type == v1::INCIDENT_EVENT_TYPE_CAUSE_CHANGED;
+      if (change && t - opening->confirmed <= cs.interval) {
+        opening->stamp = std::max(opening->stamp, t);  // the opening will show it
+        touch(cs, inc);
+        return;
+      }
+      announce(out, cs, inc);
+    }
+    append(out, cs, inc, type, t, std::move(message));
+  }
+
+  void defer_opening(CheckState& cs, Incident& inc, v1::IncidentEventType type, TimePoint t, size_t episodes) {
+    inc.pending_opening = Incident::Opening{type, t, t, episodes};
+    openings.emplace_back(&cs, &inc);
+  }
+
+  // Emits the incident's pending opening with the incident as it is now.
+  void announce(Output& out, CheckState& cs, Incident& inc) {
+    const Incident::Opening p = *inc.pending_opening;
+    inc.pending_opening.reset();
+    const TimePoint stamp = std::max(p.stamp, inc.last_stamp);
+    const uint32_t outages = record_start(cs, inc, stamp);
+    const char* verb = p.type == v1::INCIDENT_EVENT_TYPE_OPENED ? "opened" : "reopened";
+    if (inc.kind == v1::INCIDENT_KIND_OUTAGE) {
+      append(out, cs, inc, p.type, stamp,
+             fmt::format("outage {}, scope {}: {}", verb, scope_name(inc.scope), inc.cause));
+      set_flapping(out, cs, inc, outages, stamp);
+    } else {
+      append(out, cs, inc, p.type, stamp,
+             fmt::format("intermittent {}: {} isolated failure episodes within {}: {}", verb, p.episodes,
+                         duration_text(cs.settings.recurring_window), inc.cause));
+    }
+  }
+
+  // Stamped no earlier than the incident's previous event (correlator.h, "Event stamps").
+  void append(Output& out, const CheckState& cs, Incident& inc, v1::IncidentEventType type, TimePoint t,
+              std::string message) {
+    const TimePoint stamp = std::max(t, inc.last_stamp);
+    inc.last_stamp = stamp;
     auto& e = out.events.emplace_back();
     e.set_incident_id(inc.id);
     e.set_type(type);
-    *e.mutable_time() = to_timestamp(t);
+    *e.mutable_time() = to_timestamp(stamp);
     e.set_scope(inc.scope);
     if (type == v1::INCIDENT_EVENT_TYPE_OPENED || type == v1::INCIDENT_EVENT_TYPE_REOPENED ||
         type == v1::INCIDENT_EVENT_TYPE_CAUSE_CHANGED) {
@@ -631,7 +684,7 @@ struct Correlator::Impl {
     } else if (slot && slot->id == id) {
       type = v1::INCIDENT_EVENT_TYPE_UNSPECIFIED;
     } else {
-      if (slot) release(out, *slot);
+      if (slot) release(out, cs, *slot);
       slot.emplace();
       slot->id = id;
       slot->kind = kind;
@@ -663,18 +716,15 @@ struct Correlator::Impl {
     if (const Failure* f = dominant_failure(cs, inc, t)) set_outage_cause(inc, *f);
     touch(cs, inc);
     if (type == v1::INCIDENT_EVENT_TYPE_UNSPECIFIED) return;
-    const uint32_t outages = record_start(cs, inc, t);
-    emit(out, cs, inc, type, t,
-         fmt::format("outage {}, scope {}: {}", type == v1::INCIDENT_EVENT_TYPE_OPENED ? "opened" : "reopened",
-                     scope_name(inc.scope), inc.cause));
-    set_flapping(out, cs, inc, outages, t);
+    defer_opening(cs, inc, type, t, 0);
   }
 
   void resolve_outage(CheckState& cs, Incident& inc, TimePoint t, Output& out) {
+    if (inc.pending_opening) announce(out, cs, inc);
     inc.open = false;
-    inc.resolve = t;
+    inc.resolve = std::max(t, inc.last_stamp);  // as its event is stamped
     for (auto& p : cs.probes) p.owes_recovery = false;
-    emit(out, cs, inc, v1::INCIDENT_EVENT_TYPE_RESOLVED, t,
+    emit(out, cs, inc, v1::INCIDENT_EVENT_TYPE_RESOLVED, *inc.resolve,
          fmt::format("resolved: {} successes from every probe that failed", cs.settings.resolve_consecutive));
   }
 
@@ -833,11 +883,7 @@ struct Correlator::Impl {
     inc.widest = std::max(inc.widest, inc.scope);
     touch(cs, inc);
     if (type == v1::INCIDENT_EVENT_TYPE_UNSPECIFIED) return;
-    record_start(cs, inc, t);
-    emit(out, cs, inc, type, t,
-         fmt::format("intermittent {}: {} isolated failure episodes within {}: {}",
-                     type == v1::INCIDENT_EVENT_TYPE_OPENED ? "opened" : "reopened", cs.episodes.size(),
-                     duration_text(window), inc.cause));
+    defer_opening(cs, inc, type, t, cs.episodes.size());
   }
 
   // --- time-driven transitions ---
@@ -861,14 +907,14 @@ struct Correlator::Impl {
       const TimePoint last = cs.last_isolated ? std::max(*cs.last_isolated, inc->confirm) : inc->confirm;
       const TimePoint due = last + cs.settings.recurring_window;
       if (now >= due) {
-        bool pending = false;
+        bool unsettled = false;
         for (const auto& p : cs.probes) {
-          pending |= p.failing && !p.episode_confirmed && cs.fresh(p, now) && p.episode_start <= due;
+          unsettled |= p.failing && !p.episode_confirmed && cs.fresh(p, now) && p.episode_start <= due;
         }
-        if (!pending) {
+        if (!unsettled) {
           inc->open = false;
-          inc->resolve = due;
-          emit(out, cs, *inc, v1::INCIDENT_EVENT_TYPE_RESOLVED, due,
+          inc->resolve = std::max(due, inc->last_stamp);  // as its event is stamped
+          emit(out, cs, *inc, v1::INCIDENT_EVENT_TYPE_RESOLVED, *inc->resolve,
                fmt::format("resolved: no isolated failure for {}", duration_text(cs.settings.recurring_window)));
         }
       }
@@ -1000,20 +1046,33 @@ struct Correlator::Impl {
     }
   }
 
-  Output observe(const Observation& o) {
+  Output observe(std::span<const Observation> batch) {
     Output out;
+    for (const auto& o : batch) take(o, out);
+    finish(out);
+    return out;
+  }
+
+  void take(const Observation& o, Output& out) {
     auto it = checks.find(o.check_id);
     if (it == checks.end() || !it->second.configured) {
       ++stats.unknown_check;
-      return out;
+      return;
     }
     CheckState& cs = it->second;
     ProbeState& p = probe_for(cs, o);
     if (p.has_latest && o.time <= p.latest) {
       ++stats.late_results;
-      return out;
+      return;
     }
     ++stats.observed;
+    // A result beyond one interval of a pending opening's confirmation is no
+    // part of it: the opening is announced as it stands before the result counts.
+    for (auto* slot : {&cs.outage, &cs.intermittent}) {
+      if (*slot && (*slot)->pending_opening && o.time - (*slot)->pending_opening->confirmed > cs.interval) {
+        announce(out, cs, **slot);
+      }
+    }
     advance(cs, o.time, false, out);
     const bool suppressed = cs.restored_until && o.time <= *cs.restored_until;
     p.has_latest = true;
@@ -1029,8 +1088,6 @@ struct Correlator::Impl {
     } else {
       on_failure(cs, p, o, suppressed, out);
     }
-    finish(out);
-    return out;
   }
 
   Output tick(TimePoint now) {
@@ -1127,6 +1184,7 @@ struct Correlator::Impl {
       if (span_start && inc.kind == v1::INCIDENT_KIND_OUTAGE) {
         cs.restored_spans.emplace_back(*span_start, inc.open || !inc.resolve ? TimePoint::max() : *inc.resolve);
       }
+      inc.last_stamp = known;
       cs.restored_until = cs.restored_until ? std::max(*cs.restored_until, known) : known;
       if (inc.kind == v1::INCIDENT_KIND_INTERMITTENT && inc.open) {
         cs.last_isolated = cs.last_isolated ? std::max(*cs.last_isolated, inc.confirm) : inc.confirm;
@@ -1187,7 +1245,9 @@ void Correlator::upsert_check(int64_t check_id, std::string name, std::chrono::m
 
 void Correlator::remove_check(int64_t check_id) { impl_->checks.erase(check_id); }
 
-Output Correlator::observe(const Observation& observation) { return impl_->observe(observation); }
+Output Correlator::observe(const Observation& observation) { return impl_->observe({&observation, 1}); }
+
+Output Correlator::observe(std::span<const Observation> batch) { return impl_->observe(batch); }
 
 Output Correlator::tick(TimePoint now) { return impl_->tick(now); }
 

@@ -58,6 +58,28 @@
 //   check; at most one request per recheck_min_interval per check.
 // - Time-stamped transitions from tick() carry the time they became due
 //   (e.g. last failure + window), not the tick's `now`, so replays agree.
+// - Event stamps: an event carries the time of the result (or due time)
+//   behind it, raised to the incident's previous stamp when earlier: stamps
+//   are monotonic per incident (results of different probes arrive in any
+//   order, and a result that started earlier may widen an incident opened by
+//   a later one). Read in time order, ties broken by emission order (storage:
+//   the event id), a timeline never shows a change before its opening nor a
+//   resolution before the last change. A restored incident continues from
+//   the newest time its timeline records.
+// - Opening: the results in hand decide. observe(batch) takes the results
+//   the coordinator has committed since its last call; an opening (or
+//   reopening) decided in it is announced when the batch is done, with the
+//   scope, cause and counts the whole batch supports: changes of scope and
+//   cause that results within one interval of the confirmation bring are
+//   folded into the one `opened` event (stamped with the latest result
+//   folded in; confirm_time stays the confirming result's), not emitted as
+//   `scope_changed` a millisecond later. Later results of the batch (a
+//   spool catching up) and any other event of the incident (resolved,
+//   flapping) announce the opening first and are events of their own. The
+//   outcome depends only on the batches: a replay fed one result at a time
+//   may announce as opened-then-widened what a live batch announced as one
+//   opening; that is harmless, since replayed results up to the restored
+//   timeline change nothing.
 // - Restart: restore(incidents with their timelines, restart time), then
 //   replay recent results through observe(). Results at or before the newest
 //   time the restored incidents of a check record (first failure,
@@ -79,6 +101,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -170,7 +193,9 @@ class Correlator {
   // Forgets the check and its incidents (open ones stay as stored).
   void remove_check(int64_t check_id);
 
-  Output observe(const Observation& observation);
+  Output observe(const Observation& observation);  // a batch of one
+  // Results in the order they were committed; one decision at the end (above).
+  Output observe(std::span<const Observation> batch);
   // Time-driven transitions: staleness of probes' latest results (scope),
   // resolution of intermittent incidents, end of flapping.
   Output tick(TimePoint now);

@@ -8,6 +8,7 @@
 #include "common/check_config.h"
 #include "common/colo.h"
 #include "common/failure_class.h"
+#include "common/incident_names.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 
@@ -15,22 +16,10 @@ namespace vantage::coordinator {
 
 namespace {
 
-// "scope_changed" for INCIDENT_EVENT_TYPE_SCOPE_CHANGED: the enum value name
-// without its prefix, as metrics and logs name it.
-template <typename Enum>
-std::string label(const google::protobuf::EnumDescriptor* descriptor, Enum value, std::string_view prefix) {
-  const auto* v = descriptor->FindValueByNumber(static_cast<int>(value));
-  std::string name = v ? v->name() : "UNSPECIFIED";
-  if (name.starts_with(prefix)) name.erase(0, prefix.size());
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  return name;
-}
-
-std::string kind_label(v1::IncidentKind k) { return label(v1::IncidentKind_descriptor(), k, "INCIDENT_KIND_"); }
-std::string scope_label(v1::Scope s) { return label(v1::Scope_descriptor(), s, "SCOPE_"); }
-std::string event_label(v1::IncidentEventType t) {
-  return label(v1::IncidentEventType_descriptor(), t, "INCIDENT_EVENT_TYPE_");
-}
+// Metrics and logs name them as storage does (common/incident_names.h).
+std::string kind_label(v1::IncidentKind k) { return incident_kind_name(k); }
+std::string scope_label(v1::Scope s) { return scope_name(s); }
+std::string event_label(v1::IncidentEventType t) { return incident_event_type_name(t); }
 
 constexpr size_t kMaxUnsavedEvents = 100'000;
 constexpr size_t kReplayFlushEvery = 10'000;  // observations between saves during a replay
@@ -157,7 +146,9 @@ void IncidentTracker::loop() {
       }
     }
     std::vector<int64_t> touched;
-    for (const auto& o : work) {
+    std::vector<correlation::Observation> batch;
+    batch.reserve(work.size());
+    for (auto& o : work) {
       metrics_.check_results
           .Add({{"class", failure_class_name(o.failure_class)},
                 {"region", o.region},
@@ -167,7 +158,12 @@ void IncidentTracker::loop() {
                 {"edge_code", o.edge_code ? std::to_string(o.edge_code) : std::string()}})
           .Increment();
       touched.push_back(o.check_id);
-      handle(correlator_.observe(o), /*replaying=*/false);
+      batch.push_back(std::move(o));
+    }
+    // One decision over everything committed since the last round: an outage
+    // whose re-checks arrived with its confirmation opens at its full scope.
+    if (!batch.empty()) {
+      handle(correlator_.observe(std::span<const correlation::Observation>(batch)), /*replaying=*/false);
     }
     if (clock_.steady_now() >= next_tick) {
       handle(correlator_.tick(clock_.now()), /*replaying=*/false);

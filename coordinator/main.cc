@@ -1,16 +1,25 @@
 // vantage-coordinator: receives the probes' results, stores them, serves the API.
 //
 //   vantage-coordinator serve --database URL [--checks FILE] [--listen ADDR] [--metrics-listen ADDR]
+//     (the checks file is reloaded when it changes and on SIGHUP)
 //   vantage-coordinator add-probe --database URL --probe-id ID --region REGION
 //   vantage-coordinator check-config --checks FILE
+//   vantage-coordinator add-api-token --database URL --name NAME --role read|write|admin
+//   vantage-coordinator list-api-tokens --database URL
+//   vantage-coordinator revoke-api-token --database URL --name NAME
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 #include "common/build_info.h"
 #include "common/check_config.h"
 #include "common/log.h"
+#include "common/text.h"
+#include "coordinator/api_auth.h"
 #include "coordinator/coordinator.h"
 #include "storage/pg_store.h"
 
@@ -42,6 +51,61 @@ int fail(const std::string& message) {
 int fail(const vantage::ConfigError& error) {
   for (const auto& problem : error.problems()) std::cerr << "vantage-coordinator: " << one_line(problem) << "\n";
   return 1;
+}
+
+// A flag's value as an error message may show it: valid UTF-8, bounded.
+std::string shown(const std::string& value) { return "\"" + vantage::safe_text(value, 80) + "\""; }
+
+std::string api_token_name_problem(const std::string& name) {
+  if (vantage::coordinator::valid_api_token_name(name)) return "";
+  return fmt::format("--name {}: not a valid API token name ({})", shown(name),
+                     vantage::coordinator::kApiTokenNameRule);
+}
+
+std::string utc_time(std::optional<std::chrono::system_clock::time_point> t) {
+  if (!t) return "-";
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(*t);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The API token subcommands, their flags already checked. A token is printed
+// once, on stdout, and stored nowhere: only its SHA-256 is.
+int add_api_token(vantage::storage::PgStore& store, const std::string& name, const std::string& role) {
+  std::string token;
+  try {
+    token = store.add_api_token(name, role);
+  } catch (const vantage::storage::StorageError& e) {
+    if (e.kind() != vantage::storage::StorageError::Kind::kConflict) throw;
+    return fail(fmt::format("--name {}: an API token of this name exists (names are not reused, even after "
+                            "revoke-api-token; list-api-tokens shows them)", shown(name)));
+  }
+  std::cout << token << "\n";
+  return 0;
+}
+
+int list_api_tokens(vantage::storage::PgStore& store) {
+  const auto tokens = store.list_api_tokens();
+  size_t width = 4;
+  for (const auto& t : tokens) width = std::max(width, t.name.size());
+  std::cout << fmt::format("{:<{}}  {:<5}  {:<20}  {:<20}  {}\n", "NAME", width, "ROLE", "CREATED", "LAST USED",
+                           "REVOKED");
+  for (const auto& t : tokens) {
+    std::cout << fmt::format("{:<{}}  {:<5}  {:<20}  {:<20}  {}\n", t.name, width, t.role, utc_time(t.create_time),
+                             utc_time(t.last_used_time), utc_time(t.revoke_time));
+  }
+  return 0;
+}
+
+int revoke_api_token(vantage::storage::PgStore& store, const std::string& name) {
+  if (!store.revoke_api_token(name)) {
+    return fail(fmt::format("--name {}: no API token of this name that is not already revoked", shown(name)));
+  }
+  std::cout << "revoked API token " << name << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -76,6 +140,19 @@ int main(int argc, char** argv) {
   add_probe->add_option("--probe-id", probe_id, "the probe's id")->required();
   add_probe->add_option("--region", region, "the probe's region")->required();
 
+  std::string api_token_name, api_token_role;
+  auto* add_token_cmd = app.add_subcommand(
+      "add-api-token", "create a token for the public API and print it once (only its hash is stored)");
+  add_token_cmd->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
+  add_token_cmd->add_option("--name", api_token_name, "a unique name: a-z, 0-9 and '-', up to 63")->required();
+  add_token_cmd->add_option("--role", api_token_role, "read, write or admin")->required();
+  auto* list_tokens_cmd = app.add_subcommand("list-api-tokens", "list API tokens (never the tokens themselves)");
+  list_tokens_cmd->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
+  auto* revoke_token_cmd = app.add_subcommand(
+      "revoke-api-token", "revoke an API token (a running coordinator refuses it within 10 s)");
+  revoke_token_cmd->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
+  revoke_token_cmd->add_option("--name", api_token_name, "the token's name")->required();
+
   auto* check = app.add_subcommand("check-config", "validate a checks file and exit");
   check->add_option("--checks", options.checks_file, "YAML file of checks")->required();
 
@@ -95,18 +172,39 @@ int main(int argc, char** argv) {
       std::cout << store.add_probe(probe_id, region) << "\n";
       return 0;
     }
+    if (*add_token_cmd || *list_tokens_cmd || *revoke_token_cmd) {
+      // Bad flag values are refused before the database is asked.
+      if (*add_token_cmd || *revoke_token_cmd) {
+        if (auto problem = api_token_name_problem(api_token_name); !problem.empty()) return fail(problem);
+      }
+      if (*add_token_cmd && !vantage::coordinator::parse_role(api_token_role)) {
+        return fail(fmt::format("--role {}: must be read, write or admin (admin implies write, write implies read)",
+                                shown(api_token_role)));
+      }
+      vantage::storage::PgStore store(database_url, 1);
+      store.migrate();
+      if (*add_token_cmd) return add_api_token(store, api_token_name, api_token_role);
+      if (*list_tokens_cmd) return list_api_tokens(store);
+      return revoke_api_token(store, api_token_name);
+    }
     options.database_url = database_url;
 
+    // Blocked before any thread starts, so every thread inherits the mask and
+    // only sigwait() below sees them. SIGHUP reloads the checks file.
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     vantage::coordinator::Coordinator coordinator(options);
     coordinator.start();
     int sig = 0;
-    sigwait(&signals, &sig);
+    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+      vantage::log::info("SIGHUP: reloading the checks file");
+      coordinator.reload_checks();  // logs its outcome; a rejected file changes nothing
+    }
     vantage::log::info("stopping", "signal", sig);
     coordinator.shutdown();
     return 0;

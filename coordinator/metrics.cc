@@ -117,7 +117,23 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
                              .Name("vantage_rechecks_requested_total")
                              .Help("Immediate re-checks asked of probes to confirm a first failure.")
                              .Register(*registry)
-                             .Add({})) {
+                             .Add({})),
+      api_auth_failures(BuildCounter()
+                            .Name("vantage_api_auth_failures_total")
+                            .Help("Public API calls refused, by reason: missing_token, malformed_header, "
+                                  "unknown_token, revoked_token, insufficient_role.")
+                            .Register(*registry)),
+      config_reloads(BuildCounter()
+                         .Name("vantage_config_reload_total")
+                         .Help("Reloads of the checks file (on a change or SIGHUP) by result; a failure keeps "
+                               "the last good checks.")
+                         .Register(*registry)),
+      config_last_reload_success(BuildGauge()
+                                     .Name("vantage_config_last_reload_success_timestamp_seconds")
+                                     .Help("When the checks file was last loaded successfully (Unix time; "
+                                           "0 without a checks file).")
+                                     .Register(*registry)
+                                     .Add({})) {
   BuildGauge()
       .Name("vantage_build_info")
       .Help("Always 1; the labels say which build is running.")
@@ -135,6 +151,7 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
   for (const char* reason : {"stopped_reading", "hello_timeout", "unreadable_message", "assignment_too_large"}) {
     probe_streams_ended.Add({{"reason", reason}});
   }
+  for (const char* result : {"success", "failure"}) config_reloads.Add({{"result", result}});
 }
 
 }  // namespace vantage::coordinator

@@ -44,6 +44,13 @@ struct CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>& incident_events; // {type}
   prometheus::Histogram& detection_seconds;                 // first failure to confirmation
   prometheus::Counter& rechecks_requested;                  // RecheckRequests sent to probes
+
+  // Public API calls refused by coordinator/api_auth.h, {reason} (it lists them).
+  prometheus::Family<prometheus::Counter>& api_auth_failures;
+
+  // Checks file reloads (checks_reloader.h).
+  prometheus::Family<prometheus::Counter>& config_reloads;  // {result}: success, failure
+  prometheus::Gauge& config_last_reload_success;            // Unix time of the last good load
 };
 
 }  // namespace vantage::coordinator

@@ -3,14 +3,8 @@
 #include <fmt/format.h>
 #include <grpcpp/support/method_handler.h>
 
-#include <algorithm>
-#include <condition_variable>
-#include <deque>
 #include <optional>
-#include <thread>
-#include <unordered_set>
 
-#include "common/assignment.h"
 #include "common/build_info.h"
 #include "common/log.h"
 #include "common/text.h"
@@ -31,163 +25,11 @@ grpc::Status storage_status(const storage::StorageError& e) {
                       e.what());
 }
 
-// Why the coordinator ended a stream (vantage_probe_streams_ended_total).
-enum class EndReason { kStoppedReading, kHelloTimeout, kUnreadableMessage, kAssignmentTooLarge };
-
-const char* end_label(EndReason reason) {
-  switch (reason) {
-    case EndReason::kStoppedReading: return "stopped_reading";
-    case EndReason::kHelloTimeout: return "hello_timeout";
-    case EndReason::kUnreadableMessage: return "unreadable_message";
-    case EndReason::kAssignmentTooLarge: return "assignment_too_large";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
-// One stream's outgoing side. gRPC's sync API allows one Write at a time per
-// stream and a Write blocks while the peer does not read, so only this
-// stream's writer thread writes; everyone else queues and never waits. The
-// writer thread also enforces the hello deadline.
-class ProbeServiceImpl::Session {
- public:
-  Session(grpc::ServerContext* context, RawStream* stream, const ProbeServiceOptions& options)
-      : context_(context),
-        stream_(stream),
-        capacity_(options.max_queued_messages),
-        hello_deadline_(std::chrono::steady_clock::now() + options.hello_timeout) {
-    writer_ = std::thread([this] { write_loop(); });
-  }
-  ~Session() { finish(std::chrono::milliseconds(0)); }
-
-  // Set once, before the session is shared with other threads: the probe as
-  // registered (its region is never what a message says).
-  storage::ProbeRecord probe;
-  std::unordered_set<int64_t> assigned;  // check ids sent in this stream's assignment
-  bool runs(int64_t check_id) const { return assigned.contains(check_id); }
-
-  void hello_received() {
-    std::lock_guard lock(mu_);
-    hello_ = true;
-    cv_.notify_all();
-  }
-
-  enum class Push { kQueued, kFull, kClosed };
-  // Never blocks. `bounded` messages count against the queue's capacity; a
-  // full queue means the probe stopped reading: the stream is ended.
-  Push push(v1::CoordinatorMessage message, bool bounded = true) {
-    std::lock_guard lock(mu_);
-    if (finishing_ || closed_) return Push::kClosed;
-    if (bounded && bounded_queued_ >= capacity_) {
-      end_locked(EndReason::kStoppedReading);
-      return Push::kFull;
-    }
-    queue_.push_back({std::move(message), bounded});
-    if (bounded) ++bounded_queued_;
-    cv_.notify_all();
-    return Push::kQueued;
-  }
-
-  // Ends the stream from any thread: its handler's Read returns.
-  void cancel() {
-    std::lock_guard lock(mu_);
-    if (context_) context_->TryCancel();
-  }
-
-  // The handler's last step: writes what is queued (for at most
-  // `drain_timeout`), then stops the writer. The context is not touched after.
-  void finish(std::chrono::milliseconds drain_timeout) {
-    std::unique_lock lock(mu_);
-    if (!context_) return;
-    finishing_ = true;
-    cv_.notify_all();
-    if (!cv_.wait_for(lock, drain_timeout, [&] { return writer_done_; })) context_->TryCancel();
-    lock.unlock();
-    writer_.join();
-    lock.lock();
-    context_ = nullptr;
-  }
-
-  std::optional<EndReason> end_reason() const {
-    std::lock_guard lock(mu_);
-    return end_reason_;
-  }
-  size_t queued() const {
-    std::lock_guard lock(mu_);
-    return queue_.size();
-  }
-
-  // Records why the coordinator ends the stream, when its handler returns
-  // the status that says so (a cancelled stream would hide the status).
-  void ending(EndReason reason) {
-    std::lock_guard lock(mu_);
-    if (!end_reason_) end_reason_ = reason;
-  }
-
- private:
-  struct Queued {
-    v1::CoordinatorMessage message;
-    bool bounded;
-  };
-
-  void end_locked(EndReason reason) {
-    if (!end_reason_) end_reason_ = reason;
-    closed_ = true;
-    queue_.clear();
-    bounded_queued_ = 0;
-    if (context_) context_->TryCancel();
-    cv_.notify_all();
-  }
-
-  void write_loop() {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_until(lock, hello_deadline_, [&] { return hello_ || finishing_ || closed_; })) {
-      end_locked(EndReason::kHelloTimeout);
-    }
-    for (;;) {
-      cv_.wait(lock, [&] { return !queue_.empty() || finishing_ || closed_; });
-      if (queue_.empty() || closed_) break;  // finishing and drained, or ended
-      Queued next = std::move(queue_.front());
-      queue_.pop_front();
-      if (next.bounded) --bounded_queued_;
-      lock.unlock();
-      grpc::ByteBuffer bytes;
-      bool own_buffer = false;
-      bool ok = grpc::SerializationTraits<v1::CoordinatorMessage>::Serialize(next.message, &bytes, &own_buffer).ok();
-      ok = ok && stream_->Write(bytes);
-      lock.lock();
-      if (!ok) {  // the stream is ending; its handler's Read returns too
-        closed_ = true;
-        queue_.clear();
-        if (context_) context_->TryCancel();
-        break;
-      }
-    }
-    writer_done_ = true;
-    cv_.notify_all();
-  }
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  grpc::ServerContext* context_;  // null once the handler has finished
-  RawStream* stream_;
-  const size_t capacity_;
-  const std::chrono::steady_clock::time_point hello_deadline_;
-  std::deque<Queued> queue_;
-  size_t bounded_queued_ = 0;
-  bool hello_ = false;
-  bool finishing_ = false;  // the handler is done reading: drain, then stop
-  bool closed_ = false;     // nothing more is written
-  bool writer_done_ = false;
-  std::optional<EndReason> end_reason_;
-  std::thread writer_;
-};
-
-ProbeServiceImpl::ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest,
-                                   const CheckRegistry& checks, CoordinatorMetrics& metrics,
-                                   ProbeServiceOptions options)
-    : probes_(probes), ingest_(ingest), checks_(checks), metrics_(metrics), options_(std::move(options)) {
+ProbeServiceImpl::ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest, ProbeSessions& sessions,
+                                   CoordinatorMetrics& metrics, ProbeServiceOptions options)
+    : probes_(probes), ingest_(ingest), sessions_(sessions), metrics_(metrics), options_(std::move(options)) {
   // Connect as raw bytes (see RawStream). The wire format is unchanged.
   MarkMethodStreamed(0, new grpc::internal::BidiStreamingHandler<ProbeServiceImpl, grpc::ByteBuffer, grpc::ByteBuffer>(
                             [](ProbeServiceImpl* service, grpc::ServerContext* context, RawStream* stream) {
@@ -259,17 +101,10 @@ grpc::Status ProbeServiceImpl::serve(grpc::ServerContext* context, RawStream* st
     log::error("cannot accept probe", "error", e.what());
     return storage_status(e);
   }
-  auto session = std::make_shared<Session>(context, stream, options_);
+  auto session = std::make_shared<Session>(context, stream, options_.max_queued_messages, options_.hello_timeout);
   grpc::Status status = run(context, stream, session, probe);
   session->finish(options_.drain_timeout);
-  {
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(probe.name);
-    if (it != sessions_.end() && it->second == session) {
-      sessions_.erase(it);
-      metrics_.probes_connected.Decrement();
-    }
-  }
+  sessions_.close(session);
   if (const auto reason = session->end_reason()) {
     metrics_.probe_streams_ended.Add({{"reason", end_label(*reason)}}).Increment();
     switch (*reason) {
@@ -278,7 +113,7 @@ grpc::Status ProbeServiceImpl::serve(grpc::ServerContext* context, RawStream* st
         // log and the metric say why.
         status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                               fmt::format("the probe stopped reading its stream: more than {} messages "
-                                          "(acknowledgements, re-checks) were waiting for it",
+                                          "(acknowledgements, re-checks, assignment changes) were waiting for it",
                                           options_.max_queued_messages));
         break;
       case EndReason::kHelloTimeout:
@@ -340,53 +175,16 @@ grpc::Status ProbeServiceImpl::run(grpc::ServerContext* context, RawStream* stre
     return storage_status(e);
   }
 
-  // The assignment, in messages a probe can receive.
   session.probe = probe;
-  auto checks = checks_.for_region(probe.region);
-  for (const auto& check : checks) session.assigned.insert(check.id());
-  auto assignment = assignment_messages(std::move(checks), accepts_assignment_parts);
-  for (const auto& message : assignment) {
-    const size_t bytes = message.ByteSizeLong();
-    if (bytes > kMaxProbeMessageBytes) {
-      metrics_.assignments_too_large.Increment();
-      session.ending(EndReason::kAssignmentTooLarge);
-      log::error("cannot send a probe its checks: one assignment message is larger than a probe accepts",
-                 "probe", probe.name, "region", probe.region, "bytes", bytes, "limit", kMaxProbeMessageBytes,
-                 "checks", message.assignment().checks_size(), "accepts_parts", accepts_assignment_parts);
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          fmt::format("the assignment of region {} needs a message of {} bytes ({} checks), more than the {} a probe "
-                      "accepts; {}",
-                      probe.region, bytes, message.assignment().checks_size(), kMaxProbeMessageBytes,
-                      accepts_assignment_parts ? "a single check is too large" : "use a probe that accepts parts"));
-    }
-  }
-
-  v1::CoordinatorMessage out;
-  auto* welcome = out.mutable_welcome();
-  welcome->set_last_stored_sequence(probe.last_sequence);
-  welcome->set_coordinator_version(kVersion);
-  welcome->mutable_heartbeat_interval()->set_seconds(kHeartbeatSeconds);
-  welcome->set_max_batch_results(kMaxBatchResults);
-  // The welcome and the assignment do not count against the queue's bound:
-  // their size is the coordinator's, not the peer's doing.
-  bool open = session.push(std::move(out), /*bounded=*/false) == Session::Push::kQueued;
-  for (auto& part : assignment) {
-    if (!open) break;
-    open = session.push(std::move(part), /*bounded=*/false) == Session::Push::kQueued;
-  }
-  assignment.clear();
-
-  // Shared only now, so that a re-check cannot come before the welcome.
-  {
-    std::lock_guard lock(mu_);
-    auto [it, inserted] = sessions_.emplace(probe.name, nullptr);
-    if (!inserted) {
-      it->second->cancel();  // the probe reconnected before the old stream died
-    } else {
-      metrics_.probes_connected.Increment();
-    }
-    it->second = shared;
+  v1::CoordinatorMessage welcome;
+  auto* w = welcome.mutable_welcome();
+  w->set_last_stored_sequence(probe.last_sequence);
+  w->set_coordinator_version(kVersion);
+  w->mutable_heartbeat_interval()->set_seconds(kHeartbeatSeconds);
+  w->set_max_batch_results(kMaxBatchResults);
+  // Queues the welcome and the assignment, then shares the session.
+  if (auto status = sessions_.open(shared, std::move(welcome), accepts_assignment_parts); !status.ok()) {
+    return status;
   }
   log::info("probe connected", "probe", probe.name, "region", probe.region, "peer", context->peer(),
             "stored_sequence", probe.last_sequence);
@@ -394,6 +192,7 @@ grpc::Status ProbeServiceImpl::run(grpc::ServerContext* context, RawStream* stre
   grpc::Status status = grpc::Status::OK;
   uint64_t last_sequence = 0;  // highest received on this stream
   v1::ProbeMessage in;
+  bool open = true;
   while (open && read(&in)) {
     if (!in.has_results()) continue;  // heartbeats keep the stream warm
     v1::CoordinatorMessage ack;
@@ -474,38 +273,6 @@ grpc::Status ProbeServiceImpl::ingest(grpc::ServerContext* context, Session& ses
   log::debug("batch stored", "probe", session.probe.name, "results", count, "inserted", outcome.write.inserted,
              "acked", outcome.write.acked_sequence);
   return grpc::Status::OK;
-}
-
-void ProbeServiceImpl::cancel_all() {
-  std::lock_guard lock(mu_);
-  for (auto& [name, session] : sessions_) session->cancel();
-}
-
-size_t ProbeServiceImpl::request_recheck(int64_t check_id, const std::vector<std::string>& regions,
-                                         const std::string& request_id, const std::string& reason) {
-  std::vector<std::shared_ptr<Session>> targets;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [name, session] : sessions_) {
-      if (std::find(regions.begin(), regions.end(), session->probe.region) != regions.end()) {
-        targets.push_back(session);
-      }
-    }
-  }
-  v1::CoordinatorMessage out;
-  auto* recheck = out.mutable_recheck();
-  recheck->set_check_id(check_id);
-  recheck->set_request_id(request_id);
-  recheck->set_reason(reason);
-  size_t asked = 0;
-  for (const auto& session : targets) {
-    if (!session->runs(check_id)) continue;
-    // Queued, never written here: a probe that stopped reading cannot hold
-    // up the caller (the incident tracker's thread).
-    if (session->push(out) == Session::Push::kQueued) ++asked;
-  }
-  metrics_.rechecks_requested.Increment(static_cast<double>(asked));
-  return asked;
 }
 
 }  // namespace vantage::coordinator

@@ -1,6 +1,7 @@
 #pragma once
-// ProbeService.Connect: authenticates a probe, sends its checks, stores its
-// results and acknowledges them once committed.
+// ProbeService.Connect: authenticates a probe, opens its session (which sends
+// its checks; probe_sessions.h), stores its results and acknowledges them
+// once committed.
 //
 // Nothing a peer does blocks a shared thread (architecture.md, "Trust
 // boundaries"): every message to a probe goes through a bounded queue of its
@@ -10,15 +11,14 @@
 // one; every result is validated alone (result_validation.h).
 
 #include <chrono>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "coordinator/check_registry.h"
 #include "coordinator/ingest.h"
 #include "coordinator/metrics.h"
+#include "coordinator/probe_sessions.h"
 #include "coordinator/result_validation.h"
 #include "storage/store.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
@@ -37,30 +37,19 @@ struct ProbeServiceOptions {
   ResultLimits result_limits;
 };
 
-// What a probe accepts in one message (gRPC's default receive limit).
-inline constexpr size_t kMaxProbeMessageBytes = 4 * 1024 * 1024;
-
 class ProbeServiceImpl final : public v1::ProbeService::Service {
  public:
-  ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest, const CheckRegistry& checks,
+  // Opened streams are registered in `sessions`, which sends them their
+  // checks, diffs and re-checks (and ends them all on shutdown).
+  ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& ingest, ProbeSessions& sessions,
                    CoordinatorMetrics& metrics, ProbeServiceOptions options = {});
   ~ProbeServiceImpl() override;
 
-  // Ends every open stream (on shutdown).
-  void cancel_all();
-
-  // Asks the connected probes of `regions` that run the check for an
-  // immediate attempt. Never blocks on a probe: the request is queued on each
-  // probe's stream. Returns how many probes were asked.
-  size_t request_recheck(int64_t check_id, const std::vector<std::string>& regions, const std::string& request_id,
-                         const std::string& reason);
-
-  class Session;  // one stream: its queue, its writer thread, its state
-
  private:
+  using Session = ProbeSession;
   // The stream as bytes: a message that does not parse is then told apart
   // from the probe closing its side (gRPC's sync Read reports both as false).
-  using RawStream = grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
+  using RawStream = ProbeSession::RawStream;
   grpc::Status serve(grpc::ServerContext* context, RawStream* stream);
   grpc::Status run(grpc::ServerContext* context, RawStream* stream, const std::shared_ptr<Session>& session,
                    storage::ProbeRecord& probe);
@@ -72,13 +61,9 @@ class ProbeServiceImpl final : public v1::ProbeService::Service {
 
   storage::ProbeRegistry& probes_;
   Ingest& ingest_;
-  const CheckRegistry& checks_;
+  ProbeSessions& sessions_;
   CoordinatorMetrics& metrics_;
   ProbeServiceOptions options_;
-
-  // One open stream per probe: a newer one replaces (cancels) an older one.
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Session>> sessions_;
 
   // Refused results are logged at most once per interval, with a count.
   std::mutex refusal_log_mu_;

@@ -11,6 +11,7 @@
 #include <pqxx/pqxx>
 
 #include "common/failure_class.h"
+#include "common/incident_names.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/token.h"
@@ -260,6 +261,117 @@ std::string PgStore::add_probe(const std::string& name, const std::string& regio
   return token;
 }
 
+// --- API tokens and the fleet ----------------------------------------------
+
+namespace {
+
+// Microseconds since the epoch, the way the API token queries select times.
+constexpr const char* kSelectApiTokens =
+    "SELECT id, name, role, (extract(epoch FROM create_time) * 1000000)::bigint AS create_us, "
+    "(extract(epoch FROM last_used_time) * 1000000)::bigint AS last_used_us, "
+    "(extract(epoch FROM revoke_time) * 1000000)::bigint AS revoke_us FROM api_tokens ";
+
+std::chrono::system_clock::time_point from_micros(int64_t us) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::microseconds(us)));
+}
+
+std::optional<std::chrono::system_clock::time_point> optional_time(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return from_micros(field.as<int64_t>());
+}
+
+ApiTokenRecord api_token_from_row(const pqxx::row& row) {
+  ApiTokenRecord token;
+  token.id = row["id"].as<int32_t>();
+  token.name = row["name"].as<std::string>();
+  token.role = row["role"].as<std::string>();
+  token.create_time = from_micros(row["create_us"].as<int64_t>());
+  token.last_used_time = optional_time(row["last_used_us"]);
+  token.revoke_time = optional_time(row["revoke_us"]);
+  return token;
+}
+
+}  // namespace
+
+std::string PgStore::add_api_token(const std::string& name, const std::string& role) {
+  auto token = generate_token();
+  with_connection("adding an API token", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params0("INSERT INTO api_tokens (name, token_sha256, role) VALUES ($1, $2, $3)", name,
+                    token_sha256_hex(token), role);
+    tx.commit();
+    return 0;
+  });
+  return token;
+}
+
+std::vector<ApiTokenRecord> PgStore::list_api_tokens() {
+  return with_connection("listing API tokens", [&](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<ApiTokenRecord> out;
+    for (const auto& row : tx.exec(std::string(kSelectApiTokens) + "ORDER BY name")) {
+      out.push_back(api_token_from_row(row));
+    }
+    return out;
+  });
+}
+
+bool PgStore::revoke_api_token(const std::string& name) {
+  return with_connection("revoking an API token", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto rows = tx.exec_params("UPDATE api_tokens SET revoke_time = now() WHERE name = $1 AND revoke_time IS NULL",
+                               name);
+    tx.commit();
+    return rows.affected_rows() == 1;
+  });
+}
+
+std::optional<ApiTokenRecord> PgStore::find_api_token(std::string_view token_sha256_hex) {
+  return with_connection("authenticating an API token", [&](pqxx::connection& c) -> std::optional<ApiTokenRecord> {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_params(std::string(kSelectApiTokens) + "WHERE token_sha256 = $1", std::string(token_sha256_hex));
+    if (rows.empty()) return std::nullopt;
+    return api_token_from_row(rows[0]);
+  });
+}
+
+void PgStore::record_api_token_use(int32_t id) {
+  with_connection("recording an API token's use", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    // The condition keeps replicas (and a cold cache) from writing more often.
+    tx.exec_params0(
+        "UPDATE api_tokens SET last_used_time = now() WHERE id = $1 "
+        "AND (last_used_time IS NULL OR last_used_time < now() - interval '1 minute')",
+        id);
+    tx.commit();
+    return 0;
+  });
+}
+
+std::vector<ProbeListing> PgStore::list_probes(std::string_view after_name, std::string_view region, size_t limit) {
+  return with_connection("listing probes", [&](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_params(
+        "SELECT name, region, version, last_sequence, "
+        "(extract(epoch FROM last_seen_time) * 1000000)::bigint AS last_seen_us FROM probes "
+        "WHERE name > $1 AND ($2 = '' OR region = $2) ORDER BY name LIMIT $3",
+        std::string(after_name), std::string(region), static_cast<int64_t>(limit));
+    std::vector<ProbeListing> out;
+    out.reserve(rows.size());
+    for (const auto& row : rows) {
+      ProbeListing probe;
+      probe.name = row["name"].as<std::string>();
+      probe.region = row["region"].as<std::string>();
+      probe.version = row["version"].as<std::string>();
+      probe.last_sequence = row["last_sequence"].as<uint64_t>();
+      probe.last_seen_time = optional_time(row["last_seen_us"]);
+      out.push_back(std::move(probe));
+    }
+    return out;
+  });
+}
+
 std::optional<ProbeRecord> PgStore::find_probe_by_token(std::string_view token_sha256_hex) {
   return with_connection("authenticating a probe", [&](pqxx::connection& c) -> std::optional<ProbeRecord> {
     pqxx::read_transaction tx(c);
@@ -501,14 +613,18 @@ std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Inc
     pqxx::work tx(c);
     for (v1::Incident incident : changed) {
       incident.clear_timeline();
+      // Kind, state and scopes by name (migration 0005); the widest scope is
+      // never narrower than the current one.
+      incident.set_widest_scope(std::max(incident.widest_scope(), incident.scope()));
       tx.exec_params0(
-          "INSERT INTO incidents (id, check_id, kind, state, scope, first_failure_time, resolve_time, detail) "
-          "VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7::timestamptz, $8::bytea) "
+          "INSERT INTO incidents (id, check_id, kind, state, scope, widest_scope, first_failure_time, resolve_time, "
+          "detail) VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, $8::timestamptz, $9::bytea) "
           "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
-          "scope = excluded.scope, resolve_time = excluded.resolve_time, detail = excluded.detail, "
-          "update_time = now()",
-          incident.id(), incident.check_id(), static_cast<int>(incident.kind()), static_cast<int>(incident.state()),
-          static_cast<int>(incident.scope()), timestamp_text(incident.first_failure_time()),
+          "scope = excluded.scope, widest_scope = excluded.widest_scope, resolve_time = excluded.resolve_time, "
+          "detail = excluded.detail, update_time = now()",
+          incident.id(), incident.check_id(), incident_kind_name(incident.kind()),
+          incident_state_name(incident.state()), scope_name(incident.scope()), scope_name(incident.widest_scope()),
+          timestamp_text(incident.first_failure_time()),
           incident.has_resolve_time() ? std::optional(timestamp_text(incident.resolve_time())) : std::nullopt,
           serialized(incident));
     }
@@ -517,8 +633,8 @@ std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Inc
       auto rows = tx.exec_params(
           "INSERT INTO incident_events (incident_id, type, time, scope, detail) "
           "VALUES ($1, $2, $3::timestamptz, $4, $5::bytea) ON CONFLICT DO NOTHING RETURNING id",
-          event.incident_id(), static_cast<int>(event.type()), timestamp_text(event.time()),
-          static_cast<int>(event.scope()), serialized(event));
+          event.incident_id(), incident_event_type_name(event.type()), timestamp_text(event.time()),
+          scope_name(event.scope()), serialized(event));
       if (rows.empty()) continue;
       auto stored = event;
       stored.set_event_id(rows[0][0].as<int64_t>());

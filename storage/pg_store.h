@@ -55,7 +55,9 @@ class PgStore final : public ProbeRegistry,
                       public CheckRepository,
                       public ResultSink,
                       public IncidentStore,
-                      public ResultHistory {
+                      public ResultHistory,
+                      public ApiTokenStore,
+                      public ProbeDirectory {
  public:
   // Does not connect yet: call migrate() (or any method) to find out.
   PgStore(const std::string& url, size_t pool_size = 4);
@@ -67,6 +69,19 @@ class PgStore final : public ProbeRegistry,
   // Registers a probe (or gives an existing one a new token) and returns the
   // token, which is not stored anywhere: only its hash is.
   std::string add_probe(const std::string& name, const std::string& region);
+
+  // API tokens (vantage-coordinator add-api-token, list-api-tokens,
+  // revoke-api-token). add_api_token returns the token, stored nowhere: only
+  // its hash is. A name already taken (revoked tokens included) throws
+  // StorageError(kConflict). The name and role are the caller's to validate.
+  std::string add_api_token(const std::string& name, const std::string& role);
+  std::vector<ApiTokenRecord> list_api_tokens();
+  // False when no unrevoked token has this name.
+  bool revoke_api_token(const std::string& name);
+  std::optional<ApiTokenRecord> find_api_token(std::string_view token_sha256_hex) override;
+  void record_api_token_use(int32_t id) override;
+  std::vector<ProbeListing> list_probes(std::string_view after_name, std::string_view region,
+                                        size_t limit) override;
 
   std::optional<ProbeRecord> find_probe_by_token(std::string_view token_sha256_hex) override;
   ProbeRecord record_hello(int32_t key, std::string_view version) override;

@@ -48,6 +48,45 @@ class ProbeRegistry {
   virtual ProbeRecord record_hello(int32_t key, std::string_view version) = 0;
 };
 
+// A caller of the public API (migration 0004). The token itself is never
+// stored, only its SHA-256.
+struct ApiTokenRecord {
+  int32_t id = 0;
+  std::string name;
+  std::string role;  // "read", "write" or "admin" (coordinator/api_auth.h)
+  std::chrono::system_clock::time_point create_time;
+  std::optional<std::chrono::system_clock::time_point> last_used_time;
+  std::optional<std::chrono::system_clock::time_point> revoke_time;
+  bool revoked() const { return revoke_time.has_value(); }
+};
+
+class ApiTokenStore {
+ public:
+  virtual ~ApiTokenStore() = default;
+  // The token (revoked or not) whose token hashes to `token_sha256_hex`.
+  virtual std::optional<ApiTokenRecord> find_api_token(std::string_view token_sha256_hex) = 0;
+  // Sets last_used_time to now, unless it was set less than a minute ago.
+  virtual void record_api_token_use(int32_t id) = 0;
+};
+
+// A registered probe as the fleet API shows it.
+struct ProbeListing {
+  std::string name;
+  std::string region;
+  std::string version;  // from its last hello; empty before the first
+  uint64_t last_sequence = 0;
+  std::optional<std::chrono::system_clock::time_point> last_seen_time;
+};
+
+class ProbeDirectory {
+ public:
+  virtual ~ProbeDirectory() = default;
+  // Up to `limit` probes named after `after_name` (empty: from the first), in
+  // name order; only `region`'s unless it is empty.
+  virtual std::vector<ProbeListing> list_probes(std::string_view after_name, std::string_view region,
+                                                size_t limit) = 0;
+};
+
 class CheckRepository {
  public:
   virtual ~CheckRepository() = default;
@@ -93,7 +132,9 @@ class IncidentStore {
   virtual ~IncidentStore() = default;
   // In one transaction: upserts `changed` (full snapshots, timelines ignored)
   // and inserts `events`, skipping events already stored. Returns the events
-  // that were new, with their event_id: what to announce.
+  // that were new, with their event_id: what to announce. Kind, state, scope,
+  // widest scope and event type are stored by name (common/incident_names.h),
+  // so SQL can read and filter them.
   virtual std::vector<v1::IncidentEvent> save_incidents(const std::vector<v1::Incident>& changed,
                                                         const std::vector<v1::IncidentEvent>& events) = 0;
   // Open incidents and those resolved at or after `resolved_since`, oldest

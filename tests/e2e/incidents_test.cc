@@ -57,7 +57,8 @@ StackOptions edge_stack(const std::string& correlation) {
 
 struct StoredIncident {
   v1::Incident incident;
-  std::vector<v1::IncidentEventType> timeline;
+  std::vector<v1::IncidentEventType> timeline;  // read in time order, ties by event id
+  std::vector<v1::IncidentEvent> events;        // the same, whole
 };
 
 std::vector<StoredIncident> incidents(const Stack& stack) {
@@ -68,9 +69,11 @@ std::vector<StoredIncident> incidents(const Stack& stack) {
     StoredIncident s;
     pqxx::binarystring bytes(row[1]);
     EXPECT_TRUE(s.incident.ParseFromString(bytes.str()));
-    for (const auto& e : tx.exec_params("SELECT type FROM incident_events WHERE incident_id = $1 ORDER BY time, id",
+    for (const auto& e : tx.exec_params("SELECT detail FROM incident_events WHERE incident_id = $1 ORDER BY time, id",
                                         row[0].as<std::string>())) {
-      s.timeline.push_back(static_cast<v1::IncidentEventType>(e[0].as<int>()));
+      pqxx::binarystring event_bytes(e[0]);
+      EXPECT_TRUE(s.events.emplace_back().ParseFromString(event_bytes.str()));
+      s.timeline.push_back(s.events.back().type());
     }
     out.push_back(std::move(s));
   }
@@ -169,6 +172,13 @@ TEST(Incidents, A520EverywhereIsAGlobalOutageThatSurvivesACoordinatorCrash) {
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].incident.scope(), v1::SCOPE_GLOBAL);
   EXPECT_EQ(found[0].incident.affected_regions_size(), 3);
+  // It opens as what it is: one `opened` event, global, not a narrower
+  // opening widened a moment later.
+  ASSERT_FALSE(found[0].events.empty());
+  EXPECT_EQ(found[0].events[0].type(), v1::INCIDENT_EVENT_TYPE_OPENED) << found[0].events[0].DebugString();
+  EXPECT_EQ(found[0].events[0].scope(), v1::SCOPE_GLOBAL) << found[0].events[0].DebugString();
+  EXPECT_FALSE(has(found[0].timeline, v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED)) << stack.coordinator().output();
+  EXPECT_LT(metric(stack, "vantage_incident_events_total{type=\"scope_changed\"}"), 1) << "absent or zero";
   // The first failure brought re-checks from the other two regions: that is
   // what confirms it within one interval.
   EXPECT_GE(metric(stack, "vantage_rechecks_requested_total"), 2);
@@ -191,6 +201,14 @@ TEST(Incidents, A520EverywhereIsAGlobalOutageThatSurvivesACoordinatorCrash) {
   EXPECT_EQ(found[0].incident.id(), id);
   EXPECT_EQ(std::count(found[0].timeline.begin(), found[0].timeline.end(), v1::INCIDENT_EVENT_TYPE_OPENED), 1);
   EXPECT_EQ(std::count(found[0].timeline.begin(), found[0].timeline.end(), v1::INCIDENT_EVENT_TYPE_RESOLVED), 1);
+  // Readable in SQL, its widest scope kept whatever it narrowed to last.
+  pqxx::connection c(stack.database());
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(tx.exec1("SELECT string_agg(id || ' ' || kind || ' ' || state, ',') FROM incidents "
+                     "WHERE widest_scope = 'global'")[0].as<std::string>(),
+            id + " outage resolved");
+  EXPECT_EQ(tx.exec1("SELECT type || ' ' || scope FROM incident_events ORDER BY time, id LIMIT 1")[0].as<std::string>(),
+            "opened global");
 }
 
 TEST(Incidents, ScatteredSingle520sAreAnIntermittentIncidentWithTheKeepAliveDiagnosis) {

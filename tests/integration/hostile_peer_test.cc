@@ -104,14 +104,14 @@ class FakeSink : public storage::ResultSink {
 struct Service {
   explicit Service(coordinator::ProbeServiceOptions options = {}, coordinator::IngestOptions ingest_options = {}) {
     ingest = std::make_unique<coordinator::Ingest>(sink, metrics, ingest_options);
-    service = std::make_unique<coordinator::ProbeServiceImpl>(probes, *ingest, checks, metrics, options);
+    service = std::make_unique<coordinator::ProbeServiceImpl>(probes, *ingest, sessions, metrics, options);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(service.get());
     server = builder.BuildAndStart();
   }
   ~Service() {
-    service->cancel_all();
+    sessions.cancel_all();
     server->Shutdown(std::chrono::system_clock::now() + seconds(5));
     server->Wait();
     ingest->stop();
@@ -124,6 +124,7 @@ struct Service {
   FakeSink sink;
   coordinator::CheckRegistry checks;
   coordinator::CoordinatorMetrics metrics{std::make_shared<prometheus::Registry>()};
+  coordinator::ProbeSessions sessions{checks, metrics};
   std::unique_ptr<coordinator::Ingest> ingest;
   std::unique_ptr<coordinator::ProbeServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -231,7 +232,7 @@ TEST(HostilePeer, AProbeThatStopsReadingBlocksNeitherRechecksNorOtherProbes) {
   std::vector<size_t> asked;
   for (int i = 0; i < kRechecks; ++i) {
     auto call = std::async(std::launch::async, [&, i] {
-      return s.service->request_recheck(1, {"eu", "ap"}, "r-" + std::to_string(i), reason);
+      return s.sessions.request_recheck(1, {"eu", "ap"}, "r-" + std::to_string(i), reason);
     });
     ASSERT_EQ(call.wait_for(seconds(60)), std::future_status::ready) << "request_recheck blocked at " << i;
     asked.push_back(call.get());

@@ -1,6 +1,7 @@
 // PgStore against a real PostgreSQL.
 #include "storage/pg_store.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <pqxx/pqxx>
@@ -249,6 +250,130 @@ TEST_F(StorageTest, RestoreLoadsOpenAndRecentlyResolvedIncidents) {
   EXPECT_EQ(loaded[1].id(), "7-recent");
   ASSERT_EQ(loaded[1].timeline_size(), 1) << "the correlator counts openings in the timeline";
   EXPECT_EQ(loaded[1].timeline(0).type(), v1::INCIDENT_EVENT_TYPE_OPENED);
+}
+
+TEST_F(StorageTest, IncidentsAreReadableInSqlWithTheirWidestScope) {
+  const int64_t t0 = 1'790'000'000;
+  // A global outage that narrowed to one region before it resolved.
+  auto resolved = incident("7-1", v1::INCIDENT_STATE_RESOLVED, t0);
+  resolved.set_widest_scope(v1::SCOPE_GLOBAL);
+  auto opened = event("7-1", v1::INCIDENT_EVENT_TYPE_OPENED, t0 + 60);
+  opened.set_scope(v1::SCOPE_GLOBAL);
+  store_->save_incidents({resolved}, {opened, event("7-1", v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED, t0 + 200),
+                                      event("7-1", v1::INCIDENT_EVENT_TYPE_RESOLVED, t0 + 300)});
+  // A narrower one, and one whose snapshot claims a widest scope narrower than its scope.
+  store_->save_incidents({incident("7-2", v1::INCIDENT_STATE_OPEN, t0 + 1000)}, {});
+  auto inconsistent = incident("7-3", v1::INCIDENT_STATE_OPEN, t0 + 2000);
+  inconsistent.set_widest_scope(v1::SCOPE_PROBE);
+  store_->save_incidents({inconsistent}, {});
+
+  auto row = one_row("SELECT string_agg(id, ',' ORDER BY id) FROM incidents WHERE widest_scope = 'global'");
+  EXPECT_EQ(row[0].as<std::string>(), "7-1") << "past global outages are found by SQL";
+  row = one_row("SELECT kind, state, scope, widest_scope FROM incidents WHERE id = '7-1'");
+  EXPECT_EQ(row[0].as<std::string>(), "outage");
+  EXPECT_EQ(row[1].as<std::string>(), "resolved");
+  EXPECT_EQ(row[2].as<std::string>(), "region");
+  EXPECT_EQ(row[3].as<std::string>(), "global");
+  EXPECT_EQ(one_row("SELECT widest_scope FROM incidents WHERE id = '7-3'")[0].as<std::string>(), "region")
+      << "never narrower than the current scope";
+  row = one_row("SELECT string_agg(type || ' ' || scope, ', ' ORDER BY time, id) FROM incident_events");
+  EXPECT_EQ(row[0].as<std::string>(), "opened global, scope_changed region, resolved region");
+
+  // Kept up to date: the open one widens.
+  auto widened = incident("7-2", v1::INCIDENT_STATE_OPEN, t0 + 1000);
+  widened.set_scope(v1::SCOPE_GLOBAL);
+  widened.set_widest_scope(v1::SCOPE_GLOBAL);
+  store_->save_incidents({widened}, {});
+  EXPECT_EQ(one_row("SELECT count(*) FROM incidents WHERE widest_scope = 'global'")[0].as<int>(), 2);
+  auto back = store_->get_incident("7-1");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->widest_scope(), v1::SCOPE_GLOBAL);
+}
+
+TEST_F(StorageTest, EveryEnumValueIsStoredByNameAndOthersAreRefused) {
+  // The CHECK constraints of migration 0005 accept every name the code
+  // writes (common/incident_names.h), unspecified included.
+  const int64_t t0 = 1'790'000'000;
+  int n = 0;
+  auto save = [&](auto mutate) {
+    ++n;
+    auto i = incident(fmt::format("7-{}", n), v1::INCIDENT_STATE_OPEN, t0 + n);
+    auto e = event(i.id(), v1::INCIDENT_EVENT_TYPE_OPENED, t0 + n);
+    mutate(i, e);
+    EXPECT_NO_THROW(store_->save_incidents({i}, {e})) << i.ShortDebugString() << " " << e.ShortDebugString();
+  };
+  for (int k = 0; k < v1::IncidentKind_descriptor()->value_count(); ++k) {
+    save([&](v1::Incident& i, v1::IncidentEvent&) {
+      i.set_kind(static_cast<v1::IncidentKind>(v1::IncidentKind_descriptor()->value(k)->number()));
+    });
+  }
+  for (int k = 0; k < v1::IncidentState_descriptor()->value_count(); ++k) {
+    save([&](v1::Incident& i, v1::IncidentEvent&) {
+      i.set_state(static_cast<v1::IncidentState>(v1::IncidentState_descriptor()->value(k)->number()));
+    });
+  }
+  for (int k = 0; k < v1::Scope_descriptor()->value_count(); ++k) {
+    const auto scope = static_cast<v1::Scope>(v1::Scope_descriptor()->value(k)->number());
+    save([&](v1::Incident& i, v1::IncidentEvent& e) {
+      i.set_scope(scope);
+      i.set_widest_scope(scope);
+      e.set_scope(scope);
+    });
+  }
+  for (int k = 0; k < v1::IncidentEventType_descriptor()->value_count(); ++k) {
+    save([&](v1::Incident&, v1::IncidentEvent& e) {
+      e.set_type(static_cast<v1::IncidentEventType>(v1::IncidentEventType_descriptor()->value(k)->number()));
+    });
+  }
+  EXPECT_EQ(one_row("SELECT count(*) FROM incident_events WHERE type = 'flapping_changed'")[0].as<int>(), 1);
+  pqxx::connection c(url_);
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("UPDATE incidents SET scope = 'continent' WHERE id = '7-1'"), pqxx::check_violation);
+}
+
+TEST(StorageMigration, ExistingIncidentsBecomeReadableWithTheirWidestScope) {
+  // A database at version 4, with incidents stored as numbers.
+  const auto url = PostgresEnvironment::fresh_database();
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec0("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+             " apply_time timestamptz NOT NULL DEFAULT now())");
+    for (const auto& m : migrations()) {
+      if (m.version >= 5) continue;
+      tx.exec(m.sql);
+      tx.exec_params0("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name);
+    }
+    // A resolved global outage stored with its last (narrow) scope, and a row
+    // with numbers no enum knows.
+    tx.exec0("INSERT INTO incidents (id, check_id, kind, state, scope, first_failure_time, detail) VALUES "
+             "('7-1', 7, 1, 2, 3, '2026-09-01 10:00:00+00', ''::bytea), "
+             "('7-2', 7, 2, 1, 1, '2026-09-02 10:00:00+00', ''::bytea), "
+             "('7-3', 7, 9, 0, 0, '2026-09-03 10:00:00+00', ''::bytea)");
+    tx.exec0("INSERT INTO incident_events (incident_id, type, time, scope, detail) VALUES "
+             "('7-1', 1, '2026-09-01 10:01:00+00', 3, ''::bytea), ('7-1', 2, '2026-09-01 10:01:01+00', 4, ''::bytea), "
+             "('7-1', 2, '2026-09-01 10:04:00+00', 3, ''::bytea), ('7-1', 5, '2026-09-01 10:05:00+00', 3, ''::bytea), "
+             "('7-3', 7, '2026-09-03 10:01:00+00', 8, ''::bytea)");
+    tx.commit();
+  }
+  PgStore store(url);
+  EXPECT_EQ(store.migrate(), static_cast<int>(migrations().size()) - 4);
+  pqxx::connection c(url);
+  pqxx::read_transaction tx(c);
+  auto rows = tx.exec("SELECT id, kind, state, scope, widest_scope FROM incidents ORDER BY id");
+  ASSERT_EQ(rows.size(), 3u);
+  auto text = [](const pqxx::row& r) {
+    return fmt::format("{} {} {} {} {}", r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str(), r[4].c_str());
+  };
+  EXPECT_EQ(text(rows[0]), "7-1 outage resolved region global") << "the widest scope its timeline shows";
+  EXPECT_EQ(text(rows[1]), "7-2 intermittent open probe probe");
+  EXPECT_EQ(text(rows[2]), "7-3 unspecified unspecified unspecified unspecified");
+  EXPECT_EQ(tx.exec1("SELECT string_agg(type || ' ' || scope, ', ' ORDER BY time) FROM incident_events "
+                     "WHERE incident_id = '7-1'")[0].as<std::string>(),
+            "opened region, scope_changed global, scope_changed region, resolved region");
+  EXPECT_EQ(tx.exec1("SELECT type || ' ' || scope FROM incident_events WHERE incident_id = '7-3'")[0].as<std::string>(),
+            "unspecified unspecified");
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM incidents WHERE state = 'open'")[0].as<int>(), 1);
 }
 
 TEST_F(StorageTest, RecentResultsComeBackForTheCorrelatorsReplay) {

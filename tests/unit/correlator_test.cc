@@ -16,6 +16,7 @@
 #include <set>
 
 #include "common/check_config.h"
+#include "common/proto_time.h"
 
 namespace vantage::correlation {
 namespace {
@@ -99,6 +100,12 @@ struct Harness {
 
   Output feed(const Observation& o) {
     auto out = correlator.observe(o);
+    record(out);
+    return out;
+  }
+  // Results committed together, as the coordinator hands them over.
+  Output feed_batch(const std::vector<Observation>& batch) {
+    auto out = correlator.observe(std::span<const Observation>(batch));
     record(out);
     return out;
   }
@@ -319,6 +326,101 @@ TEST(Flapping, EndsWhenTheOutagesLeaveTheWindow) {
   EXPECT_FALSE(h.only_incident().flapping());
   EXPECT_EQ(h.log({v1::INCIDENT_EVENT_TYPE_FLAPPING_CHANGED}).back(), "flapping global 3600s")
       << "stamped when the first outage left the 1 h window";
+}
+
+// ---------------------------------------------------------------------------
+// Opening at the scope the results in hand support (one batch, one decision)
+
+TEST(Opening, RechecksCommittedWithTheConfirmationOpenAtTheirScope) {
+  // eu's second 520 confirms alone; the re-checks' 520s from us and ap were
+  // committed in the same batch, a few milliseconds later.
+  auto batch = [](const Harness& h) {
+    return std::vector<Observation>{h.make(kEu, 60s, false), h.make(kUs, 60s + 4ms, false, 520, true),
+                                    h.make(kAp, 60s + 9ms, false, 520, true)};
+  };
+  Harness one_by_one;
+  one_by_one.all_ok(-60s);
+  one_by_one.fail(kEu, 0s);
+  for (const auto& o : batch(one_by_one)) one_by_one.feed(o);
+  EXPECT_THAT(one_by_one.log(), ElementsAre("opened region 60s", "scope global 60s"))
+      << "fed one at a time, each result is a decision";
+
+  Harness h;
+  h.all_ok(-60s);
+  h.fail(kEu, 0s);
+  h.feed_batch(batch(h));
+  ASSERT_EQ(h.events.size(), 1u) << ::testing::PrintToString(h.log());
+  const auto& opened = h.events[0];
+  EXPECT_EQ(opened.type(), v1::INCIDENT_EVENT_TYPE_OPENED);
+  EXPECT_EQ(opened.scope(), v1::SCOPE_GLOBAL);
+  EXPECT_THAT(opened.message(), ::testing::HasSubstr("scope global"));
+  EXPECT_EQ(from_timestamp(opened.time()), kT0 + 60s + 4ms) << "stamped when the results showed its scope";
+  const auto& inc = h.only_incident();
+  EXPECT_EQ(inc.scope(), v1::SCOPE_GLOBAL);
+  EXPECT_EQ(inc.widest_scope(), v1::SCOPE_GLOBAL);
+  EXPECT_EQ(from_timestamp(inc.confirm_time()), kT0 + 60s) << "confirmed by eu's second failure";
+  EXPECT_THAT(inc.affected_regions(), ::testing::UnorderedElementsAre("eu", "us", "ap"));
+  EXPECT_EQ(inc.failure_count(), 4u);
+  EXPECT_EQ(inc.recurrence_24h(), 1u);
+}
+
+TEST(Opening, ACauseSeenInTheSameBatchIsTheOpeningsCause) {
+  Harness h;
+  h.all_ok(-60s);
+  h.fail(kEu, 0s, 522);
+  // eu's second failure confirms (522); us and ap report 520 in the same batch.
+  h.feed_batch({h.make(kEu, 60s, false, 522), h.make(kUs, 61s, false, 520, true), h.make(kAp, 61s, false, 520, true)});
+  EXPECT_THAT(h.log(), ElementsAre("opened global 61s"));
+  EXPECT_EQ(h.events[0].diagnosis().cause_id(), "edge_520") << "the most common failure of the batch";
+  EXPECT_EQ(h.only_incident().dominant_edge_code(), 520u);
+}
+
+TEST(Opening, ResultsBeyondOneIntervalOfTheConfirmationAreChangesOfTheirOwn) {
+  // A spool catching up: minutes of results in one batch.
+  Harness h;
+  h.all_ok(-60s);
+  h.feed_batch({h.make(kEu, 0s, false), h.make(kEu, 60s, false), h.make(kUs, 50s, true), h.make(kUs, 130s, false),
+                h.make(kAp, 60s, true), h.make(kAp, 135s, false)});
+  EXPECT_THAT(h.log(), ElementsAre("opened region 60s", "scope global 130s"));
+  EXPECT_EQ(h.events[0].scope(), v1::SCOPE_REGION);
+}
+
+TEST(Opening, AResolutionInTheSameBatchComesAfterTheOpening) {
+  Harness h;
+  h.all_ok(-60s);
+  h.feed_batch({h.make(kEu, 0s, false), h.make(kEu, 60s, false), h.make(kEu, 120s, true), h.make(kEu, 180s, true)});
+  EXPECT_THAT(h.log(), ElementsAre("opened region 60s", "resolved region 180s"));
+  EXPECT_EQ(h.only_incident().state(), v1::INCIDENT_STATE_RESOLVED);
+}
+
+// ---------------------------------------------------------------------------
+// Event stamps: monotonic per incident
+
+TEST(Stamps, AnEarlierResultThatWidensIsStampedNoEarlierThanTheOpening) {
+  Harness h;
+  h.all_ok(-60s);
+  h.fail(kEu, 0s);
+  h.fail(kEu, 60s);
+  // us's 520 started at 30 s but arrives after eu's confirmation.
+  h.fail(kUs, 30s);
+  EXPECT_THAT(h.log(), ElementsAre("opened region 60s", "scope global 60s"));
+  EXPECT_EQ(h.events[1].type(), v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED);
+  EXPECT_GE(from_timestamp(h.events[1].time()), from_timestamp(h.events[0].time()));
+}
+
+TEST(Stamps, TheResolutionIsNeverBeforeTheLastChange) {
+  Harness h;
+  h.all_ok(-60s);
+  h.fail(kEu, 0s);
+  h.fail(kEu, 60s);
+  h.fail(kUs, 90s);
+  h.ok(kUs, 95s);
+  h.ok(kUs, 100s);
+  // eu's recoveries started before us's but arrive after them.
+  h.ok(kEu, 70s);
+  h.ok(kEu, 80s);
+  EXPECT_THAT(h.log(), ElementsAre("opened region 60s", "scope global 90s", "scope region 95s", "resolved region 95s"));
+  EXPECT_EQ(at_text(h.only_incident().resolve_time()), "95s");
 }
 
 // ---------------------------------------------------------------------------
@@ -1022,11 +1124,28 @@ void check_properties(uint32_t seed, bool colos) {
     }
   };
 
+  // Read in time order (ties in emission order), a timeline begins with its
+  // opening and never goes back in time.
+  std::map<std::string, TimePoint> last_stamp;
+  auto check_stamps = [&](const Output& out) {
+    for (const auto& e : out.events) {
+      const auto t = from_timestamp(e.time());
+      auto [it, first] = last_stamp.emplace(e.incident_id(), t);
+      if (first) {
+        EXPECT_EQ(e.type(), v1::INCIDENT_EVENT_TYPE_OPENED) << e.incident_id();
+      } else {
+        EXPECT_GE(t, it->second) << e.incident_id() << " " << event_name(e.type());
+        it->second = t;
+      }
+    }
+  };
+
   for (const auto& o : sim.stream) {
     // Ticks every 20 s of stream time, as the coordinator would.
     while (o.time - last_tick >= 20s) {
       last_tick += 20s;
       auto out = h.tick(std::chrono::duration_cast<Duration>(last_tick - kT0));
+      check_stamps(out);
       for (const auto& e : out.events) {
         EXPECT_NE(e.type(), v1::INCIDENT_EVENT_TYPE_OPENED) << "a tick opens nothing";
         if (e.type() == v1::INCIDENT_EVENT_TYPE_RESOLVED) open_by_kind.erase(h.incidents.at(e.incident_id()).kind());
@@ -1043,6 +1162,7 @@ void check_properties(uint32_t seed, bool colos) {
       l.ok = o.ok;
     }
     auto out = h.feed(o);
+    check_stamps(out);
     for (const auto& e : out.events) {
       const auto& inc = h.incidents.at(e.incident_id());
       if (e.type() == v1::INCIDENT_EVENT_TYPE_OPENED || e.type() == v1::INCIDENT_EVENT_TYPE_REOPENED) {
@@ -1126,6 +1246,49 @@ TEST(Properties, SameStreamSameEvents) {
       return describe(h.events);
     };
     EXPECT_EQ(run(), run()) << "seed " << seed;
+  }
+}
+
+TEST(Properties, BatchesOpenTheSameIncidentsInOrderedTimelines) {
+  for (uint32_t seed = 501; seed < 501 + seed_count(12); ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    const Sim sim = random_stream(seed, seed % 2 == 0, 200);
+    Harness single, batched;
+    for (const auto& o : sim.stream) single.feed(o);
+    std::mt19937 rng(seed);
+    for (size_t i = 0; i < sim.stream.size();) {
+      const size_t n = std::min<size_t>(sim.stream.size() - i, std::uniform_int_distribution<size_t>(1, 12)(rng));
+      batched.feed_batch(std::vector<Observation>(sim.stream.begin() + static_cast<std::ptrdiff_t>(i),
+                                                  sim.stream.begin() + static_cast<std::ptrdiff_t>(i + n)));
+      i += n;
+    }
+    // The same decisions; only what a batch folds into an opening differs.
+    auto ids = [](const Harness& h) {
+      std::vector<std::string> out;
+      for (const auto& [id, inc] : h.incidents) out.push_back(fmt::format("{} {}", id, inc.state()));
+      return out;
+    };
+    EXPECT_EQ(ids(batched), ids(single));
+    auto count = [](const Harness& h, v1::IncidentEventType type) {
+      return std::count_if(h.events.begin(), h.events.end(), [&](const auto& e) { return e.type() == type; });
+    };
+    for (auto type :
+         {v1::INCIDENT_EVENT_TYPE_OPENED, v1::INCIDENT_EVENT_TYPE_REOPENED, v1::INCIDENT_EVENT_TYPE_RESOLVED}) {
+      EXPECT_EQ(count(batched, type), count(single, type)) << event_name(type);
+    }
+    EXPECT_LE(count(batched, v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED),
+              count(single, v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED));
+    std::map<std::string, TimePoint> last;
+    for (const auto& e : batched.events) {
+      const auto t = from_timestamp(e.time());
+      auto [it, first] = last.emplace(e.incident_id(), t);
+      if (first) {
+        EXPECT_EQ(e.type(), v1::INCIDENT_EVENT_TYPE_OPENED);
+      } else {
+        EXPECT_GE(t, it->second) << e.incident_id() << " " << event_name(e.type());
+        it->second = t;
+      }
+    }
   }
 }
 

@@ -1,0 +1,181 @@
+#pragma once
+// The one owner of the probes' open streams: who is connected, what each was
+// told to run, and every message sent to them besides acknowledgements
+// (assignments, assignment diffs, re-checks). The probe service opens and
+// closes sessions; the incident tracker asks for re-checks; a checks reload
+// sends diffs; the API lists sessions. All of them share one ProbeSessions,
+// built before them and passed in.
+//
+// Nothing here blocks on a probe (architecture.md, "Trust boundaries"):
+// every message goes through the bounded queue of the stream's own writer
+// thread (ProbeSession), and a probe whose queue is full has stopped reading
+// and is ended.
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "coordinator/check_registry.h"
+#include "coordinator/metrics.h"
+#include "storage/store.h"
+#include "vantage/v1/probe_service.grpc.pb.h"
+
+namespace vantage::coordinator {
+
+// What a probe accepts in one message (gRPC's default receive limit).
+inline constexpr size_t kMaxProbeMessageBytes = 4 * 1024 * 1024;
+
+// Why the coordinator ended a stream (vantage_probe_streams_ended_total).
+enum class EndReason { kStoppedReading, kHelloTimeout, kUnreadableMessage, kAssignmentTooLarge };
+const char* end_label(EndReason reason);
+
+// One stream's outgoing side. gRPC's sync API allows one Write at a time per
+// stream and a Write blocks while the peer does not read, so only this
+// stream's writer thread writes; everyone else queues and never waits. The
+// writer thread also enforces the hello deadline.
+class ProbeSession {
+ public:
+  // The stream as bytes (see ProbeServiceImpl).
+  using RawStream = grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
+
+  ProbeSession(grpc::ServerContext* context, RawStream* stream, size_t max_queued_messages,
+               std::chrono::milliseconds hello_timeout);
+  ~ProbeSession();
+  ProbeSession(const ProbeSession&) = delete;
+  ProbeSession& operator=(const ProbeSession&) = delete;
+
+  // Set once, before the session is shared with other threads: the probe as
+  // registered (its region is never what a message says).
+  storage::ProbeRecord probe;
+
+  // Whether results of the check are accepted on this stream: every check
+  // this stream was ever assigned (a probe may still send results of a check
+  // just removed; results of checks removed before the stream began are refused).
+  bool runs(int64_t check_id) const;
+  // Whether the check is assigned now (re-checks go only there).
+  bool assigned_now(int64_t check_id) const;
+  size_t assigned_count() const;
+
+  void hello_received();
+
+  enum class Push { kQueued, kFull, kClosed };
+  // Never blocks. `bounded` messages count against the queue's capacity; a
+  // full queue means the probe stopped reading: the stream is ended.
+  Push push(v1::CoordinatorMessage message, bool bounded = true);
+
+  // Ends the stream from any thread: its handler's Read returns.
+  void cancel();
+  // The handler's last step: writes what is queued (for at most
+  // `drain_timeout`), then stops the writer. The context is not touched after.
+  void finish(std::chrono::milliseconds drain_timeout);
+
+  std::optional<EndReason> end_reason() const;
+  size_t queued() const;
+  // Records why the coordinator ends the stream, when its handler returns
+  // the status that says so (a cancelled stream would hide the status).
+  void ending(EndReason reason);
+
+ private:
+  friend class ProbeSessions;
+  struct Queued {
+    v1::CoordinatorMessage message;
+    bool bounded;
+  };
+  void end_locked(EndReason reason);
+  void write_loop();
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  grpc::ServerContext* context_;  // null once the handler has finished
+  RawStream* stream_;
+  const size_t capacity_;
+  const std::chrono::steady_clock::time_point hello_deadline_;
+  std::deque<Queued> queue_;
+  size_t bounded_queued_ = 0;
+  bool hello_ = false;
+  bool finishing_ = false;  // the handler is done reading: drain, then stop
+  bool closed_ = false;     // nothing more is written
+  bool writer_done_ = false;
+  std::optional<EndReason> end_reason_;
+
+  // What the probe was told to run: check id -> version sent. Changed only
+  // by ProbeSessions under its lock; read by the stream's handler.
+  mutable std::mutex assignment_mu_;
+  std::map<int64_t, int64_t> assigned_;
+  std::unordered_set<int64_t> ever_assigned_;
+
+  std::thread writer_;  // last: started once everything above exists
+};
+
+// An open stream as the API shows it.
+struct OpenSession {
+  std::string probe;
+  std::string region;
+  size_t assigned_checks = 0;
+};
+
+// What one reload changed, summed over the probes it was sent to.
+struct AssignmentChanges {
+  size_t probes = 0;  // probes sent a diff
+  size_t added = 0;
+  size_t updated = 0;
+  size_t removed = 0;
+};
+
+class ProbeSessions {
+ public:
+  ProbeSessions(const CheckRegistry& checks, CoordinatorMetrics& metrics);
+
+  // Queues `welcome`, then the checks of the probe's region (in parts when
+  // the probe accepts them), and registers the session, replacing (and
+  // cancelling) an older stream of the same probe. One step under the lock
+  // that send_changes() takes, so a probe that connects during a reload gets
+  // either the old set and the diff, or the new set. Not OK (and not
+  // registered) when an assignment message would be larger than a probe
+  // accepts.
+  grpc::Status open(const std::shared_ptr<ProbeSession>& session, v1::CoordinatorMessage welcome,
+                    bool accepts_parts);
+  // Unregisters the session if it is still the probe's current one. True if it was.
+  bool close(const std::shared_ptr<ProbeSession>& session);
+  // Ends every open stream (on shutdown).
+  void cancel_all();
+
+  // Asks the connected probes of `regions` that run the check for an
+  // immediate attempt. Never blocks on a probe. Returns how many were asked.
+  size_t request_recheck(int64_t check_id, const std::vector<std::string>& regions, const std::string& request_id,
+                         const std::string& reason);
+
+  // Sends every open session a CheckAssignmentDiff from what it was told to
+  // run to what the registry now says for its region: added, updated (the
+  // version changed) and removed checks only; nothing to a probe whose
+  // checks did not change.
+  AssignmentChanges send_changes();
+
+  std::vector<OpenSession> list() const;
+
+ private:
+  const CheckRegistry& checks_;
+  CoordinatorMetrics& metrics_;
+  mutable std::mutex mu_;
+  // One open stream per probe: a newer one replaces (cancels) an older one.
+  std::map<std::string, std::shared_ptr<ProbeSession>> sessions_;
+};
+
+// The messages that carry a diff: removals first, then added and updated
+// checks in parts of at most kChecksPerAssignmentPart checks and
+// kAssignmentPartBytes (each part applies on its own). Empty when nothing changed.
+std::vector<v1::CoordinatorMessage> diff_messages(const std::map<int64_t, int64_t>& had,
+                                                  const std::vector<v1::Check>& now);
+
+}  // namespace vantage::coordinator
