@@ -30,7 +30,11 @@ trap cleanup EXIT
 say() { echo "soak.sh: $(date -u +%H:%M:%S) $*" >&2; }
 . bench/lib.sh
 sql() { psql "$db" -Atc "$1"; }
-series() { curl -fsS "http://127.0.0.1:$1/metrics" | grep -cv '^#'; }
+# The number of series at PORT; their names and labels are kept in FILE (to diff early and late).
+series() {  # port file
+  curl -fsS "http://127.0.0.1:$1/metrics" | grep -v '^#' | sed 's/ [^ ]*$//' | sort >"$work/$2"
+  wc -l <"$work/$2"
+}
 
 db=$(./scripts/local-postgres.sh start "$work/pg" --fast)
 origin_port=$(free_port)
@@ -89,8 +93,8 @@ total=$((minutes * 60))
 early=$((total / 10))
 say "running for $minutes min (work dir $work)"
 sleep "$early"
-series_early=$(series "$metrics_port")
-probe_series_early=$(series "${probe_ports[0]}")
+series_early=$(series "$metrics_port" series-coordinator-early.txt)
+probe_series_early=$(series "${probe_ports[0]}" series-probe-early.txt)
 say "series after $early s: coordinator $series_early, probe us-1 $probe_series_early"
 
 say "stalling probe ap-1 (SIGSTOP) for $early s"
@@ -107,8 +111,8 @@ sleep 5
 start_coordinator
 sleep $((total - total / 2 - 5))
 
-series_late=$(series "$metrics_port")
-probe_series_late=$(series "${probe_ports[0]}")
+series_late=$(series "$metrics_port" series-coordinator-late.txt)
+probe_series_late=$(series "${probe_ports[0]}" series-probe-late.txt)
 say "series at the end: coordinator $series_late, probe us-1 $probe_series_late"
 
 # Let the probes drain, then stop them gracefully (each logs its last sequence).
@@ -117,16 +121,19 @@ for n in 0 1 2; do kill -TERM "${probe_pids[$n]}"; done
 for n in 0 1 2; do wait "${probe_pids[$n]}" || true; done
 
 status=0
-printf "%-6s %10s %10s %10s %10s %8s\n" probe produced stored distinct "bad checks" dropped
+printf "%-6s %10s %10s %10s %10s %8s\n" probe produced stored distinct hostile dropped
 for n in 0 1 2; do
   id=${ids[$n]}
   produced=$(sed -n 's/.*msg=stopped last_sequence=\([0-9]*\).*/\1/p' "$work/probe-$id.log" | tail -1)
   stored=$(sql "SELECT count(*) FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = '$id'")
   distinct=$(sql "SELECT count(DISTINCT seq) FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = '$id'")
   hostile=$(sql "SELECT count(*) FROM results r JOIN probes p ON p.id = r.probe_id JOIN checks c ON c.id = r.check_id WHERE p.name = '$id' AND c.name LIKE 'hostile-%'")
-  dropped=$(grep -c 'dropped' "$work/probe-$id.log" || true)
-  printf "%-6s %10s %10s %10s %10s %8s\n" "$id" "${produced:-?}" "$stored" "$distinct" "$hostile" "$dropped"
-  [ -n "$produced" ] && [ "$produced" = "$stored" ] && [ "$stored" = "$distinct" ] || status=1
+  dropped=$(sed -n 's/.*msg=stopped .*dropped_total=\([0-9]*\).*/\1/p' "$work/probe-$id.log" | tail -1)
+  printf "%-6s %10s %10s %10s %10s %8s\n" "$id" "${produced:-?}" "$stored" "$distinct" "$hostile" "${dropped:-?}"
+  [ -n "$produced" ] && [ "$produced" = "$stored" ] && [ "$stored" = "$distinct" ] && [ "$dropped" = 0 ] || status=1
 done
 echo "series: coordinator $series_early -> $series_late, probe us-1 $probe_series_early -> $probe_series_late"
+echo "series added during the run (coordinator):"
+comm -13 "$work/series-coordinator-early.txt" "$work/series-coordinator-late.txt" | sed 's/^/  /'
+echo "(a colo label is a known Cloudflare colo or \"other\": a site sending random codes adds at most one series per known code)"
 exit $status
