@@ -90,7 +90,7 @@ done
 cat <<INFO
 
 Vantage is running.
-  gRPC (probe stream, health, reflection): 127.0.0.1:$grpc_port
+  gRPC (probes, API, health, reflection):  127.0.0.1:$grpc_port
   Prometheus metrics:                      http://127.0.0.1:$metrics_port/metrics
   the monitored example site:              http://127.0.0.1:$lab_port/
   checks:                                  $state/checks.yaml
