@@ -1,7 +1,8 @@
 #pragma once
 // The checks the coordinator currently runs, and which probe gets which.
-// Replaced whole at start and by each good reload of the checks file
-// (checks_reloader.h); ProbeSessions turns a replacement into diffs.
+// Replaced whole, by CheckPublisher (checks_reloader.h), at start, after each
+// good reload of the checks file and after each change through CheckService;
+// ProbeSessions turns a replacement into diffs.
 
 #include <algorithm>
 #include <mutex>

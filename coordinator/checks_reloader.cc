@@ -17,14 +17,25 @@ namespace {
 constexpr auto kStorageRetryInterval = std::chrono::seconds(10);
 }  // namespace
 
+std::vector<v1::Check> CheckPublisher::publish(const std::function<std::vector<v1::Check>()>& store_and_read,
+                                               AssignmentChanges* changes) {
+  std::lock_guard lock(mu_);
+  auto stored = store_and_read();
+  registry_.replace(stored);
+  metrics_.checks.Set(static_cast<double>(stored.size()));
+  incidents_.set_checks(stored);
+  // After the registry: a probe connecting now gets the new set, or the old
+  // one and this diff (ProbeSessions::open).
+  if (changes) *changes = sessions_.send_changes();
+  return stored;
+}
+
 ChecksReloader::ChecksReloader(std::string path, storage::CheckRepository& store, CheckRegistry& registry,
-                               ProbeSessions& sessions, IncidentTracker& incidents, CoordinatorMetrics& metrics,
-                               std::chrono::milliseconds poll)
+                               CheckPublisher& publisher, CoordinatorMetrics& metrics, std::chrono::milliseconds poll)
     : path_(std::move(path)),
       store_(store),
       registry_(registry),
-      sessions_(sessions),
-      incidents_(incidents),
+      publisher_(publisher),
       metrics_(metrics),
       poll_(poll) {}
 
@@ -51,13 +62,7 @@ std::optional<size_t> ChecksReloader::content_hash() const {
 }
 
 std::vector<v1::Check> ChecksReloader::apply(const std::vector<v1::Check>& file_checks, AssignmentChanges* changes) {
-  auto stored = store_.sync_file_checks(file_checks);
-  registry_.replace(stored);
-  metrics_.checks.Set(static_cast<double>(stored.size()));
-  incidents_.set_checks(stored);
-  // After the registry: a probe connecting now gets the new set, or the old
-  // one and this diff (ProbeSessions::open).
-  if (changes) *changes = sessions_.send_changes();
+  auto stored = publisher_.publish([&] { return store_.sync_file_checks(file_checks); }, changes);
   metrics_.config_last_reload_success.Set(static_cast<double>(
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
   return stored;

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -35,6 +36,29 @@
 
 namespace vantage::coordinator {
 
+// The one step after the stored set of checks changed, whether by the file
+// or by CheckService: the registry, the checks gauge and the incident tracker
+// get the set, then every connected probe a diff. One change at a time, the
+// set read inside it, so the last change published is the latest stored.
+class CheckPublisher {
+ public:
+  CheckPublisher(CheckRegistry& registry, ProbeSessions& sessions, IncidentTracker& incidents,
+                 CoordinatorMetrics& metrics)
+      : registry_(registry), sessions_(sessions), incidents_(incidents), metrics_(metrics) {}
+  // `store_and_read` changes storage if it needs to and returns every stored
+  // check; may throw (storage), then nothing is published. `changes`: what
+  // the probes were sent (nullptr: at start, nobody to send to).
+  std::vector<v1::Check> publish(const std::function<std::vector<v1::Check>()>& store_and_read,
+                                 AssignmentChanges* changes);
+
+ private:
+  std::mutex mu_;
+  CheckRegistry& registry_;
+  ProbeSessions& sessions_;
+  IncidentTracker& incidents_;
+  CoordinatorMetrics& metrics_;
+};
+
 struct ReloadOutcome {
   bool ok = false;
   std::vector<std::string> problems;  // why the file was rejected, one line each
@@ -44,8 +68,8 @@ struct ReloadOutcome {
 
 class ChecksReloader {
  public:
-  ChecksReloader(std::string path, storage::CheckRepository& store, CheckRegistry& registry, ProbeSessions& sessions,
-                 IncidentTracker& incidents, CoordinatorMetrics& metrics, std::chrono::milliseconds poll);
+  ChecksReloader(std::string path, storage::CheckRepository& store, CheckRegistry& registry, CheckPublisher& publisher,
+                 CoordinatorMetrics& metrics, std::chrono::milliseconds poll);
   ~ChecksReloader();
 
   // The first load, at start: throws ConfigError or storage::StorageError
@@ -76,9 +100,8 @@ class ChecksReloader {
 
   const std::string path_;
   storage::CheckRepository& store_;
-  CheckRegistry& registry_;
-  ProbeSessions& sessions_;
-  IncidentTracker& incidents_;
+  CheckRegistry& registry_;  // read only: how many checks are in force
+  CheckPublisher& publisher_;
   CoordinatorMetrics& metrics_;
   const std::chrono::milliseconds poll_;
 

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "coordinator/api_auth.h"
 #include "coordinator/check_registry.h"
+#include "coordinator/check_service.h"
 #include "coordinator/checks_reloader.h"
 #include "coordinator/fleet_service.h"
 #include "coordinator/incident_tracker.h"
@@ -53,12 +54,14 @@ struct Coordinator::Impl {
   // (the tracker's re-checks, reloads' diffs, the probe service, the API).
   std::unique_ptr<ProbeSessions> sessions;
   std::unique_ptr<IncidentTracker> incidents;
+  std::unique_ptr<CheckPublisher> publisher;  // every change of the set of checks: the file's and the API's
   std::unique_ptr<ChecksReloader> reloader;  // with a checks file only
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<ProbeServiceImpl> probe_service;
   // The public API: one authorizer for every public service.
   std::unique_ptr<ApiAuthorizer> api_auth;
   std::unique_ptr<FleetServiceImpl> fleet_service;
+  std::unique_ptr<CheckServiceImpl> check_service;
   std::unique_ptr<grpc::Server> server;
   int grpc_port = 0;
 
@@ -128,14 +131,14 @@ void Coordinator::start() {
                                          const std::string& request_id, const std::string& reason) {
         return sessions->request_recheck(check_id, regions, request_id, reason);
       });
+  impl_->publisher =
+      std::make_unique<CheckPublisher>(impl_->checks, *impl_->sessions, *impl_->incidents, *impl_->metrics);
   // The checks: the file's (synced to PostgreSQL, then watched), or those stored.
   if (o.checks_file.empty()) {
-    impl_->checks.replace(impl_->store->list_checks());
-    impl_->metrics->checks.Set(static_cast<double>(impl_->checks.size()));
-    impl_->incidents->set_checks(impl_->checks.all());
+    impl_->publisher->publish([store = impl_->store.get()] { return store->list_checks(); }, nullptr);
   } else {
-    impl_->reloader = std::make_unique<ChecksReloader>(o.checks_file, *impl_->store, impl_->checks, *impl_->sessions,
-                                                       *impl_->incidents, *impl_->metrics, o.checks_poll_interval);
+    impl_->reloader = std::make_unique<ChecksReloader>(o.checks_file, *impl_->store, impl_->checks, *impl_->publisher,
+                                                       *impl_->metrics, o.checks_poll_interval);
     impl_->reloader->load_initial();
   }
   impl_->incidents->start();
@@ -158,6 +161,8 @@ void Coordinator::start() {
         return connected;
       },
       impl_->result_rates);
+  impl_->check_service = std::make_unique<CheckServiceImpl>(*impl_->store, *impl_->store, *impl_->api_auth,
+                                                            *impl_->publisher, o.checks_file);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -187,6 +192,7 @@ void Coordinator::start() {
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 32);
   builder.RegisterService(impl_->probe_service.get());
   builder.RegisterService(impl_->fleet_service.get());
+  builder.RegisterService(impl_->check_service.get());
   // Probes keep their stream for days: let their keepalive pings through,
   // and ping them too, so a probe behind a dead path is noticed in ~40 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);

@@ -56,18 +56,24 @@ std::optional<std::string> from_base64url(std::string_view text) {
 
 }  // namespace
 
-std::string encode_probe_page_token(std::string_view last_name) {
-  return base64url(std::string(kPageTokenTag) + std::string(last_name));
+std::string encode_page_token(std::string_view tag, std::string_view last_name) {
+  return base64url(std::string(tag) + std::string(last_name));
 }
 
-std::optional<std::string> decode_probe_page_token(std::string_view token) {
+std::optional<std::string> decode_page_token(std::string_view tag, std::string_view token) {
   if (token.size() > kMaxPageTokenBytes) return std::nullopt;
   auto bytes = from_base64url(token);
-  if (!bytes || !bytes->starts_with(kPageTokenTag) || bytes->size() == kPageTokenTag.size()) return std::nullopt;
-  auto name = bytes->substr(kPageTokenTag.size());
+  if (!bytes || !bytes->starts_with(tag) || bytes->size() == tag.size()) return std::nullopt;
+  auto name = bytes->substr(tag.size());
   // What a name in PostgreSQL's text can be: a crafted token must not reach it.
   if (!is_valid_utf8(name) || name.find('\0') != std::string::npos) return std::nullopt;
   return name;
+}
+
+std::string encode_probe_page_token(std::string_view last_name) { return encode_page_token(kPageTokenTag, last_name); }
+
+std::optional<std::string> decode_probe_page_token(std::string_view token) {
+  return decode_page_token(kPageTokenTag, token);
 }
 
 int64_t ResultRates::now_second() const {

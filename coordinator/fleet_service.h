@@ -69,8 +69,14 @@ class FleetServiceImpl final : public v1::FleetService::Service {
   FleetServiceOptions options_;
 };
 
-// Page tokens: opaque to callers (base64url of a version tag and the last
-// name of the page). Exposed for tests.
+// Page tokens of the public API's lists: opaque to callers, base64url of
+// `tag` (the list and the token's format: another list's token is refused)
+// and the last name of the page. decode: nullopt if `token` was not made by
+// encode_page_token with this tag.
+std::string encode_page_token(std::string_view tag, std::string_view last_name);
+std::optional<std::string> decode_page_token(std::string_view tag, std::string_view token);
+
+// FleetService's page tokens. Exposed for tests.
 std::string encode_probe_page_token(std::string_view last_name);
 // The name after which the next page starts; nullopt if `token` was not made
 // by encode_probe_page_token.

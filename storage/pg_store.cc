@@ -452,6 +452,66 @@ std::vector<v1::Check> PgStore::list_checks() {
   });
 }
 
+namespace {
+// The stored check named `name`, locked for the rest of `tx`; the outcome
+// that stops an API write to it, if any.
+std::optional<ApiCheckWrite> refuse_api_write(pqxx::work& tx, const std::string& name, int64_t expected_version,
+                                              v1::Check* stored) {
+  auto rows = tx.exec_params(std::string(kSelectChecks) + "WHERE name = $1 FOR UPDATE", name);
+  if (rows.empty()) return ApiCheckWrite{ApiCheckWrite::Outcome::kNotFound, {}, 0};
+  *stored = check_from_row(rows[0]);
+  if (stored->source() == v1::CHECK_SOURCE_FILE) return ApiCheckWrite{ApiCheckWrite::Outcome::kFileOwned, *stored, 0};
+  if (expected_version != 0 && stored->version() != expected_version) {
+    return ApiCheckWrite{ApiCheckWrite::Outcome::kVersionMismatch, {}, stored->version()};
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+ApiCheckWrite PgStore::create_api_check(const v1::Check& check) {
+  return with_connection("creating a check", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto rows = tx.exec_params(
+        "INSERT INTO checks (name, source, spec) VALUES ($1, $2, $3::jsonb) ON CONFLICT (name) DO NOTHING "
+        "RETURNING id",
+        check.name(), static_cast<int>(v1::CHECK_SOURCE_API), check_to_json(user_spec(check)));
+    if (rows.empty()) return ApiCheckWrite{ApiCheckWrite::Outcome::kNameTaken, {}, 0};
+    auto created = tx.exec_params1(std::string(kSelectChecks) + "WHERE id = $1", rows[0][0].as<int64_t>());
+    ApiCheckWrite out{ApiCheckWrite::Outcome::kOk, check_from_row(created), 0};
+    tx.commit();
+    return out;
+  });
+}
+
+ApiCheckWrite PgStore::update_api_check(const v1::Check& check, int64_t expected_version) {
+  return with_connection("updating a check", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    v1::Check stored;
+    if (auto refused = refuse_api_write(tx, check.name(), expected_version, &stored)) return *refused;
+    if (!google::protobuf::util::MessageDifferencer::Equals(user_spec(stored), user_spec(check))) {
+      tx.exec_params0(
+          "UPDATE checks SET spec = $2::jsonb, version = version + 1, update_time = now() WHERE name = $1",
+          check.name(), check_to_json(user_spec(check)));
+    }
+    ApiCheckWrite out{ApiCheckWrite::Outcome::kOk,
+                      check_from_row(tx.exec_params1(std::string(kSelectChecks) + "WHERE name = $1", check.name())),
+                      0};
+    tx.commit();
+    return out;
+  });
+}
+
+ApiCheckWrite PgStore::delete_api_check(const std::string& name, int64_t expected_version) {
+  return with_connection("deleting a check", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    v1::Check stored;
+    if (auto refused = refuse_api_write(tx, name, expected_version, &stored)) return *refused;
+    tx.exec_params0("DELETE FROM checks WHERE name = $1", name);
+    tx.commit();
+    return ApiCheckWrite{};
+  });
+}
+
 std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultBatch*>& batches) {
   std::vector<WriteOutcome> outcomes(batches.size());
   size_t total = 0;

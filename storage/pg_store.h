@@ -53,6 +53,7 @@ class ConnectionPool {
 
 class PgStore final : public ProbeRegistry,
                       public CheckRepository,
+                      public ApiCheckStore,
                       public ResultSink,
                       public IncidentStore,
                       public ResultHistory,
@@ -87,6 +88,9 @@ class PgStore final : public ProbeRegistry,
   ProbeRecord record_hello(int32_t key, std::string_view version) override;
   std::vector<v1::Check> sync_file_checks(const std::vector<v1::Check>& checks) override;
   std::vector<v1::Check> list_checks() override;
+  ApiCheckWrite create_api_check(const v1::Check& check) override;
+  ApiCheckWrite update_api_check(const v1::Check& check, int64_t expected_version) override;
+  ApiCheckWrite delete_api_check(const std::string& name, int64_t expected_version) override;
   std::vector<WriteOutcome> write_results(const std::vector<const ResultBatch*>& batches) override;
   // One batch alone (tools and tests).
   WriteOutcome write_results(const ResultBatch& batch) { return write_results(std::vector{&batch}).front(); }

@@ -96,6 +96,27 @@ class CheckRepository {
   virtual std::vector<v1::Check> list_checks() = 0;
 };
 
+// The checks the API owns (source api). Every write and its checks (name
+// free, owner, version) happen in one transaction.
+struct ApiCheckWrite {
+  enum class Outcome { kOk, kNotFound, kNameTaken, kFileOwned, kVersionMismatch };
+  Outcome outcome = Outcome::kOk;
+  v1::Check check;             // kOk: as stored now (absent after a delete)
+  int64_t stored_version = 0;  // kVersionMismatch: the version stored
+};
+
+class ApiCheckStore {
+ public:
+  virtual ~ApiCheckStore() = default;
+  // Inserts with source api and version 1.
+  virtual ApiCheckWrite create_api_check(const v1::Check& check) = 0;
+  // Replaces the user-given fields of the api-owned check named like `check`
+  // and bumps its version, if its version is `expected_version`.
+  virtual ApiCheckWrite update_api_check(const v1::Check& check, int64_t expected_version) = 0;
+  // expected_version 0: whatever the version.
+  virtual ApiCheckWrite delete_api_check(const std::string& name, int64_t expected_version) = 0;
+};
+
 struct WriteOutcome {
   size_t inserted = 0;
   size_t duplicates = 0;    // already stored (a replay)
