@@ -3,7 +3,7 @@
 //
 // Why strict: a lenient client such as curl reports a clean 200 for a response
 // cut in the middle of its headers, which hides exactly the origin faults the
-// probe exists to find (see shared/design/diagnosis.md, sections 1 and 3).
+// probe exists to find (see docs/diagnosis.md, sections 1 and 3).
 // Every way a response can be wrong ends in one failure class, a message that
 // names what was wrong, and the byte offset where it went wrong.
 //
