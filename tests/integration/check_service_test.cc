@@ -14,6 +14,7 @@
 #include "coordinator/coordinator.h"
 #include "storage/pg_store.h"
 #include "tests/support/postgres.h"
+#include "tests/support/raw_probe.h"
 #include "vantage/v1/check_service.grpc.pb.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
 
@@ -26,64 +27,7 @@ using testing::PostgresEnvironment;
 
 [[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
 
-// A raw probe stream (as in live_checks_test) whose messages a thread reads.
-class Probe {
- public:
-  Probe(int port, const std::string& token, const std::string& id, const std::string& region) {
-    stub_ = v1::ProbeService::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
-    context_.AddMetadata("authorization", "Bearer " + token);
-    stream_ = stub_->Connect(&context_);
-    v1::ProbeMessage hello;
-    hello.mutable_hello()->set_probe_id(id);
-    hello.mutable_hello()->set_region(region);
-    hello.mutable_hello()->set_accepts_assignment_parts(true);
-    stream_->Write(hello);
-    reader_ = std::thread([this] {
-      v1::CoordinatorMessage m;
-      while (stream_->Read(&m)) {
-        std::lock_guard lock(mu_);
-        received_.push_back(m);
-        cv_.notify_all();
-      }
-      std::lock_guard lock(mu_);
-      ended_ = true;
-      cv_.notify_all();
-    });
-  }
-  ~Probe() {
-    context_.TryCancel();
-    reader_.join();
-  }
-  // The next message of the kind, waiting for it at most `timeout`.
-  std::optional<v1::CoordinatorMessage> next(bool (v1::CoordinatorMessage::*has)() const,
-                                             milliseconds timeout = seconds(10)) {
-    std::unique_lock lock(mu_);
-    std::optional<v1::CoordinatorMessage> found;
-    cv_.wait_for(lock, timeout, [&] {
-      while (!received_.empty()) {
-        auto m = std::move(received_.front());
-        received_.pop_front();
-        if ((m.*has)()) {
-          found = std::move(m);
-          return true;
-        }
-      }
-      return ended_;
-    });
-    return found;
-  }
-
- private:
-  std::unique_ptr<v1::ProbeService::Stub> stub_;
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::ProbeMessage, v1::CoordinatorMessage>> stream_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<v1::CoordinatorMessage> received_;
-  bool ended_ = false;
-  std::thread reader_;
-};
+using Probe = testing::RawProbe;
 
 // One coordinator for the suite; each test uses check names of its own.
 class CheckServiceTest : public ::testing::Test {
@@ -232,14 +176,14 @@ TEST_F(CheckServiceTest, AProbeGetsADiffAfterCreateAndAfterDelete) {
   ASSERT_TRUE(create(check("to-probe"), &created).ok());
   auto diff = probe.next(&v1::CoordinatorMessage::has_assignment_diff);
   ASSERT_TRUE(diff.has_value());
-  ASSERT_EQ(diff->assignment_diff().added_size(), 1);
-  EXPECT_EQ(diff->assignment_diff().added(0).name(), "to-probe");
+  ASSERT_EQ(diff->message.assignment_diff().added_size(), 1);
+  EXPECT_EQ(diff->message.assignment_diff().added(0).name(), "to-probe");
 
   ASSERT_TRUE(remove("to-probe").ok());
   diff = probe.next(&v1::CoordinatorMessage::has_assignment_diff);
   ASSERT_TRUE(diff.has_value());
-  ASSERT_EQ(diff->assignment_diff().removed_check_ids_size(), 1);
-  EXPECT_EQ(diff->assignment_diff().removed_check_ids(0), created.id());
+  ASSERT_EQ(diff->message.assignment_diff().removed_check_ids_size(), 1);
+  EXPECT_EQ(diff->message.assignment_diff().removed_check_ids(0), created.id());
 }
 
 TEST_F(CheckServiceTest, CreateRefusesBadInputNamingTheField) {
