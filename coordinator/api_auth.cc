@@ -67,7 +67,7 @@ grpc::Status ApiAuthorizer::fail(const char* reason, grpc::StatusCode code, std:
   return grpc::Status(code, std::move(message));
 }
 
-grpc::Status ApiAuthorizer::authorize(const grpc::ServerContext* context, Role needed, ApiCaller* caller) {
+grpc::Status ApiAuthorizer::authorize(const grpc::ServerContextBase* context, Role needed, ApiCaller* caller) {
   const auto& metadata = context->client_metadata();
   const auto [first, last] = metadata.equal_range("authorization");
   if (first == last) {

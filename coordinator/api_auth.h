@@ -65,8 +65,9 @@ class ApiAuthorizer {
 
   // OK with `caller` filled, or UNAUTHENTICATED (no, malformed, unknown or
   // revoked token), PERMISSION_DENIED (role below `needed`), UNAVAILABLE
-  // (the database cannot say). Never throws.
-  grpc::Status authorize(const grpc::ServerContext* context, Role needed, ApiCaller* caller);
+  // (the database cannot say). Never throws. Sync and callback handlers alike
+  // (a grpc::ServerContext or grpc::CallbackServerContext).
+  grpc::Status authorize(const grpc::ServerContextBase* context, Role needed, ApiCaller* caller);
 
  private:
   struct Cached {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "vantage/v1/types.pb.h"
@@ -16,8 +17,17 @@ namespace vantage::coordinator {
 class CheckRegistry {
  public:
   void replace(std::vector<v1::Check> checks) {
+    std::unordered_map<int64_t, std::string> names;
+    for (const auto& c : checks) names.emplace(c.id(), c.name());
     std::lock_guard lock(mu_);
     checks_ = std::move(checks);
+    names_ = std::move(names);
+  }
+  // The name of the check with this id; empty if there is none now.
+  std::string name_of(int64_t check_id) const {
+    std::lock_guard lock(mu_);
+    auto it = names_.find(check_id);
+    return it == names_.end() ? std::string() : it->second;
   }
   // The checks a probe in `region` runs: those naming the region, and those
   // naming none.
@@ -51,6 +61,7 @@ class CheckRegistry {
   }
   mutable std::mutex mu_;
   std::vector<v1::Check> checks_;
+  std::unordered_map<int64_t, std::string> names_;  // by id
 };
 
 }  // namespace vantage::coordinator

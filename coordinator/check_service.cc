@@ -59,12 +59,13 @@ bool is_assigned_field(const std::string& path) {
 }  // namespace
 
 CheckServiceImpl::CheckServiceImpl(storage::CheckRepository& checks, storage::ApiCheckStore& api_checks,
-                                   ApiAuthorizer& auth, CheckPublisher& publisher, std::string checks_file,
-                                   CheckServiceOptions options)
+                                   ApiAuthorizer& auth, CheckPublisher& publisher, CheckRunner& runner,
+                                   std::string checks_file, CheckServiceOptions options)
     : checks_(checks),
       api_checks_(api_checks),
       auth_(auth),
       publisher_(publisher),
+      runner_(runner),
       checks_file_(std::move(checks_file)),
       options_(options) {}
 
@@ -159,26 +160,16 @@ grpc::Status CheckServiceImpl::ListChecks(grpc::ServerContext* context, const v1
                                           v1::ListChecksResponse* response) {
   ApiCaller caller;
   if (auto status = auth_.authorize(context, Role::kRead, &caller); !status.ok()) return status;
-  if (request->page_size() < 0 || request->page_size() > options_.max_page_size) {
-    return invalid(fmt::format("page_size: {} is out of range: 0 (the default, {}) to {}", request->page_size(),
-                               options_.default_page_size, options_.max_page_size));
+  size_t page_size = 0;
+  if (auto status = coordinator::page_size(request->page_size(), options_.pages, &page_size); !status.ok()) {
+    return status;
   }
-  const size_t page_size =
-      static_cast<size_t>(request->page_size() == 0 ? options_.default_page_size : request->page_size());
   if (request->label_selector_size() > static_cast<int>(kMaxSelectorLabels)) {
     return invalid(fmt::format("label_selector: {} labels, more than the {} a check may have",
                                request->label_selector_size(), kMaxSelectorLabels));
   }
   std::string after;
-  if (!request->page_token().empty()) {
-    auto decoded = decode_page_token(kPageTokenTag, request->page_token());
-    if (!decoded) {
-      return invalid(
-          "page_token: not a token this API gave (pass next_page_token of the previous page unchanged, or none for "
-          "the first page)");
-    }
-    after = std::move(*decoded);
-  }
+  if (auto status = page_position(kPageTokenTag, request->page_token(), &after); !status.ok()) return status;
 
   std::vector<v1::Check> all;
   try {
@@ -286,6 +277,32 @@ grpc::Status CheckServiceImpl::DeleteCheck(grpc::ServerContext* context, const v
   if (write.outcome != storage::ApiCheckWrite::Outcome::kOk) return write_refused(write, request->name(), 0);
   publish("delete", request->name());
   return grpc::Status::OK;
+}
+
+grpc::Status CheckServiceImpl::RunCheck(grpc::ServerContext* context, const v1::RunCheckRequest* request,
+                                        v1::RunCheckResponse* response) {
+  ApiCaller caller;
+  if (auto status = auth_.authorize(context, Role::kWrite, &caller); !status.ok()) return status;
+  if (auto status = check_name_argument(request->name(), "name"); !status.ok()) return status;
+  const auto& limits = runner_.options();
+  auto timeout = limits.default_timeout;
+  if (request->has_timeout()) {
+    const auto& t = request->timeout();
+    // Capped before conversion: no overflow for any value a caller sends.
+    const auto requested = std::chrono::seconds(std::clamp<int64_t>(t.seconds(), -1, 86'400)) +
+                           std::chrono::nanoseconds(t.nanos());
+    if (t.seconds() < 0 || t.nanos() < 0 || t.nanos() >= 1'000'000'000 || requested < limits.min_timeout ||
+        requested > limits.max_timeout) {
+      return invalid(fmt::format("timeout: {}s {}ns is out of range: {}s to {}s (unset: {}s)", t.seconds(), t.nanos(),
+                                 std::chrono::duration_cast<std::chrono::seconds>(limits.min_timeout).count(),
+                                 std::chrono::duration_cast<std::chrono::seconds>(limits.max_timeout).count(),
+                                 std::chrono::duration_cast<std::chrono::seconds>(limits.default_timeout).count()));
+    }
+    timeout = std::chrono::duration_cast<std::chrono::milliseconds>(requested);
+  }
+  v1::Check check;
+  if (auto status = find(request->name(), &check); !status.ok()) return status;
+  return runner_.run(check, timeout, [context] { return context->IsCancelled(); }, response);
 }
 
 }  // namespace vantage::coordinator

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "coordinator/api_auth.h"
+#include "coordinator/check_runner.h"
+#include "coordinator/api_pages.h"
 #include "coordinator/checks_reloader.h"
 #include "storage/store.h"
 #include "vantage/v1/check_service.grpc.pb.h"
@@ -15,15 +17,15 @@
 namespace vantage::coordinator {
 
 struct CheckServiceOptions {
-  int32_t default_page_size = 100;  // page_size 0
-  int32_t max_page_size = 1000;
+  PageLimits pages;
 };
 
 class CheckServiceImpl final : public v1::CheckService::Service {
  public:
   // `checks_file`: the file that owns the file's checks (named in errors).
   CheckServiceImpl(storage::CheckRepository& checks, storage::ApiCheckStore& api_checks, ApiAuthorizer& auth,
-                   CheckPublisher& publisher, std::string checks_file, CheckServiceOptions options = {});
+                   CheckPublisher& publisher, CheckRunner& runner, std::string checks_file,
+                   CheckServiceOptions options = {});
 
   grpc::Status CreateCheck(grpc::ServerContext* context, const v1::CreateCheckRequest* request,
                            v1::CreateCheckResponse* response) override;
@@ -35,6 +37,9 @@ class CheckServiceImpl final : public v1::CheckService::Service {
                            v1::UpdateCheckResponse* response) override;
   grpc::Status DeleteCheck(grpc::ServerContext* context, const v1::DeleteCheckRequest* request,
                            v1::DeleteCheckResponse* response) override;
+  // Role write; check_runner.h.
+  grpc::Status RunCheck(grpc::ServerContext* context, const v1::RunCheckRequest* request,
+                        v1::RunCheckResponse* response) override;
 
  private:
   // The stored check named `name`, or NOT_FOUND / a storage status.
@@ -49,6 +54,7 @@ class CheckServiceImpl final : public v1::CheckService::Service {
   storage::ApiCheckStore& api_checks_;
   ApiAuthorizer& auth_;
   CheckPublisher& publisher_;
+  CheckRunner& runner_;
   const std::string checks_file_;
   CheckServiceOptions options_;
 };

@@ -12,16 +12,22 @@
 
 #include "common/check_config.h"
 #include "common/log.h"
+#include "coordinator/alertmanager_pusher.h"
 #include "coordinator/api_auth.h"
 #include "coordinator/check_registry.h"
+#include "coordinator/check_runner.h"
 #include "coordinator/check_service.h"
 #include "coordinator/checks_reloader.h"
 #include "coordinator/fleet_service.h"
+#include "coordinator/incident_alerts.h"
+#include "coordinator/incident_feed.h"
+#include "coordinator/incident_service.h"
 #include "coordinator/incident_tracker.h"
 #include "coordinator/ingest.h"
 #include "coordinator/metrics.h"
 #include "coordinator/probe_service.h"
 #include "coordinator/probe_sessions.h"
+#include "coordinator/result_service.h"
 #include "storage/pg_store.h"
 
 namespace vantage::coordinator {
@@ -40,6 +46,46 @@ bool is_loopback(const std::string& listen) {
   return listen.starts_with("127.") || listen.starts_with("localhost:") || listen.starts_with("[::1]");
 }
 
+// A PEM file that must hold a `-----BEGIN ...<kind>-----` block.
+std::string read_pem(const std::string& path, const char* flag, const char* kind) {
+  auto text = read_file(path, flag);
+  if (text.find(fmt::format("{}-----", kind)) == std::string::npos) {
+    throw std::runtime_error(fmt::format("{} {}: no PEM {} in the file", flag, path, kind));
+  }
+  return text;
+}
+
+// The gRPC port's credentials; throws naming the flag when the TLS options
+// do not fit or a file cannot be used.
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const CoordinatorOptions& o) {
+  if (!o.tls_client_ca_file.empty() && (o.tls_cert_file.empty() || o.tls_key_file.empty())) {
+    throw std::runtime_error("--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)");
+  }
+  if (o.require_probe_client_cert && o.tls_client_ca_file.empty()) {
+    throw std::runtime_error("--require-probe-client-cert needs --tls-client-ca (the CA that signs the probes' "
+                             "certificates)");
+  }
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    if (!is_loopback(o.listen)) {
+      log::warn("serving gRPC without TLS on a non-loopback address: tokens cross the network in clear",
+                "listen", o.listen);
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    throw std::runtime_error("--tls-cert and --tls-key go together");
+  }
+  // Requested, not required, at the handshake: API clients authenticate
+  // with their tokens; ProbeService decides for probes (require_probe_client_cert).
+  // A certificate presented is verified: one of another CA fails the handshake.
+  grpc::SslServerCredentialsOptions ssl(o.tls_client_ca_file.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                                                     : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!o.tls_client_ca_file.empty()) ssl.pem_root_certs = read_pem(o.tls_client_ca_file, "--tls-client-ca", "CERTIFICATE");
+  ssl.pem_key_cert_pairs.push_back(
+      {read_pem(o.tls_key_file, "--tls-key", "PRIVATE KEY"), read_pem(o.tls_cert_file, "--tls-cert", "CERTIFICATE")});
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
 
 struct Coordinator::Impl {
@@ -53,15 +99,42 @@ struct Coordinator::Impl {
   // The probes' open streams: built before everything that sends to them
   // (the tracker's re-checks, reloads' diffs, the probe service, the API).
   std::unique_ptr<ProbeSessions> sessions;
+  std::unique_ptr<IncidentFeed> incident_feed;  // stored incident events to WatchIncidents; outlives both
+  // Incidents as alerts: the rules' input series, and pushed to Alertmanager.
+  std::unique_ptr<OpenIncidentSeries> open_incident_series;
+  std::unique_ptr<AlertmanagerPusher> alert_pusher;
+  // vantage_check_cert_expiry_timestamp_seconds from the results just stored
+  // that carry the edge's certificate.
+  void export_certificates(const std::vector<const storage::ResultBatch*>& batches) {
+    for (const auto* batch : batches) {
+      for (const auto& result : batch->results) {
+        const auto& connection = result.edge().connection();
+        if (!connection.has_cert_not_after()) continue;
+        const auto name = checks.name_of(result.check_id());
+        if (name.empty()) continue;
+        metrics->cert_expiry.Add({{"check", name}, {"region", batch->probe.region}})
+            .Set(static_cast<double>(connection.cert_not_after().seconds()));
+      }
+    }
+  }
+  // Every incident change after it is stored (the tracker's thread, or start()).
+  void incidents_changed(const std::vector<v1::Incident>& changed) {
+    for (const auto& incident : changed) open_incident_series->update(incident);
+    alert_pusher->update(changed);
+  }
   std::unique_ptr<IncidentTracker> incidents;
   std::unique_ptr<CheckPublisher> publisher;  // every change of the set of checks: the file's and the API's
   std::unique_ptr<ChecksReloader> reloader;  // with a checks file only
+  // RunCheck's waits, fed by every commit: built before Ingest, gone after it.
+  std::unique_ptr<CheckRunner> runner;
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<ProbeServiceImpl> probe_service;
   // The public API: one authorizer for every public service.
   std::unique_ptr<ApiAuthorizer> api_auth;
   std::unique_ptr<FleetServiceImpl> fleet_service;
   std::unique_ptr<CheckServiceImpl> check_service;
+  std::unique_ptr<IncidentServiceImpl> incident_service;
+  std::unique_ptr<ResultServiceImpl> result_service;
   std::unique_ptr<grpc::Server> server;
   int grpc_port = 0;
 
@@ -104,6 +177,9 @@ Coordinator::~Coordinator() { shutdown(); }
 void Coordinator::start() {
   auto& o = impl_->options;
   if (o.database_url.empty()) throw std::runtime_error("--database is required (a PostgreSQL URL)");
+  // The TLS files too: read before anything starts, so that a wrong path
+  // does not wait for the database.
+  const auto credentials = server_credentials(o);
   // Validate the checks first: a typo in the file should not wait for the
   // database (the reloader loads it again once the database is there).
   if (!o.checks_file.empty()) load_checks_file(o.checks_file);
@@ -124,9 +200,27 @@ void Coordinator::start() {
   impl_->exposer->RegisterCollectable(impl_->metrics->registry);
 
   impl_->sessions = std::make_unique<ProbeSessions>(impl_->checks, *impl_->metrics);
+  impl_->incident_feed = std::make_unique<IncidentFeed>(IncidentFeedOptions{}, impl_->metrics->registry.get());
+  AlertmanagerOptions alertmanager;
+  alertmanager.urls = o.alertmanager_urls;
+  impl_->alert_pusher = std::make_unique<AlertmanagerPusher>(alertmanager, *impl_->metrics, impl_->clock);
+  impl_->open_incident_series = std::make_unique<OpenIncidentSeries>(impl_->metrics->check_incident_open);
+  // What was open (or just resolved) before a restart: the tracker announces
+  // only what it stores from now on.
+  impl_->incidents_changed(
+      impl_->store->load_incidents(std::chrono::system_clock::now() - IncidentAlerts::keep_resolved));
+  impl_->alert_pusher->start();
+  IncidentTrackerOptions tracker_options;
+  tracker_options.on_events_stored = [impl = impl_.get()](const auto& events, const auto& incidents) {
+    impl->incident_feed->publish(events, incidents);
+    std::vector<v1::Incident> changed;
+    changed.reserve(incidents.size());
+    for (const auto& [id, incident] : incidents) changed.push_back(incident);
+    impl->incidents_changed(changed);
+  };
   // Incidents first: restored and replayed before new results arrive.
   impl_->incidents = std::make_unique<IncidentTracker>(
-      *impl_->store, *impl_->store, *impl_->metrics, impl_->clock, IncidentTrackerOptions{},
+      *impl_->store, *impl_->store, *impl_->metrics, impl_->clock, std::move(tracker_options),
       [sessions = impl_->sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
                                          const std::string& request_id, const std::string& reason) {
         return sessions->request_recheck(check_id, regions, request_id, reason);
@@ -142,13 +236,22 @@ void Coordinator::start() {
     impl_->reloader->load_initial();
   }
   impl_->incidents->start();
+  impl_->runner = std::make_unique<CheckRunner>(
+      [sessions = impl_->sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
+                                         const std::string& request_id) {
+        return sessions->request_run(check_id, regions, request_id);
+      },
+      *impl_->store, impl_->clock);
   impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{},
                                            [impl = impl_.get()](const auto& batches) {
                                              impl->result_rates.add(batches);
+                                             impl->export_certificates(batches);
+                                             impl->runner->committed(batches);
                                              impl->incidents->add(batches);
                                            });
   ProbeServiceOptions probe_options;
   probe_options.hello_timeout = o.hello_timeout;
+  probe_options.require_client_cert = o.require_probe_client_cert;
   impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest, *impl_->sessions,
                                                             *impl_->metrics, probe_options);
   impl_->api_auth = std::make_unique<ApiAuthorizer>(*impl_->store, impl_->metrics->api_auth_failures, impl_->clock);
@@ -156,31 +259,18 @@ void Coordinator::start() {
       *impl_->store, *impl_->api_auth, [sessions = impl_->sessions.get()] {
         std::vector<ConnectedProbe> connected;
         for (auto& session : sessions->list()) {
-          connected.push_back({std::move(session.probe), session.assigned_checks});
+          connected.push_back({std::move(session.probe), session.assigned_checks, session.produced_sequence});
         }
         return connected;
       },
       impl_->result_rates);
   impl_->check_service = std::make_unique<CheckServiceImpl>(*impl_->store, *impl_->store, *impl_->api_auth,
-                                                            *impl_->publisher, o.checks_file);
+                                                            *impl_->publisher, *impl_->runner, o.checks_file);
+  impl_->result_service = std::make_unique<ResultServiceImpl>(*impl_->store, *impl_->api_auth, impl_->clock);
+  impl_->incident_service = std::make_unique<IncidentServiceImpl>(*impl_->store, *impl_->store, *impl_->api_auth,
+                                                                  *impl_->incident_feed, impl_->clock);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  std::shared_ptr<grpc::ServerCredentials> credentials;
-  if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
-    if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
-      throw std::runtime_error("--tls-cert and --tls-key go together");
-    }
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back(
-        {read_file(o.tls_key_file, "--tls-key"), read_file(o.tls_cert_file, "--tls-cert")});
-    credentials = grpc::SslServerCredentials(ssl);
-  } else {
-    credentials = grpc::InsecureServerCredentials();
-    if (!is_loopback(o.listen)) {
-      log::warn("serving gRPC without TLS on a non-loopback address: tokens cross the network in clear",
-                "listen", o.listen);
-    }
-  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.listen, credentials, &impl_->grpc_port);
   // Streams are refused before they take a thread past this bound.
@@ -193,6 +283,8 @@ void Coordinator::start() {
   builder.RegisterService(impl_->probe_service.get());
   builder.RegisterService(impl_->fleet_service.get());
   builder.RegisterService(impl_->check_service.get());
+  builder.RegisterService(impl_->incident_service.get());
+  builder.RegisterService(impl_->result_service.get());
   // Probes keep their stream for days: let their keepalive pings through,
   // and ping them too, so a probe behind a dead path is noticed in ~40 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
@@ -224,12 +316,14 @@ void Coordinator::shutdown() {
   if (impl_->server) {
     // Cancelled streams stop waiting for their commits (see Ingest::submit).
     impl_->sessions->cancel_all();
+    if (impl_->incident_service) impl_->incident_service->end_watches();
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     impl_->server->Wait();
     impl_->server.reset();
   }
   if (impl_->ingest) impl_->ingest->stop();
   if (impl_->incidents) impl_->incidents->stop();
+  if (impl_->alert_pusher) impl_->alert_pusher->stop();
   if (impl_->maintenance.joinable()) {
     {
       std::lock_guard lock(impl_->maintenance_mu);

@@ -21,6 +21,13 @@ struct CoordinatorOptions {
   std::chrono::milliseconds checks_poll_interval{200};
   std::string tls_cert_file;  // PEM; with tls_key_file, serve gRPC over TLS
   std::string tls_key_file;
+  // PEM CA bundle (needs the two above): clients are asked for a
+  // certificate, and one presented must be signed by this CA or the
+  // handshake fails. API clients may still connect without one.
+  std::string tls_client_ca_file;
+  // With tls_client_ca_file: ProbeService.Connect refuses (UNAUTHENTICATED)
+  // a stream whose connection presented no verified client certificate.
+  bool require_probe_client_cert = false;
   size_t database_connections = 8;
   int retention_days = 30;      // result partitions older than this are dropped
   int partitions_ahead_days = 3;
@@ -30,6 +37,9 @@ struct CoordinatorOptions {
   // one (and a writer thread of its own), so this bounds what a flood of
   // connections can take; past it new calls are refused (RESOURCE_EXHAUSTED).
   int max_grpc_threads = 1'000;
+  // Alertmanager base URLs (http://host:port): incidents are pushed there as
+  // they open, change and resolve (alertmanager_pusher.h). Empty: not pushed.
+  std::vector<std::string> alertmanager_urls;
 };
 
 class Coordinator {

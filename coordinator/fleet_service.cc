@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <cstring>
 #include <unordered_map>
 
 #include "common/log.h"
@@ -14,61 +13,9 @@ namespace vantage::coordinator {
 namespace {
 
 constexpr std::string_view kPageTokenTag = "probes.v1:";  // a token of another list or format is refused
-constexpr size_t kMaxPageTokenBytes = 4096;
 constexpr size_t kMaxRegionBytes = 256;
-constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string base64url(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  uint32_t bits = 0;
-  int count = 0;
-  for (unsigned char b : bytes) {
-    bits = (bits << 8) | b;
-    count += 8;
-    while (count >= 6) {
-      count -= 6;
-      out.push_back(kBase64Url[(bits >> count) & 0x3f]);
-    }
-  }
-  if (count > 0) out.push_back(kBase64Url[(bits << (6 - count)) & 0x3f]);
-  return out;  // unpadded
-}
-
-std::optional<std::string> from_base64url(std::string_view text) {
-  std::string out;
-  uint32_t bits = 0;
-  int count = 0;
-  for (char ch : text) {
-    const char* at = std::strchr(kBase64Url, ch);
-    if (ch == '\0' || at == nullptr) return std::nullopt;
-    bits = (bits << 6) | static_cast<uint32_t>(at - kBase64Url);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out.push_back(static_cast<char>((bits >> count) & 0xff));
-    }
-  }
-  // Leftover bits are padding: fewer than a byte, and zero (one encoding per name).
-  if (count >= 6 || (bits & ((1u << count) - 1)) != 0) return std::nullopt;
-  return out;
-}
 
 }  // namespace
-
-std::string encode_page_token(std::string_view tag, std::string_view last_name) {
-  return base64url(std::string(tag) + std::string(last_name));
-}
-
-std::optional<std::string> decode_page_token(std::string_view tag, std::string_view token) {
-  if (token.size() > kMaxPageTokenBytes) return std::nullopt;
-  auto bytes = from_base64url(token);
-  if (!bytes || !bytes->starts_with(tag) || bytes->size() == tag.size()) return std::nullopt;
-  auto name = bytes->substr(tag.size());
-  // What a name in PostgreSQL's text can be: a crafted token must not reach it.
-  if (!is_valid_utf8(name) || name.find('\0') != std::string::npos) return std::nullopt;
-  return name;
-}
 
 std::string encode_probe_page_token(std::string_view last_name) { return encode_page_token(kPageTokenTag, last_name); }
 
@@ -112,13 +59,10 @@ grpc::Status FleetServiceImpl::ListProbes(grpc::ServerContext* context, const v1
   ApiCaller caller;
   if (auto status = auth_.authorize(context, Role::kRead, &caller); !status.ok()) return status;
 
-  if (request->page_size() < 0 || request->page_size() > options_.max_page_size) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        fmt::format("page_size: {} is out of range: 0 (the default, {}) to {}", request->page_size(),
-                                    options_.default_page_size, options_.max_page_size));
+  size_t page_size = 0;
+  if (auto status = coordinator::page_size(request->page_size(), options_.pages, &page_size); !status.ok()) {
+    return status;
   }
-  const size_t page_size =
-      static_cast<size_t>(request->page_size() == 0 ? options_.default_page_size : request->page_size());
   if (request->region().size() > kMaxRegionBytes) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         fmt::format("region: {} bytes, more than the {} a region may have", request->region().size(),
@@ -128,15 +72,7 @@ grpc::Status FleetServiceImpl::ListProbes(grpc::ServerContext* context, const v1
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "region: contains a NUL character");
   }
   std::string after;
-  if (!request->page_token().empty()) {
-    auto decoded = decode_probe_page_token(request->page_token());
-    if (!decoded) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "page_token: not a token this API gave (pass next_page_token of the previous page "
-                          "unchanged, or none for the first page)");
-    }
-    after = std::move(*decoded);
-  }
+  if (auto status = page_position(kPageTokenTag, request->page_token(), &after); !status.ok()) return status;
 
   std::vector<storage::ProbeListing> probes;
   try {
@@ -149,9 +85,9 @@ grpc::Status FleetServiceImpl::ListProbes(grpc::ServerContext* context, const v1
   const bool more = probes.size() > page_size;
   if (more) probes.resize(page_size);
 
-  std::unordered_map<std::string, size_t> connected;
+  std::unordered_map<std::string, ConnectedProbe> connected;
   if (connected_) {
-    for (auto& probe : connected_()) connected.emplace(std::move(probe.name), probe.checks_assigned);
+    for (auto& probe : connected_()) connected.emplace(probe.name, std::move(probe));
   }
   for (const auto& probe : probes) {
     auto* out = response->add_probes();
@@ -162,10 +98,15 @@ grpc::Status FleetServiceImpl::ListProbes(grpc::ServerContext* context, const v1
     if (probe.last_seen_time) *out->mutable_last_seen_time() = to_timestamp(*probe.last_seen_time);
     if (auto it = connected.find(probe.name); it != connected.end()) {
       out->set_connected(true);
-      out->set_checks_assigned(static_cast<uint32_t>(it->second));
+      out->set_checks_assigned(static_cast<uint32_t>(it->second.checks_assigned));
+      // What it produced and is not stored yet. Unset for a probe that does
+      // not say what it produced; never negative (what is stored may have
+      // moved past its last word).
+      if (const auto produced = it->second.produced_sequence) {
+        out->set_spool_backlog(*produced > probe.last_sequence ? *produced - probe.last_sequence : 0);
+      }
     }
     out->set_results_per_second(rates_.per_second(probe.name));
-    // spool_backlog stays unset: probes do not report it on their stream yet.
   }
   if (more) response->set_next_page_token(encode_probe_page_token(probes.back().name));
   return grpc::Status::OK;

@@ -1,18 +1,21 @@
 #pragma once
 // FleetService (public API, role read): the registered probes, with what the
 // database knows of them (region, version, last seen, last stored sequence),
-// what the open streams know (connected, checks assigned) and what this
+// what the open streams know (connected, checks assigned, what the probe says
+// it produced: its spool backlog) and what this
 // coordinator stored of them lately (results per second).
 
 #include <array>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
 #include "coordinator/api_auth.h"
+#include "coordinator/api_pages.h"
 #include "storage/store.h"
 #include "vantage/v1/fleet_service.grpc.pb.h"
 
@@ -22,6 +25,8 @@ namespace vantage::coordinator {
 struct ConnectedProbe {
   std::string name;
   size_t checks_assigned = 0;
+  // The highest sequence it says it has produced; nullopt when it never said.
+  std::optional<uint64_t> produced_sequence;
 };
 using ConnectedProbes = std::function<std::vector<ConnectedProbe>()>;
 
@@ -49,8 +54,7 @@ class ResultRates {
 };
 
 struct FleetServiceOptions {
-  int32_t default_page_size = 100;  // page_size 0
-  int32_t max_page_size = 1000;
+  PageLimits pages;
 };
 
 class FleetServiceImpl final : public v1::FleetService::Service {
@@ -68,13 +72,6 @@ class FleetServiceImpl final : public v1::FleetService::Service {
   const ResultRates& rates_;
   FleetServiceOptions options_;
 };
-
-// Page tokens of the public API's lists: opaque to callers, base64url of
-// `tag` (the list and the token's format: another list's token is refused)
-// and the last name of the page. decode: nullopt if `token` was not made by
-// encode_page_token with this tag.
-std::string encode_page_token(std::string_view tag, std::string_view last_name);
-std::optional<std::string> decode_page_token(std::string_view tag, std::string_view token);
 
 // FleetService's page tokens. Exposed for tests.
 std::string encode_probe_page_token(std::string_view last_name);

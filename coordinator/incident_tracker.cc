@@ -229,6 +229,7 @@ void IncidentTracker::flush() {
               incident ? incident->check() : std::string(), "kind", incident ? kind_label(incident->kind()) : "",
               "scope", scope_label(event.scope()), "cause", incident ? incident->diagnosis().cause_id() : "");
   }
+  if (options_.on_events_stored) options_.on_events_stored(fresh, unsaved_incidents_);
   unsaved_incidents_.clear();
   unsaved_events_.clear();
 }

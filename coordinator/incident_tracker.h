@@ -27,6 +27,13 @@
 
 namespace vantage::coordinator {
 
+// After each commit of incidents: the events that were new (in event_id
+// order; may be empty when only snapshots changed) and every incident saved,
+// by id. Called on the tracker's thread, so it must not block
+// (IncidentFeed::publish).
+using IncidentEventsStoredFn = std::function<void(const std::vector<v1::IncidentEvent>& events,
+                                                  const std::map<std::string, v1::Incident>& incidents)>;
+
 struct IncidentTrackerOptions {
   correlation::Settings defaults;
   std::chrono::milliseconds tick{1000};
@@ -37,6 +44,8 @@ struct IncidentTrackerOptions {
   // Results waiting for the correlator; past it the oldest are skipped
   // (logged and counted). Only a stalled correlator thread gets there.
   size_t max_queued = 1'000'000;
+  // Optional: who hears of newly stored events (WatchIncidents).
+  IncidentEventsStoredFn on_events_stored;
 };
 
 class IncidentTracker {

@@ -130,6 +130,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--tls-cert", options.tls_cert_file, "PEM certificate: serve gRPC over TLS");
   serve->add_option("--tls-key", options.tls_key_file, "PEM private key for --tls-cert");
+  serve->add_option("--tls-client-ca", options.tls_client_ca_file,
+                    "PEM CA bundle: ask clients for a certificate and verify the one presented against it (with "
+                    "--tls-cert/--tls-key)");
+  serve->add_flag("--require-probe-client-cert", options.require_probe_client_cert,
+                  "refuse a probe stream without a client certificate verified by --tls-client-ca (API clients "
+                  "still need only their token)");
+  serve->add_option("--alertmanager-url", options.alertmanager_urls,
+                    "Alertmanager to push incidents to, e.g. http://127.0.0.1:9093 (repeat for several)");
   serve->add_option("--retention-days", options.retention_days, "days of results kept")->capture_default_str();
   serve->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
 

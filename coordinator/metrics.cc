@@ -133,7 +133,30 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
                                      .Help("When the checks file was last loaded successfully (Unix time; "
                                            "0 without a checks file).")
                                      .Register(*registry)
-                                     .Add({})) {
+                                     .Add({})),
+      check_incident_open(BuildGauge()
+                              .Name("vantage_check_incident_open")
+                              .Help("1 for each open incident, labelled with its check, id, kind, scope and "
+                                    "cause; the series goes when the incident resolves.")
+                              .Register(*registry)),
+      cert_expiry(BuildGauge()
+                      .Name("vantage_check_cert_expiry_timestamp_seconds")
+                      .Help("When the certificate a check's site served last expires (Unix time), by region.")
+                      .Register(*registry)),
+      alertmanager_posts(BuildCounter()
+                             .Name("vantage_alertmanager_posts_total")
+                             .Help("Posts of incidents to Alertmanager, by result: ok, error.")
+                             .Register(*registry)),
+      alertmanager_alerts(BuildGauge()
+                              .Name("vantage_alertmanager_alerts")
+                              .Help("Incident alerts being sent to Alertmanager (firing or recently resolved).")
+                              .Register(*registry)
+                              .Add({})),
+      alertmanager_dropped(BuildCounter()
+                               .Name("vantage_alertmanager_dropped_total")
+                               .Help("Incident changes not handed to the Alertmanager pusher (it was stuck).")
+                               .Register(*registry)
+                               .Add({})) {
   BuildGauge()
       .Name("vantage_build_info")
       .Help("Always 1; the labels say which build is running.")
@@ -144,7 +167,8 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
   for (const char* reason : {"storage_unavailable", "storage_error", "invalid_batch"}) {
     ingest_errors.Add({{"reason", reason}});
   }
-  for (const char* reason : {"missing_token", "unknown_token", "wrong_probe_id", "wrong_region"}) {
+  for (const char* reason : {"missing_token", "unknown_token", "wrong_probe_id", "wrong_region",
+                             "missing_client_cert"}) {
     probe_auth_failures.Add({{"reason", reason}});
   }
   for (const auto reason : kAllRefusalReasons) ingest_refused.Add({{"reason", std::string(refusal_label(reason))}});
@@ -152,6 +176,7 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
     probe_streams_ended.Add({{"reason", reason}});
   }
   for (const char* result : {"success", "failure"}) config_reloads.Add({{"result", result}});
+  for (const char* result : {"ok", "error"}) alertmanager_posts.Add({{"result", result}});
 }
 
 }  // namespace vantage::coordinator

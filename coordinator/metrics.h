@@ -3,8 +3,9 @@
 // path are created on first use and cached by prometheus-cpp's families.
 //
 // Cardinality budget: region (tens), reason (a fixed handful). No probe id.
-// The check name appears only on the series users alert on (check_up), and
-// colo (about 300 Cloudflare data centres) only on the results by class.
+// The check name appears only on the per-check series users alert on
+// (check_up, open incidents, certificate expiry), and colo (about 300
+// Cloudflare data centres) only on the results by class.
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -51,6 +52,15 @@ struct CoordinatorMetrics {
   // Checks file reloads (checks_reloader.h).
   prometheus::Family<prometheus::Counter>& config_reloads;  // {result}: success, failure
   prometheus::Gauge& config_last_reload_success;            // Unix time of the last good load
+
+  // Alerting (alerts/vantage.rules.yml, alertmanager_pusher.h). One series per
+  // open incident, 1 while it is open, removed when it resolves: what the
+  // rules on incidents select, with the check and the cause.
+  prometheus::Family<prometheus::Gauge>& check_incident_open;  // {check, incident, kind, scope, cause}
+  prometheus::Family<prometheus::Gauge>& cert_expiry;          // {check, region}: the edge's certificate
+  prometheus::Family<prometheus::Counter>& alertmanager_posts; // {result}: ok, error
+  prometheus::Gauge& alertmanager_alerts;                      // alerts being sent (firing or just ended)
+  prometheus::Counter& alertmanager_dropped;                   // changes dropped: the pusher was stuck
 };
 
 }  // namespace vantage::coordinator

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <grpcpp/support/method_handler.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "common/build_info.h"
@@ -41,6 +42,17 @@ ProbeServiceImpl::ProbeServiceImpl(storage::ProbeRegistry& probes, Ingest& inges
 ProbeServiceImpl::~ProbeServiceImpl() = default;
 
 grpc::Status ProbeServiceImpl::authenticate(grpc::ServerContext* context, storage::ProbeRecord* probe) {
+  if (options_.require_client_cert) {
+    // With GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY, a certificate in
+    // the auth context is one the handshake verified against the client CA.
+    const auto auth = context->auth_context();
+    if (!auth || auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME).empty()) {
+      metrics_.probe_auth_failures.Add({{"reason", "missing_client_cert"}}).Increment();
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "this coordinator requires probes to present a TLS client certificate signed by its "
+                          "--tls-client-ca (vantage-probe --tls-client-cert/--tls-client-key)");
+    }
+  }
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
   std::string_view token;
@@ -194,6 +206,12 @@ grpc::Status ProbeServiceImpl::run(grpc::ServerContext* context, RawStream* stre
   v1::ProbeMessage in;
   bool open = true;
   while (open && read(&in)) {
+    // What the probe has produced, for its spool backlog (FleetService);
+    // what is stored of it is at least what this stream sent or was welcomed with.
+    if (in.has_results() || in.has_heartbeat()) {
+      session.record_produced(in.has_results() ? in.results().produced_sequence() : in.heartbeat().produced_sequence(),
+                              std::max(probe.last_sequence, last_sequence));
+    }
     if (!in.has_results()) continue;  // heartbeats keep the stream warm
     v1::CoordinatorMessage ack;
     status = ingest(context, session, *in.mutable_results(), &last_sequence, ack.mutable_ack());

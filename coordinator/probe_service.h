@@ -35,6 +35,9 @@ struct ProbeServiceOptions {
   // before the stream is cancelled.
   std::chrono::milliseconds drain_timeout{5'000};
   ResultLimits result_limits;
+  // Refuse a stream whose TLS connection presented no client certificate
+  // (one presented was verified in the handshake: --tls-client-ca).
+  bool require_client_cert = false;
 };
 
 class ProbeServiceImpl final : public v1::ProbeService::Service {

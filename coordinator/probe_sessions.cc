@@ -53,6 +53,17 @@ void ProbeSession::hello_received() {
   cv_.notify_all();
 }
 
+void ProbeSession::record_produced(uint64_t produced, uint64_t stored) {
+  if (produced == 0 || produced < stored || produced > static_cast<uint64_t>(INT64_MAX)) return;
+  produced_.store(produced);
+}
+
+std::optional<uint64_t> ProbeSession::produced_sequence() const {
+  const uint64_t produced = produced_.load();
+  if (produced == 0) return std::nullopt;
+  return produced;
+}
+
 ProbeSession::Push ProbeSession::push(v1::CoordinatorMessage message, bool bounded) {
   std::lock_guard lock(mu_);
   if (finishing_ || closed_) return Push::kClosed;
@@ -265,6 +276,34 @@ size_t ProbeSessions::request_recheck(int64_t check_id, const std::vector<std::s
   return asked;
 }
 
+std::vector<std::string> ProbeSessions::request_run(int64_t check_id, const std::vector<std::string>& regions,
+                                                    const std::string& request_id) {
+  std::vector<std::shared_ptr<ProbeSession>> candidates;  // in name order
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, session] : sessions_) {
+      if (std::find(regions.begin(), regions.end(), session->probe.region) != regions.end()) {
+        candidates.push_back(session);
+      }
+    }
+  }
+  v1::CoordinatorMessage out;
+  auto* recheck = out.mutable_recheck();
+  recheck->set_check_id(check_id);
+  recheck->set_request_id(request_id);
+  recheck->set_reason("run requested through the API");
+  std::vector<std::string> asked;
+  for (const auto& session : candidates) {
+    const auto& region = session->probe.region;
+    if (std::find(asked.begin(), asked.end(), region) != asked.end()) continue;
+    if (!session->assigned_now(check_id)) continue;
+    // A full queue ends that stream; the region's next probe is tried.
+    if (session->push(out) == ProbeSession::Push::kQueued) asked.push_back(region);
+  }
+  metrics_.rechecks_requested.Increment(static_cast<double>(asked.size()));
+  return asked;
+}
+
 AssignmentChanges ProbeSessions::send_changes() {
   AssignmentChanges changes;
   std::lock_guard lock(mu_);
@@ -303,7 +342,8 @@ std::vector<OpenSession> ProbeSessions::list() const {
   std::vector<OpenSession> out;
   out.reserve(sessions_.size());
   for (const auto& [name, session] : sessions_) {
-    out.push_back({session->probe.name, session->probe.region, session->assigned_count()});
+    out.push_back({session->probe.name, session->probe.region, session->assigned_count(),
+                   session->produced_sequence()});
   }
   return out;
 }

@@ -14,6 +14,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/sync_stream.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -69,6 +70,15 @@ class ProbeSession {
 
   void hello_received();
 
+  // The highest sequence number the probe says it has produced
+  // (ResultBatch/Heartbeat.produced_sequence; 0 is "not told"), so the API
+  // can show its spool backlog. A value below `stored` (what the coordinator
+  // has stored of the probe) or beyond the largest sequence number is a
+  // confused or hostile probe's: ignored, the last good value stays.
+  void record_produced(uint64_t produced, uint64_t stored);
+  // nullopt when the probe never said (an older probe).
+  std::optional<uint64_t> produced_sequence() const;
+
   enum class Push { kQueued, kFull, kClosed };
   // Never blocks. `bounded` messages count against the queue's capacity; a
   // full queue means the probe stopped reading: the stream is ended.
@@ -115,6 +125,8 @@ class ProbeSession {
   std::map<int64_t, int64_t> assigned_;
   std::unordered_set<int64_t> ever_assigned_;
 
+  std::atomic<uint64_t> produced_{0};  // 0: not told
+
   std::thread writer_;  // last: started once everything above exists
 };
 
@@ -123,6 +135,7 @@ struct OpenSession {
   std::string probe;
   std::string region;
   size_t assigned_checks = 0;
+  std::optional<uint64_t> produced_sequence;  // ProbeSession::produced_sequence()
 };
 
 // What one reload changed, summed over the probes it was sent to.
@@ -155,6 +168,12 @@ class ProbeSessions {
   // immediate attempt. Never blocks on a probe. Returns how many were asked.
   size_t request_recheck(int64_t check_id, const std::vector<std::string>& regions, const std::string& request_id,
                          const std::string& reason);
+  // "Run now" (CheckService.RunCheck): asks ONE connected probe of each of
+  // `regions` that runs the check (the first by name whose queue takes it),
+  // so that a run costs the checked site one request per region. Never
+  // blocks on a probe. Returns the regions asked.
+  std::vector<std::string> request_run(int64_t check_id, const std::vector<std::string>& regions,
+                                       const std::string& request_id);
 
   // Sends every open session a CheckAssignmentDiff from what it was told to
   // run to what the registry now says for its region: added, updated (the

@@ -142,6 +142,10 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file,
                  "file holding this probe's bearer token (default: $VANTAGE_PROBE_TOKEN)");
   app.add_option("--tls-ca", stream.tls_ca_file, "PEM CA bundle: connect with TLS and verify the coordinator");
+  app.add_option("--tls-client-cert", stream.tls_client_cert_file,
+                 "PEM client certificate for a coordinator that verifies probes' certificates (with --tls-ca and "
+                 "--tls-client-key)");
+  app.add_option("--tls-client-key", stream.tls_client_key_file, "PEM private key of --tls-client-cert");
   app.add_option("--spool-dir", options.spool.directory,
                  "directory where unacknowledged results are kept across outages and restarts "
                  "(default: memory only)");
@@ -217,10 +221,7 @@ int main(int argc, char** argv) {
     } else {
       throw std::runtime_error("no token: pass --token-file or set VANTAGE_PROBE_TOKEN");
     }
-    if (!stream.tls_ca_file.empty()) {
-      std::string error;
-      if (!vantage::probe::read_ca_file(stream.tls_ca_file, &error)) throw std::runtime_error(error);
-    }
+    if (auto error = vantage::probe::check_tls_options(stream); !error.empty()) throw std::runtime_error(error);
     if (auto error = vantage::probe::parse_overrides(resolve, connect_to, &options.scheduler.resolve);
         !error.empty()) {
       throw std::runtime_error(error);

@@ -28,6 +28,16 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
     if (!pem) log::error("cannot read the coordinator's CA bundle", "error", error);
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = pem.value_or("");
+    if (!options.tls_client_cert_file.empty()) {
+      auto cert = read_pem_file(options.tls_client_cert_file, "--tls-client-cert", "CERTIFICATE", &error);
+      if (!cert) log::error("cannot read this probe's client certificate", "error", error);
+      auto key = read_pem_file(options.tls_client_key_file, "--tls-client-key", "PRIVATE KEY", &error);
+      if (!key) log::error("cannot read this probe's client key", "error", error);
+      if (cert && key) {
+        ssl.pem_cert_chain = std::move(*cert);
+        ssl.pem_private_key = std::move(*key);
+      }
+    }
     credentials = grpc::SslCredentials(ssl);
   }
   grpc::ChannelArguments args;
@@ -88,28 +98,51 @@ std::chrono::milliseconds ReconnectPolicy::after(const Session& session) {
   return backoff_.next();
 }
 
-std::optional<std::string> read_ca_file(const std::string& path, std::string* error) {
+std::optional<std::string> read_pem_file(const std::string& path, std::string_view flag, std::string_view kind,
+                                         std::string* error) {
+  const std::string named = std::string(flag) + " " + path;
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored)) {
-    *error = "--tls-ca " + path + ": is a directory, not a PEM file";
+    *error = named + ": is a directory, not a PEM file";
     return std::nullopt;
   }
   std::ifstream in(path);
   if (!in) {
-    *error = "--tls-ca " + path + ": cannot read: " + std::strerror(errno);
+    *error = named + ": cannot read: " + std::strerror(errno);
     return std::nullopt;
   }
   std::stringstream pem;
   pem << in.rdbuf();
   if (in.bad()) {
-    *error = "--tls-ca " + path + ": cannot read: " + std::strerror(errno);
+    *error = named + ": cannot read: " + std::strerror(errno);
     return std::nullopt;
   }
-  if (pem.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-    *error = "--tls-ca " + path + ": no PEM certificate in the file";
+  if (pem.str().find(std::string(kind) + "-----") == std::string::npos) {
+    *error = named + ": no PEM " + std::string(kind == "CERTIFICATE" ? "certificate" : "private key") + " in the file";
     return std::nullopt;
   }
   return pem.str();
+}
+
+std::optional<std::string> read_ca_file(const std::string& path, std::string* error) {
+  return read_pem_file(path, "--tls-ca", "CERTIFICATE", error);
+}
+
+std::string check_tls_options(const StreamerOptions& options) {
+  if (options.tls_client_cert_file.empty() != options.tls_client_key_file.empty()) {
+    return "--tls-client-cert and --tls-client-key go together";
+  }
+  if (!options.tls_client_cert_file.empty() && options.tls_ca_file.empty()) {
+    return "--tls-client-cert needs --tls-ca (a client certificate is sent only over TLS)";
+  }
+  std::string error;
+  if (!options.tls_ca_file.empty() && !read_ca_file(options.tls_ca_file, &error)) return error;
+  if (!options.tls_client_cert_file.empty() &&
+      (!read_pem_file(options.tls_client_cert_file, "--tls-client-cert", "CERTIFICATE", &error) ||
+       !read_pem_file(options.tls_client_key_file, "--tls-client-key", "PRIVATE KEY", &error))) {
+    return error;
+  }
+  return {};
 }
 
 Streamer::Streamer(StreamerOptions options, Spool& spool, Scheduler& scheduler,
@@ -278,8 +311,11 @@ void Streamer::run_session() {
       v1::ProbeMessage message;
       if (!batch.empty()) {
         for (auto& r : batch) *message.mutable_results()->add_results() = std::move(r);
+        // Read after the batch was taken: never below its last sequence.
+        message.mutable_results()->set_produced_sequence(spool_.stats().last_sequence);
       } else if (std::chrono::steady_clock::now() - last_write >= heartbeat_interval) {
-        message.mutable_heartbeat();
+        // The coordinator shows produced minus stored as this probe's backlog.
+        message.mutable_heartbeat()->set_produced_sequence(spool_.stats().last_sequence);
       } else {
         continue;
       }

@@ -32,6 +32,10 @@ struct StreamerOptions {
   std::string region;
   std::string version;
   std::string tls_ca_file;  // empty: plaintext (loopback and tests only)
+  // PEM client certificate and its key (with tls_ca_file), for a coordinator
+  // that verifies its probes' certificates (--tls-client-ca).
+  std::string tls_client_cert_file;
+  std::string tls_client_key_file;
   size_t max_batch = 500;
   std::chrono::milliseconds batch_wait{200};
   // After a batch that was not full, the next one gathers results this long
@@ -83,6 +87,13 @@ class ReconnectPolicy {
 // The PEM CA bundle named by --tls-ca; nullopt, with `error` naming the file
 // and what is wrong, when it cannot be read or holds no certificate.
 std::optional<std::string> read_ca_file(const std::string& path, std::string* error);
+// A PEM file given by `flag` that must hold a "-----BEGIN ...<kind>-----"
+// block (kind: "CERTIFICATE", "PRIVATE KEY"); as read_ca_file.
+std::optional<std::string> read_pem_file(const std::string& path, std::string_view flag, std::string_view kind,
+                                         std::string* error);
+// The TLS flags together: empty when they fit (files readable, pairs
+// complete), else what is wrong.
+std::string check_tls_options(const StreamerOptions& options);
 
 class Streamer {
  public:

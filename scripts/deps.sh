@@ -16,12 +16,20 @@ packages=(
   postgresql postgresql-client curl
   # the system trust store, for https checks
   ca-certificates
+  # Prometheus (and promtool) and Alertmanager: the alert rules' tests, the
+  # paging end-to-end test and the local run
+  prometheus prometheus-alertmanager
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The Node.js example client (examples/node) and its end-to-end test: node and
+# npm from Debian, unless the machine already has them (another nodejs package,
+# such as NodeSource's, brings its own npm; Debian's npm would conflict with it).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "deps.sh: installing ${missing[*]}" >&2

@@ -795,3 +795,14 @@ void PgStore::for_each_result_since(std::chrono::system_clock::time_point since,
 }
 
 }  // namespace vantage::storage
+
+namespace vantage::storage {
+
+void PgStore::run_with_connection(const char* what, const std::function<void(pqxx::connection&)>& fn) {
+  with_connection(what, [&](pqxx::connection& c) {
+    fn(c);
+    return 0;
+  });
+}
+
+}  // namespace vantage::storage

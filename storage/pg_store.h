@@ -58,7 +58,9 @@ class PgStore final : public ProbeRegistry,
                       public IncidentStore,
                       public ResultHistory,
                       public ApiTokenStore,
-                      public ProbeDirectory {
+                      public ProbeDirectory,
+                      public ResultQueries,
+                      public IncidentQueries {
  public:
   // Does not connect yet: call migrate() (or any method) to find out.
   PgStore(const std::string& url, size_t pool_size = 4);
@@ -101,15 +103,33 @@ class PgStore final : public ProbeRegistry,
   std::optional<v1::Incident> get_incident(const std::string& id) override;
   void for_each_result_since(std::chrono::system_clock::time_point since,
                              const std::function<void(StoredResult&&)>& fn) override;
+  // IncidentQueries: storage/pg_incident_queries.cc.
+  std::vector<ListedIncident> list_incidents(const IncidentFilter& filter, const std::optional<IncidentKey>& after,
+                                             size_t limit) override;
+  std::vector<StoredIncidentEvent> incident_events_after(int64_t after_event_id,
+                                                         std::optional<std::chrono::system_clock::time_point> since,
+                                                         std::string_view check, size_t limit) override;
+  std::vector<v1::StoredResult> incident_evidence(const v1::Incident& incident,
+                                                  std::chrono::system_clock::time_point now, size_t limit) override;
 
   // Creates the day partitions of results from `today` to `days_ahead` days
   // later and drops those older than `retention_days`. Replicas may run it at
   // the same time. Returns {created, dropped}.
   std::pair<int, int> maintain_partitions(std::chrono::sys_days today, int days_ahead, int retention_days);
 
+  // ResultQueries: in pg_result_queries.cc.
+  std::optional<ResultCheck> find_result_check(std::string_view name) override;
+  std::vector<ListedResult> list_results(const ResultFilter& filter, const std::optional<ResultKey>& after,
+                                         size_t limit) override;
+  ResultSummary summarize_results(const ResultCheck& check, std::chrono::sys_time<std::chrono::microseconds> start,
+                                  std::chrono::sys_time<std::chrono::microseconds> end) override;
+
  private:
   template <typename Fn>
   auto with_connection(const char* what, Fn&& fn);
+  // with_connection for the methods defined in other files (its template
+  // lives in pg_store.cc).
+  void run_with_connection(const char* what, const std::function<void(pqxx::connection&)>& fn);
   ConnectionPool pool_;
 };
 

@@ -165,6 +165,55 @@ class IncidentStore {
   virtual std::optional<v1::Incident> get_incident(const std::string& id) = 0;
 };
 
+// What the public API reads of incidents (IncidentService).
+struct IncidentFilter {
+  std::string check;                                          // the check's name; empty: any
+  v1::IncidentState state = v1::INCIDENT_STATE_UNSPECIFIED;   // unspecified: any
+  v1::IncidentKind kind = v1::INCIDENT_KIND_UNSPECIFIED;
+  v1::Scope widest_scope = v1::SCOPE_UNSPECIFIED;
+  std::optional<std::chrono::system_clock::time_point> opened_from;   // first failure at or after
+  std::optional<std::chrono::system_clock::time_point> opened_until;  // first failure before
+};
+
+// An incident's place in the list's order: newest first by first failure
+// time (microseconds since the epoch, as stored), then id.
+struct IncidentKey {
+  int64_t first_failure_us = 0;
+  std::string id;
+};
+
+struct ListedIncident {
+  v1::Incident incident;  // without its timeline
+  IncidentKey key;
+};
+
+// A stored event with its incident as stored now.
+struct StoredIncidentEvent {
+  v1::IncidentEvent event;  // event_id set
+  v1::Incident incident;    // without its timeline
+};
+
+class IncidentQueries {
+ public:
+  virtual ~IncidentQueries() = default;
+  // Up to `limit` incidents matching `filter` that come after `after` (none:
+  // from the newest), newest first. A key, not an offset: incidents stored
+  // meanwhile neither repeat nor shift the next page.
+  virtual std::vector<ListedIncident> list_incidents(const IncidentFilter& filter,
+                                                     const std::optional<IncidentKey>& after, size_t limit) = 0;
+  // Up to `limit` events with an event_id above `after_event_id`, in
+  // event_id order; only those at or after `since` when given, and only the
+  // check named `check` unless it is empty.
+  virtual std::vector<StoredIncidentEvent> incident_events_after(
+      int64_t after_event_id, std::optional<std::chrono::system_clock::time_point> since, std::string_view check,
+      size_t limit) = 0;
+  // The failing results (edge class not ok) of the incident's check from its
+  // first failure to its resolution (or `now`), newest first, at most `limit`.
+  virtual std::vector<v1::StoredResult> incident_evidence(const v1::Incident& incident,
+                                                          std::chrono::system_clock::time_point now,
+                                                          size_t limit) = 0;
+};
+
 // A stored result with the probe that produced it, for the correlator's
 // replay after a restart.
 struct StoredResult {
@@ -180,6 +229,81 @@ class ResultHistory {
   // start-time order, reading in chunks (an hour of results can be millions).
   virtual void for_each_result_since(std::chrono::system_clock::time_point since,
                                      const std::function<void(StoredResult&&)>& fn) = 0;
+};
+
+// The public API's reads of stored results (ResultService).
+struct ResultCheck {
+  int64_t id = 0;
+  std::chrono::microseconds interval{0};  // the check's period, for uptime
+};
+
+// Where a newest-first list of results stands: the last row's key.
+struct ResultKey {
+  std::chrono::sys_time<std::chrono::microseconds> start_time{};
+  int32_t probe_key = 0;
+  int64_t sequence = 0;
+};
+
+// Filters of a list; empty strings and UNSPECIFIED match everything. Times
+// are [start_time, end_time).
+struct ResultFilter {
+  int64_t check_id = 0;
+  std::string region;
+  std::string probe;                  // the probe's name
+  v1::FailureClass failure_class{};   // the edge leg's class
+  bool failures_only = false;         // a leg failed (the rows stored with their detail)
+  std::optional<std::chrono::sys_time<std::chrono::microseconds>> start_time;
+  std::optional<std::chrono::sys_time<std::chrono::microseconds>> end_time;
+};
+
+struct ListedResult {
+  StoredResult stored;
+  ResultKey key;
+};
+
+// Latency percentiles (percentile_disc: a latency that was observed) of the
+// successful attempts' edge total time; zero without any success.
+struct LatencyPercentiles {
+  std::chrono::microseconds p50{0}, p90{0}, p95{0}, p99{0};
+};
+
+struct RegionTotals {
+  std::string region;
+  uint64_t attempts = 0;
+  uint64_t successes = 0;
+  LatencyPercentiles latency;
+};
+
+struct ResultSummary {
+  uint64_t attempts = 0;
+  uint64_t successes = 0;
+  LatencyPercentiles latency;
+  std::vector<RegionTotals> by_region;                     // by region name
+  std::vector<std::pair<v1::FailureClass, uint64_t>> by_class;  // by class number
+  struct EdgeCodes {
+    std::string region, colo;
+    uint32_t edge_code = 0;
+    uint64_t count = 0;
+  };
+  std::vector<EdgeCodes> edge_codes;  // 520..530, by region, colo, code
+  uint64_t periods = 0;     // periods of the check's interval with an attempt
+  uint64_t periods_up = 0;  // of those, periods with a success in any region
+};
+
+class ResultQueries {
+ public:
+  virtual ~ResultQueries() = default;
+  // The stored check named `name`, if any.
+  virtual std::optional<ResultCheck> find_result_check(std::string_view name) = 0;
+  // Up to `limit` results matching `filter`, newest first by (start_time,
+  // probe, sequence), after `after` when given.
+  virtual std::vector<ListedResult> list_results(const ResultFilter& filter, const std::optional<ResultKey>& after,
+                                                 size_t limit) = 0;
+  // The check's results that started in [start, end). Periods are `period`
+  // long, counted from the Unix epoch (so they do not move with the window).
+  virtual ResultSummary summarize_results(const ResultCheck& check,
+                                          std::chrono::sys_time<std::chrono::microseconds> start,
+                                          std::chrono::sys_time<std::chrono::microseconds> end) = 0;
 };
 
 }  // namespace vantage::storage

@@ -23,38 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 [[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
 
-// us-1 reaches the site through IAD, eu-1 through FRA, ap-1 through SIN.
-const std::vector<std::string> kColos{"IAD", "FRA", "SIN"};
-
-int64_t edge_port(const std::string& lab_log, const std::string& colo) {
-  return number_after(lab_log, "colo=" + colo + " address=127.0.0.1:");
-}
-int64_t origin_port(const std::string& lab_log) { return number_after(lab_log, "msg=listening address=127.0.0.1:"); }
-
-// One check of "shop.test" through the edge, with the origin leg straight at
-// the lab origin. Thresholds shortened so a scenario takes seconds, not hours.
-StackOptions edge_stack(const std::string& correlation) {
-  StackOptions o;
-  o.lab_args = {"--edge-colos", "IAD,FRA,SIN"};
-  o.checks = [correlation](const std::string& log) {
-    return fmt::format(
-        "checks:\n"
-        "  - name: shop\n"
-        "    url: http://shop.test:{}/\n"
-        "    interval: 2s\n"
-        "    timeout: 1s\n"
-        "    origin: {{address: \"127.0.0.1:{}\"}}\n"
-        "    correlation: {}\n",
-        edge_port(log, "IAD"), origin_port(log), correlation);
-  };
-  // Each probe's "DNS" sends it to its own colo, like anycast would.
-  o.probe_args = [](size_t i, const std::string& log) {
-    return std::vector<std::string>{
-        "--connect-to", fmt::format("shop.test:{}:127.0.0.1:{}", edge_port(log, "IAD"), edge_port(log, kColos[i]))};
-  };
-  return o;
-}
-
 struct StoredIncident {
   v1::Incident incident;
   std::vector<v1::IncidentEventType> timeline;  // read in time order, ties by event id
@@ -88,12 +56,6 @@ bool wait_until(Pred pred, seconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return pred();
-}
-
-// Sets the lab origin's fault for requests that come through the edge.
-void set_fault(Stack& stack, const std::string& query) {
-  const auto port = static_cast<int>(origin_port(stack.lab().output()));
-  ASSERT_NE(http_get(port, "/lab/fault?" + query), "") << "the lab refused /lab/fault?" << query;
 }
 
 // One series of the coordinator's /metrics (labels in alphabetical order); -1 when absent.

@@ -1,5 +1,6 @@
 #include "tests/e2e/stack.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -58,9 +59,10 @@ Stack::~Stack() {
 }
 
 void Stack::start_coordinator(const std::string& listen, const std::string& metrics) {
-  coordinator_ = std::make_unique<Process>(std::vector<std::string>{
-      VANTAGE_COORDINATOR_BIN, "serve", "--database", db_, "--checks", checks_.string(), "--listen", listen,
-      "--metrics-listen", metrics});
+  std::vector<std::string> args{VANTAGE_COORDINATOR_BIN, "serve", "--database", db_, "--checks", checks_.string(),
+                                "--listen", listen, "--metrics-listen", metrics};
+  args.insert(args.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
+  coordinator_ = std::make_unique<Process>(args);
   ASSERT_TRUE(coordinator_->wait_for_output("msg=\"coordinator started\"", seconds(20))) << coordinator_->output();
   grpc_port_ = static_cast<int>(number_after(coordinator_->output(), "grpc_port="));
   metrics_port_ = static_cast<int>(number_after(coordinator_->output(), "metrics_port="));
@@ -132,6 +134,38 @@ void Stack::expect_exactly_once() const {
     EXPECT_EQ(stored, produced) << p.id << ": stored results the probe never produced?";
     EXPECT_EQ(output.find("stopping with unacknowledged results"), std::string::npos) << p.id << ": " << output;
   }
+}
+
+int64_t edge_port(const std::string& lab_log, const std::string& colo) {
+  return number_after(lab_log, "colo=" + colo + " address=127.0.0.1:");
+}
+
+int64_t origin_port(const std::string& lab_log) { return number_after(lab_log, "msg=listening address=127.0.0.1:"); }
+
+StackOptions edge_stack(const std::string& correlation) {
+  StackOptions o;
+  o.lab_args = {"--edge-colos", "IAD,FRA,SIN"};
+  o.checks = [correlation](const std::string& log) {
+    return fmt::format(
+        "checks:\n"
+        "  - name: shop\n"
+        "    url: http://shop.test:{}/\n"
+        "    interval: 2s\n"
+        "    timeout: 1s\n"
+        "    origin: {{address: \"127.0.0.1:{}\"}}\n"
+        "    correlation: {}\n",
+        edge_port(log, "IAD"), origin_port(log), correlation);
+  };
+  o.probe_args = [](size_t i, const std::string& log) {
+    return std::vector<std::string>{"--connect-to", fmt::format("shop.test:{}:127.0.0.1:{}", edge_port(log, "IAD"),
+                                                                edge_port(log, kEdgeColos[i]))};
+  };
+  return o;
+}
+
+void set_fault(Stack& stack, const std::string& query) {
+  const auto port = static_cast<int>(origin_port(stack.lab().output()));
+  ASSERT_NE(http_get(port, "/lab/fault?" + query), "") << "the lab refused /lab/fault?" << query;
 }
 
 }  // namespace vantage::testing

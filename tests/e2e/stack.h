@@ -22,6 +22,8 @@ struct StackOptions {
   std::function<std::string(const std::string& lab_log)> checks;
   // Extra flags of probe `i`, from the lab's start-up log.
   std::function<std::vector<std::string>(size_t i, const std::string& lab_log)> probe_args;
+  // Extra flags of the coordinator's `serve`.
+  std::vector<std::string> coordinator_args;
 };
 
 class Stack {
@@ -75,5 +77,20 @@ class Stack {
   int metrics_port_ = 0;
   std::vector<Probe> probes_;
 };
+
+// The edge scenario of the incident tests: the lab's fake Cloudflare edge
+// with colos IAD, FRA and SIN; one check "shop" of "shop.test" through the
+// edge every 2 s, with the origin leg straight at the lab origin; probe us-1
+// reaches the edge's IAD, eu-1 FRA, ap-1 SIN (each probe's "DNS" sends it to
+// its own colo, as anycast would). `correlation`: the check's correlation
+// settings as YAML (thresholds shortened so a scenario takes seconds).
+inline const std::vector<std::string> kEdgeColos{"IAD", "FRA", "SIN"};
+StackOptions edge_stack(const std::string& correlation);
+int64_t edge_port(const std::string& lab_log, const std::string& colo);
+int64_t origin_port(const std::string& lab_log);
+// Sets the lab origin's fault for requests that come through the edge
+// (`/lab/fault?QUERY`, e.g. "name=empty-reply&colo=FRA", "name=none"); a
+// test failure if the lab refuses it.
+void set_fault(Stack& stack, const std::string& query);
 
 }  // namespace vantage::testing

@@ -37,7 +37,7 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());  // a bare name is looked up in PATH (prometheus, node...)
     _exit(127);
   }
   close(fd);

@@ -52,6 +52,9 @@ class RawProbe {
     reader_.join();
   }
 
+  // Sends a message on the stream (from one thread at a time).
+  bool send(const v1::ProbeMessage& message) { return stream_->Write(message); }
+
   // The next message of the kind, waiting for it at most `timeout`.
   std::optional<Received> next(bool (v1::CoordinatorMessage::*has)() const, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     std::unique_lock lock(mu_);

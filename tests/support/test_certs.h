@@ -1,0 +1,92 @@
+#pragma once
+// Certificates made per test run with OpenSSL: a CA, and leaf certificates it
+// signs (servers and clients), as PEM text.
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+#include <string>
+
+namespace vantage::testing {
+
+struct TestKey {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  TestKey() = default;
+  TestKey(const TestKey&) = delete;
+  TestKey& operator=(const TestKey&) = delete;
+  ~TestKey() { EVP_PKEY_free(key); }
+  std::string pem() const {
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+    char* data;
+    long n = BIO_get_mem_data(bio, &data);
+    std::string out(data, n);
+    BIO_free(bio);
+    return out;
+  }
+};
+
+// A certificate for `subject` (common name `name`, subjectAltName `san`
+// unless empty) signed by `issuer` named `issuer_name`, valid for a day.
+inline std::string make_certificate(const std::string& name, const TestKey& subject, const TestKey& issuer,
+                                    const std::string& issuer_name, bool ca, const std::string& san = "") {
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  static long serial = 1000;
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), ++serial);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
+  X509_set_pubkey(cert, subject.key);
+  auto set_cn = [](X509_NAME* n, const std::string& cn) {
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  };
+  set_cn(X509_get_subject_name(cert), name);
+  set_cn(X509_get_issuer_name(cert), issuer_name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+  auto add = [&](int nid, const std::string& value) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+  };
+  if (ca) {
+    add(NID_basic_constraints, "critical,CA:TRUE");
+    add(NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else if (!san.empty()) {
+    add(NID_subject_alt_name, san);
+  }
+  X509_sign(cert, issuer.key, EVP_sha256());
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, cert);
+  char* data;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, n);
+  BIO_free(bio);
+  X509_free(cert);
+  return out;
+}
+
+// A CA and what it signs.
+struct TestCa {
+  explicit TestCa(std::string name) : name(std::move(name)) {}
+  std::string name;
+  TestKey key;
+  std::string pem = make_certificate(name, key, key, name, /*ca=*/true);
+
+  struct Leaf {
+    std::unique_ptr<TestKey> key = std::make_unique<TestKey>();
+    std::string cert;
+    std::string key_pem() const { return key->pem(); }
+  };
+  Leaf issue(const std::string& common_name, const std::string& san = "") const {
+    Leaf leaf;
+    leaf.cert = make_certificate(common_name, *leaf.key, key, name, /*ca=*/false, san);
+    return leaf;
+  }
+};
+
+}  // namespace vantage::testing
