@@ -4,12 +4,12 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -653,10 +653,15 @@ google::protobuf::Duration to_duration(milliseconds ms) {
   return d;
 }
 
+bool valid_check_name(std::string_view name) {
+  if (name.empty() || name.size() > 63 || name.front() == '-') return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+}
+
 std::vector<CheckProblem> validate_check(v1::Check& check) {
   Problems problems;
-  static const std::regex kName("[a-z0-9][a-z0-9-]{0,62}");
-  if (!std::regex_match(check.name(), kName)) {
+  if (!valid_check_name(check.name())) {
     problems.add("name", fmt::format("\"{}\" must be 1 to 63 lower-case letters, digits or '-', starting with a "
                                      "letter or digit",
                                      safe_text(check.name(), 80)));

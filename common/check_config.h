@@ -87,6 +87,10 @@ struct CheckProblem {
   std::string describe() const;
 };
 
+// A name people choose: [a-z0-9][a-z0-9-]{0,62}. Checks are named so (and
+// API tokens, coordinator/api_auth.h).
+bool valid_check_name(std::string_view name);
+
 // Fills the defaults (method, interval, timeout, expected status) and
 // returns every problem of the check; empty when it is valid. The one
 // validation of a check: the checks file (check-config and serve) and the

@@ -4,6 +4,7 @@
 
 #include <iterator>
 
+#include "common/check_config.h"
 #include "common/log.h"
 #include "common/token.h"
 
@@ -41,13 +42,7 @@ std::optional<Role> parse_role(std::string_view name) {
   return std::nullopt;
 }
 
-bool valid_api_token_name(std::string_view name) {
-  if (name.empty() || name.size() > 63 || name.front() == '-') return false;
-  for (char ch : name) {
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) return false;
-  }
-  return true;
-}
+bool valid_api_token_name(std::string_view name) { return valid_check_name(name); }
 
 grpc::Status api_storage_status(const storage::StorageError& e, const char* what) {
   if (e.kind() == storage::StorageError::Kind::kUnavailable) {

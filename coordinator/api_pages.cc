@@ -87,4 +87,14 @@ grpc::Status page_position(std::string_view tag, std::string_view token, std::st
   return grpc::Status::OK;
 }
 
+grpc::Status time_argument(const google::protobuf::Timestamp& time, std::string_view field) {
+  constexpr int64_t kLastSecond = 9'000'000'000;  // in 2255
+  if (time.seconds() < 0 || time.seconds() > kLastSecond || time.nanos() < 0 || time.nanos() > 999'999'999) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("{}: not a time from 1970 to 2255 (seconds {}, nanos {})", field, time.seconds(),
+                                    time.nanos()));
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace vantage::coordinator

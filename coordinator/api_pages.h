@@ -1,6 +1,7 @@
 #pragma once
-// Pages of the public API's lists, one set of rules for every list: the page
-// size (0: the list's default, at most its maximum) and opaque page tokens.
+// What the public API's lists and summaries take alike, one set of rules for
+// every service: the page size (0: the list's default, at most its maximum),
+// opaque page tokens and time bounds.
 //
 // A page token is base64url of a tag naming the list and the token's format
 // (a token of another list or format is refused) and the position after
@@ -8,6 +9,7 @@
 // position is a key, not an offset: items added or removed meanwhile neither
 // repeat nor skip an item on the next page.
 
+#include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
@@ -33,5 +35,10 @@ std::optional<std::string> decode_page_token(std::string_view tag, std::string_v
 // The position in `token` (empty token: the first page, position ""), or
 // INVALID_ARGUMENT naming page_token.
 grpc::Status page_position(std::string_view tag, std::string_view token, std::string* position);
+
+// A time bound of a list or summary: from 1970 to 2255 (what the clock's
+// nanoseconds hold, so nothing overflows on its way to SQL), nanos in range;
+// else INVALID_ARGUMENT naming `field`.
+grpc::Status time_argument(const google::protobuf::Timestamp& time, std::string_view field);
 
 }  // namespace vantage::coordinator

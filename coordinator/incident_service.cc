@@ -6,6 +6,7 @@
 #include <charconv>
 #include <optional>
 
+#include "common/check_config.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/text.h"
@@ -17,14 +18,6 @@ namespace {
 constexpr std::string_view kPageTokenTag = "incidents.v1:";  // a token of another list or format is refused
 constexpr size_t kMaxIncidentIdBytes = 128;                  // ids are "<check id>-<unix ms>"
 
-// A check's name, as the checks file and CheckService define it:
-// [a-z0-9][a-z0-9-]{0,62}.
-bool valid_check_name(std::string_view name) {
-  if (name.empty() || name.size() > 63 || name.front() == '-') return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
-}
-
 grpc::Status invalid(std::string message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
 }
@@ -32,17 +25,6 @@ grpc::Status invalid(std::string message) {
 grpc::Status check_filter(const std::string& check) {
   if (check.empty() || valid_check_name(check)) return grpc::Status::OK;
   return invalid("check: not a check name (1 to 63 of a-z, 0-9 and '-', not starting with '-')");
-}
-
-// A time the clock's nanoseconds can hold (about 1677 to 2262), from 1970
-// on: no incident is older, and nothing past it overflows on the way to SQL.
-grpc::Status check_time(const char* field, const google::protobuf::Timestamp& ts) {
-  constexpr int64_t kMaxSeconds = 9'000'000'000;  // 2255
-  if (ts.seconds() < 0 || ts.seconds() > kMaxSeconds || ts.nanos() < 0 || ts.nanos() > 999'999'999) {
-    return invalid(fmt::format("{}: not a time from 1970 to 2255 (seconds {}, nanos {})", field, ts.seconds(),
-                               ts.nanos()));
-  }
-  return grpc::Status::OK;
 }
 
 grpc::Status check_enum(const char* field, int value, bool (*is_valid)(int), const char* type) {
@@ -167,7 +149,7 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
       return invalid(fmt::format("after_event_id: {} is negative (the event_id of the last event received, or 0)",
                                  request_.after_event_id()));
     }
-    if (request_.has_since()) return check_time("since", request_.since());
+    if (request_.has_since()) return time_argument(request_.since(), "since");
     return grpc::Status::OK;
   }
 
@@ -378,11 +360,11 @@ grpc::Status IncidentServiceImpl::ListIncidents(grpc::ServerContext* context, co
   filter.kind = request->kind();
   filter.widest_scope = request->scope();
   if (request->has_start_time()) {
-    if (auto s = check_time("start_time", request->start_time()); !s.ok()) return s;
+    if (auto s = time_argument(request->start_time(), "start_time"); !s.ok()) return s;
     filter.opened_from = from_timestamp(request->start_time());
   }
   if (request->has_end_time()) {
-    if (auto s = check_time("end_time", request->end_time()); !s.ok()) return s;
+    if (auto s = time_argument(request->end_time(), "end_time"); !s.ok()) return s;
     filter.opened_until = from_timestamp(request->end_time());
   }
   if (filter.opened_from && filter.opened_until && *filter.opened_until < *filter.opened_from) {

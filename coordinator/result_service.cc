@@ -5,6 +5,7 @@
 
 #include <charconv>
 
+#include "common/check_config.h"
 #include "common/log.h"
 #include "common/text.h"
 
@@ -16,7 +17,6 @@ using Micros = std::chrono::sys_time<std::chrono::microseconds>;
 using google::protobuf::util::TimeUtil;
 
 constexpr std::string_view kPageTokenTag = "results.v1:";  // a token of another list or format is refused
-constexpr size_t kMaxNameBytes = 63;    // a check's name (common/check_config.cc)
 constexpr size_t kMaxFilterBytes = 256;  // region, probe_id: past it, refused before storage is asked
 constexpr auto kDefaultWindow = std::chrono::hours(24);
 constexpr auto kMinWindow = std::chrono::minutes(1);
@@ -24,15 +24,6 @@ constexpr auto kMaxWindow = std::chrono::days(31);
 
 grpc::Status invalid(std::string message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
-}
-
-// A check's name: [a-z0-9][a-z0-9-]{0,62}, as validate_check has it.
-bool well_formed_check_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNameBytes || name.front() == '-') return false;
-  for (char ch : name) {
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) return false;
-  }
-  return true;
 }
 
 // A filter's text: bounded, UTF-8 and without NUL (PostgreSQL's text refuses both).
@@ -48,10 +39,7 @@ grpc::Status filter_text(const std::string& value, const char* field) {
 
 // A set Timestamp as microseconds, or INVALID_ARGUMENT naming `field`.
 grpc::Status time_argument(const google::protobuf::Timestamp& ts, const char* field, std::optional<Micros>* out) {
-  constexpr int64_t kLastSecond = 253402300799;  // 9999-12-31T23:59:59Z
-  if (ts.seconds() < 0 || ts.seconds() > kLastSecond || ts.nanos() < 0 || ts.nanos() > 999'999'999) {
-    return invalid(fmt::format("{}: not a valid timestamp (1970 to 9999, nanos 0 to 999999999)", field));
-  }
+  if (auto status = coordinator::time_argument(ts, field); !status.ok()) return status;
   *out = Micros(std::chrono::microseconds(TimeUtil::TimestampToMicroseconds(ts)));
   return grpc::Status::OK;
 }
@@ -109,7 +97,7 @@ ResultServiceImpl::ResultServiceImpl(storage::ResultQueries& results, ApiAuthori
 
 grpc::Status ResultServiceImpl::find_check(const std::string& name, const char* field, storage::ResultCheck* check) {
   if (name.empty()) return invalid(fmt::format("{}: required (the check's name)", field));
-  if (!well_formed_check_name(name)) {
+  if (!valid_check_name(name)) {
     return invalid(fmt::format("{}: not a check name (1 to 63 of a-z, 0-9 and '-', not starting with '-')", field));
   }
   std::optional<storage::ResultCheck> found;

@@ -7,7 +7,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 command -v kubectl >/dev/null ||
-  { echo "validate.sh: kubectl not found: it renders the overlays (kubectl kustomize); install kubectl" >&2; exit 1; }
+  { echo "validate.sh: kubectl not found: it renders the overlays (kubectl kustomize); install kubectl 1.21 or later" \
+         "(Debian 12's kubernetes-client is 1.20: its kustomize knows no components)" >&2; exit 1; }
 command -v node >/dev/null ||
   { echo "validate.sh: node not found (scripts/deps.sh installs nodejs)" >&2; exit 1; }
 for p in kubernetes-models @kubernetes-models/prometheus-operator js-yaml; do
