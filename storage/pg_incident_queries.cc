@@ -3,47 +3,19 @@
 
 #include <fmt/format.h>
 
-#include <ctime>
 #include <pqxx/pqxx>
 
 #include "common/incident_names.h"
 #include "common/proto_time.h"
-#include "storage/pg_store.h"
+#include "storage/pg_internal.h"
 
 namespace vantage::storage {
 
 namespace {
 
-// Microseconds since the epoch, the precision PostgreSQL keeps.
-int64_t micros(std::chrono::system_clock::time_point t) {
-  return std::chrono::floor<std::chrono::microseconds>(t.time_since_epoch()).count();
-}
-
-// A timestamptz literal, exact to the microsecond (no floating point on the way).
-std::string timestamptz_text(int64_t us) {
-  const int64_t seconds = us >= 0 ? us / 1'000'000 : -((-us + 999'999) / 1'000'000);
-  const int64_t fraction = us - seconds * 1'000'000;
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return fmt::format("{}.{:06d}+00", buf, fraction);
-}
-
 std::optional<std::string> optional_time_text(const std::optional<std::chrono::system_clock::time_point>& t) {
   if (!t) return std::nullopt;
-  return timestamptz_text(micros(*t));
-}
-
-template <typename Message>
-Message parsed(const pqxx::field& field, const char* what) {
-  Message m;
-  const pqxx::binarystring bytes(field);
-  if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    throw StorageError(StorageError::Kind::kInternal, fmt::format("a stored {} does not parse", what));
-  }
-  return m;
+  return timestamptz_text(std::chrono::floor<std::chrono::microseconds>(*t));
 }
 
 // Unspecified filters match everything; the others compare the stored name.
@@ -57,7 +29,7 @@ constexpr const char* kCheckNamed = "i.check_id IN (SELECT c.id FROM checks c WH
 std::vector<ListedIncident> PgStore::list_incidents(const IncidentFilter& filter,
                                                     const std::optional<IncidentKey>& after, size_t limit) {
   std::vector<ListedIncident> out;
-  run_with_connection("listing incidents", [&](pqxx::connection& c) {
+  with_connection("listing incidents", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     // Each condition is off when its parameter is empty or NULL; the plan is
     // made for the values given (unnamed statement), so those fold away.
@@ -79,7 +51,8 @@ std::vector<ListedIncident> PgStore::list_incidents(const IncidentFilter& filter
         name_or_any(filter.kind != v1::INCIDENT_KIND_UNSPECIFIED, incident_kind_name(filter.kind)),
         name_or_any(filter.widest_scope != v1::SCOPE_UNSPECIFIED, scope_name(filter.widest_scope)),
         optional_time_text(filter.opened_from), optional_time_text(filter.opened_until),
-        after ? std::optional(timestamptz_text(after->first_failure_us)) : std::nullopt,
+        after ? std::optional(timestamptz_text(Micros(std::chrono::microseconds(after->first_failure_us))))
+              : std::nullopt,
         after ? after->id : std::string(), static_cast<int64_t>(limit));
     out.reserve(rows.size());
     for (const auto& row : rows) {
@@ -96,7 +69,7 @@ std::vector<StoredIncidentEvent> PgStore::incident_events_after(
     int64_t after_event_id, std::optional<std::chrono::system_clock::time_point> since, std::string_view check,
     size_t limit) {
   std::vector<StoredIncidentEvent> out;
-  run_with_connection("reading incident events", [&](pqxx::connection& c) {
+  with_connection("reading incident events", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     const auto sql = fmt::format(
         "SELECT e.id, e.detail AS event, i.detail AS incident FROM incident_events e "
@@ -122,7 +95,7 @@ std::vector<v1::StoredResult> PgStore::incident_evidence(const v1::Incident& inc
                                                          std::chrono::system_clock::time_point now, size_t limit) {
   std::vector<v1::StoredResult> out;
   const auto until = incident.has_resolve_time() ? from_timestamp(incident.resolve_time()) : now;
-  run_with_connection("reading an incident's evidence", [&](pqxx::connection& c) {
+  with_connection("reading an incident's evidence", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     // results_check_time (check_id, start_time) and the day partitions keep
     // this to the incident's days. Failing results carry their full detail.
@@ -131,8 +104,9 @@ std::vector<v1::StoredResult> PgStore::incident_evidence(const v1::Incident& inc
         "WHERE r.check_id = $1 AND r.start_time >= $2::timestamptz AND r.start_time <= $3::timestamptz "
         "AND r.class <> $4 AND r.detail IS NOT NULL "
         "ORDER BY r.start_time DESC, r.probe_id, r.seq LIMIT $5",
-        incident.check_id(), timestamptz_text(micros(from_timestamp(incident.first_failure_time()))),
-        timestamptz_text(micros(until)), static_cast<int>(v1::FAILURE_CLASS_OK), static_cast<int64_t>(limit));
+        incident.check_id(), timestamptz_text(incident.first_failure_time()),
+        timestamptz_text(std::chrono::floor<std::chrono::microseconds>(until)), static_cast<int>(v1::FAILURE_CLASS_OK),
+        static_cast<int64_t>(limit));
     out.reserve(rows.size());
     for (const auto& row : rows) {
       v1::StoredResult stored;

@@ -11,24 +11,11 @@
 #include <pqxx/pqxx>
 
 #include "common/proto_time.h"
-#include "storage/pg_store.h"
+#include "storage/pg_internal.h"
 
 namespace vantage::storage {
 
 namespace {
-
-using Micros = std::chrono::sys_time<std::chrono::microseconds>;
-
-// A timestamptz literal PostgreSQL reads exactly (microseconds, UTC).
-std::string timestamptz_text(Micros t) {
-  const auto seconds = std::chrono::floor<std::chrono::seconds>(t);
-  const auto day = std::chrono::floor<std::chrono::days>(seconds);
-  const std::chrono::year_month_day ymd(day);
-  const std::chrono::hh_mm_ss hms(seconds - day);
-  return fmt::format("{:04d}-{:02d}-{:02d} {:02d}:{:02d}:{:02d}.{:06d}+00", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
-                     hms.minutes().count(), hms.seconds().count(), (t - seconds).count());
-}
 
 std::string lower_bound_text(const std::optional<Micros>& t) { return t ? timestamptz_text(*t) : "-infinity"; }
 std::string upper_bound_text(const std::optional<Micros>& t) { return t ? timestamptz_text(*t) : "infinity"; }
@@ -61,7 +48,7 @@ LatencyPercentiles percentiles(const pqxx::field& field) {
 
 std::optional<ResultCheck> PgStore::find_result_check(std::string_view name) {
   std::optional<ResultCheck> found;
-  run_with_connection("finding a check", [&](pqxx::connection& c) {
+  with_connection("finding a check", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     // The interval as proto JSON ("60s", "0.500s"), in microseconds.
     auto rows = tx.exec_params(
@@ -77,7 +64,7 @@ std::optional<ResultCheck> PgStore::find_result_check(std::string_view name) {
 std::vector<ListedResult> PgStore::list_results(const ResultFilter& filter, const std::optional<ResultKey>& after,
                                                 size_t limit) {
   std::vector<ListedResult> out;
-  run_with_connection("listing results", [&](pqxx::connection& c) {
+  with_connection("listing results", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     // Unset filters compare with '' / 0: the planner folds them away (an
     // unnamed statement is planned with its parameters' values).
@@ -138,7 +125,7 @@ ResultSummary PgStore::summarize_results(const ResultCheck& check, Micros start,
   std::map<v1::FailureClass, uint64_t> classes;
   std::map<std::tuple<std::string, std::string, uint32_t>, uint64_t> edge_codes;
   ResultSummary summary;
-  run_with_connection("summarizing results", [&](pqxx::connection& c) {
+  with_connection("summarizing results", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     // The percentiles sort every latency of the window in memory, not on disk.
     tx.exec0("SET LOCAL work_mem = '64MB'");

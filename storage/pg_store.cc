@@ -5,7 +5,6 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <array>
-#include <ctime>
 #include <set>
 #include <map>
 #include <pqxx/pqxx>
@@ -16,6 +15,7 @@
 #include "common/proto_time.h"
 #include "common/token.h"
 #include "storage/migrations.h"
+#include "storage/pg_internal.h"
 
 namespace vantage::storage {
 
@@ -23,35 +23,6 @@ namespace {
 
 // Any key works as long as every replica uses the same one.
 constexpr long long kMigrationLockKey = 0x76616e7461676531;  // "vantage1"
-
-// Maps a libpqxx exception to the small taxonomy of StorageError, naming the
-// operation and never the connection string.
-[[noreturn]] void rethrow_as_storage_error(const char* what) {
-  try {
-    throw;
-  } catch (const StorageError&) {
-    throw;
-  } catch (const pqxx::broken_connection& e) {
-    throw StorageError(StorageError::Kind::kUnavailable,
-                       fmt::format("{}: database unavailable: {}", what, log::redact(e.what())));
-  } catch (const pqxx::sql_error& e) {
-    const std::string state = e.sqlstate();
-    auto kind = StorageError::Kind::kInternal;
-    // 08: connection exception; 57P: operator intervention (shutdown);
-    // 53: insufficient resources.
-    if (state.starts_with("08") || state.starts_with("57P") || state.starts_with("53")) {
-      kind = StorageError::Kind::kUnavailable;
-    } else if (state.starts_with("23")) {
-      kind = StorageError::Kind::kConflict;
-    }
-    throw StorageError(kind, fmt::format("{}: {} (SQLSTATE {})", what, log::redact(e.what()), state));
-  } catch (const pqxx::in_doubt_error& e) {
-    throw StorageError(StorageError::Kind::kUnavailable,
-                       fmt::format("{}: commit outcome unknown: {}", what, e.what()));
-  } catch (const std::exception& e) {
-    throw StorageError(StorageError::Kind::kInternal, fmt::format("{}: {}", what, log::redact(e.what())));
-  }
-}
 
 std::string bytea_hex(const std::string& bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -64,29 +35,10 @@ std::string bytea_hex(const std::string& bytes) {
   return out;
 }
 
-std::string timestamp_text(const google::protobuf::Timestamp& ts) {
-  std::time_t seconds = ts.seconds();
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return fmt::format("{}.{:06d}+00", buf, ts.nanos() / 1000);
-}
-
 std::string serialized(const google::protobuf::Message& m) {
   std::string bytes;
   m.SerializeToString(&bytes);
   return bytea_hex(bytes);
-}
-
-template <typename Message>
-Message parsed(const pqxx::field& field, const char* what) {
-  Message m;
-  const pqxx::binarystring bytes(field);
-  if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    throw StorageError(StorageError::Kind::kInternal, fmt::format("a stored {} does not parse", what));
-  }
-  return m;
 }
 
 std::string check_to_json(const v1::Check& check) {
@@ -129,6 +81,49 @@ constexpr const char* kSelectChecks =
     "extract(epoch FROM update_time)::bigint AS update_epoch FROM checks ";
 
 }  // namespace
+
+// --- Shared with pg_result_queries.cc and pg_incident_queries.cc ----------
+
+[[noreturn]] void rethrow_as_storage_error(const char* what) {
+  try {
+    throw;
+  } catch (const StorageError&) {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    throw StorageError(StorageError::Kind::kUnavailable,
+                       fmt::format("{}: database unavailable: {}", what, log::redact(e.what())));
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    auto kind = StorageError::Kind::kInternal;
+    // 08: connection exception; 57P: operator intervention (shutdown);
+    // 53: insufficient resources.
+    if (state.starts_with("08") || state.starts_with("57P") || state.starts_with("53")) {
+      kind = StorageError::Kind::kUnavailable;
+    } else if (state.starts_with("23")) {
+      kind = StorageError::Kind::kConflict;
+    }
+    throw StorageError(kind, fmt::format("{}: {} (SQLSTATE {})", what, log::redact(e.what()), state));
+  } catch (const pqxx::in_doubt_error& e) {
+    throw StorageError(StorageError::Kind::kUnavailable,
+                       fmt::format("{}: commit outcome unknown: {}", what, e.what()));
+  } catch (const std::exception& e) {
+    throw StorageError(StorageError::Kind::kInternal, fmt::format("{}: {}", what, log::redact(e.what())));
+  }
+}
+
+std::string timestamptz_text(Micros t) {
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(t);
+  const auto day = std::chrono::floor<std::chrono::days>(seconds);
+  const std::chrono::year_month_day ymd(day);
+  const std::chrono::hh_mm_ss hms(seconds - day);
+  return fmt::format("{:04d}-{:02d}-{:02d} {:02d}:{:02d}:{:02d}.{:06d}+00", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
+                     hms.minutes().count(), hms.seconds().count(), (t - seconds).count());
+}
+
+std::string timestamptz_text(const google::protobuf::Timestamp& ts) {
+  return timestamptz_text(Micros(std::chrono::seconds(ts.seconds()) + std::chrono::microseconds(ts.nanos() / 1000)));
+}
 
 // --- ConnectionPool ---------------------------------------------------------
 
@@ -180,22 +175,6 @@ void ConnectionPool::give_back(std::unique_ptr<pqxx::connection> conn) {
 // --- PgStore ----------------------------------------------------------------
 
 PgStore::PgStore(const std::string& url, size_t pool_size) : pool_(url, pool_size) {}
-
-template <typename Fn>
-auto PgStore::with_connection(const char* what, Fn&& fn) {
-  auto conn = pool_.lease();
-  try {
-    return fn(*conn);
-  } catch (...) {
-    if (!conn->is_open()) conn.discard();
-    try {
-      rethrow_as_storage_error(what);
-    } catch (const StorageError& e) {
-      if (e.kind() == StorageError::Kind::kUnavailable) conn.discard();
-      throw;
-    }
-  }
-}
 
 int PgStore::migrate() {
   return with_connection("applying migrations", [](pqxx::connection& c) {
@@ -552,7 +531,7 @@ std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultB
         set(0, std::to_string(probe.key));
         set(1, std::to_string(r.sequence()));
         set(2, std::to_string(r.check_id()));
-        set(3, timestamp_text(r.start_time()));
+        set(3, timestamptz_text(r.start_time()));
         set(4, probe.region);
         set(5, std::to_string(static_cast<int>(edge.failure_class())));
         if (r.has_origin()) {
@@ -684,8 +663,8 @@ std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Inc
           "detail = excluded.detail, update_time = now()",
           incident.id(), incident.check_id(), incident_kind_name(incident.kind()),
           incident_state_name(incident.state()), scope_name(incident.scope()), scope_name(incident.widest_scope()),
-          timestamp_text(incident.first_failure_time()),
-          incident.has_resolve_time() ? std::optional(timestamp_text(incident.resolve_time())) : std::nullopt,
+          timestamptz_text(incident.first_failure_time()),
+          incident.has_resolve_time() ? std::optional(timestamptz_text(incident.resolve_time())) : std::nullopt,
           serialized(incident));
     }
     std::vector<v1::IncidentEvent> fresh;
@@ -693,7 +672,7 @@ std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Inc
       auto rows = tx.exec_params(
           "INSERT INTO incident_events (incident_id, type, time, scope, detail) "
           "VALUES ($1, $2, $3::timestamptz, $4, $5::bytea) ON CONFLICT DO NOTHING RETURNING id",
-          event.incident_id(), incident_event_type_name(event.type()), timestamp_text(event.time()),
+          event.incident_id(), incident_event_type_name(event.type()), timestamptz_text(event.time()),
           scope_name(event.scope()), serialized(event));
       if (rows.empty()) continue;
       auto stored = event;
@@ -708,7 +687,7 @@ std::vector<v1::IncidentEvent> PgStore::save_incidents(const std::vector<v1::Inc
 std::vector<v1::Incident> PgStore::load_incidents(std::chrono::system_clock::time_point resolved_since) {
   return with_connection("loading incidents", [&](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
-    const auto since = timestamp_text(to_timestamp(resolved_since));
+    const auto since = timestamptz_text(to_timestamp(resolved_since));
     constexpr const char* kRecent = "coalesce(i.resolve_time, 'infinity'::timestamptz) >= $1::timestamptz";
     std::vector<v1::Incident> out;
     std::map<std::string, size_t> index;
@@ -763,7 +742,7 @@ void PgStore::for_each_result_since(std::chrono::system_clock::time_point since,
         "r.class, r.origin_class, r.status, r.edge_code, r.colo, r.detail "
         "FROM results r JOIN probes p ON p.id = r.probe_id "
         "WHERE r.start_time >= $1::timestamptz ORDER BY r.start_time, r.probe_id, r.seq",
-        timestamp_text(to_timestamp(since)));
+        timestamptz_text(to_timestamp(since)));
     for (;;) {
       auto rows = tx.exec("FETCH 10000 FROM recent_results");
       if (rows.empty()) break;
@@ -790,17 +769,6 @@ void PgStore::for_each_result_since(std::chrono::system_clock::time_point since,
       }
     }
     tx.commit();
-    return 0;
-  });
-}
-
-}  // namespace vantage::storage
-
-namespace vantage::storage {
-
-void PgStore::run_with_connection(const char* what, const std::function<void(pqxx::connection&)>& fn) {
-  with_connection(what, [&](pqxx::connection& c) {
-    fn(c);
     return 0;
   });
 }

@@ -125,11 +125,9 @@ class PgStore final : public ProbeRegistry,
                                   std::chrono::sys_time<std::chrono::microseconds> end) override;
 
  private:
+  // Defined in storage/pg_internal.h, shared by the files implementing PgStore.
   template <typename Fn>
   auto with_connection(const char* what, Fn&& fn);
-  // with_connection for the methods defined in other files (its template
-  // lives in pg_store.cc).
-  void run_with_connection(const char* what, const std::function<void(pqxx::connection&)>& fn);
   ConnectionPool pool_;
 };
 

@@ -7,11 +7,11 @@
 // not be timed apart.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "tests/e2e/monitored_stack.h"
 #include "tests/e2e/stack.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
@@ -25,12 +25,6 @@ using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
 [[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
-
-std::filesystem::path temp_dir(const std::string& name) {
-  std::string pattern = (std::filesystem::temp_directory_path() / (name + "-XXXXXX")).string();
-  if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << pattern;
-  return pattern;
-}
 
 // The alerts of a webhook notification with this status and alert name.
 std::vector<nlohmann::json> alerts_in(const WebhookReceiver::Request& request, const std::string& status,
@@ -64,12 +58,9 @@ TEST(Alerting, A520InOneColoPagesOnceThroughAlertmanagerAndResolves) {
   options.coordinator_args = {"--alertmanager-url",
                               fmt::format("http://127.0.0.1:{}", pushed_alertmanager.port())};
   Stack stack(options);
-  ASSERT_NO_FATAL_FAILURE(stack.start_coordinator());
-  stack.start_probes();
-  ASSERT_TRUE(eventually([&] { return stack.stored(0) > 1 && stack.stored(1) > 1 && stack.stored(2) > 1; }, 30s))
-      << stack.coordinator().output();
+  ASSERT_NO_FATAL_FAILURE(start_with_results(stack));
   PrometheusOptions scrape;
-  scrape.jobs.push_back(ScrapeJob{"vantage-coordinator", {stack.metrics_port()}, {}});
+  scrape.jobs.push_back(coordinator_scrape_job(stack));
   scrape.alertmanager_port = rule_alertmanager.port();
   Prometheus prometheus(dir / "prometheus", scrape);
 
@@ -145,9 +136,7 @@ TEST(Alerting, AnAlertmanagerThatIsDownSlowsNothing) {
   const int dead_port = free_port();  // nothing listens there
   options.coordinator_args = {"--alertmanager-url", fmt::format("http://127.0.0.1:{}", dead_port)};
   Stack stack(options);
-  ASSERT_NO_FATAL_FAILURE(stack.start_coordinator());
-  stack.start_probes();
-  ASSERT_TRUE(eventually([&] { return stack.stored(0) > 1 && stack.stored(1) > 1 && stack.stored(2) > 1; }, 30s));
+  ASSERT_NO_FATAL_FAILURE(start_with_results(stack));
   ASSERT_NO_FATAL_FAILURE(set_fault(stack, "name=empty-reply"));
   ASSERT_TRUE(eventually([&] { return stack.query_int("SELECT count(*) FROM incidents") > 0; }, 30s))
       << stack.coordinator().output();

@@ -6,7 +6,6 @@
 // a misspelt label or a broken expression fails here, naming the panel.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "tests/e2e/monitored_stack.h"
 #include "tests/e2e/stack.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
@@ -27,12 +27,6 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 [[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
-
-std::filesystem::path temp_dir(const std::string& name) {
-  std::string pattern = (std::filesystem::temp_directory_path() / (name + "-XXXXXX")).string();
-  if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << pattern;
-  return pattern;
-}
 
 struct PanelQuery {
   std::string where;  // "vantage-overview.json: panel \"Uptime\" query A"
@@ -136,14 +130,11 @@ TEST(Dashboards, EveryPanelQueryReturnsDataFromALiveStackWithA520) {
     return args;
   };
   Stack stack(options);
-  ASSERT_NO_FATAL_FAILURE(stack.start_coordinator());
-  stack.start_probes();
-  ASSERT_TRUE(eventually([&] { return stack.stored(0) > 1 && stack.stored(1) > 1 && stack.stored(2) > 1; }, 30s))
-      << stack.coordinator().output();
+  ASSERT_NO_FATAL_FAILURE(start_with_results(stack));
 
   // The scrape job names the alert rules use; each probe's region as a label.
   PrometheusOptions scrape;
-  scrape.jobs.push_back(ScrapeJob{"vantage-coordinator", {stack.metrics_port()}, {}});
+  scrape.jobs.push_back(coordinator_scrape_job(stack));
   scrape.jobs.push_back(ScrapeJob{"vantage-probe", probe_metrics, {}});
   for (size_t i = 0; i < stack.probe_count(); ++i) {
     scrape.jobs.back().target_labels.push_back({{"probe", stack.probe(i).id}, {"region", stack.probe(i).region}});

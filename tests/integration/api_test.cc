@@ -18,6 +18,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/fleet_service.h"
 #include "storage/pg_store.h"
+#include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "vantage/v1/fleet_service.grpc.pb.h"
@@ -30,6 +31,7 @@ using coordinator::ApiAuthorizer;
 using coordinator::ApiCaller;
 using coordinator::Role;
 using testing::PostgresEnvironment;
+using testing::bearer;
 
 [[maybe_unused]] auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
 
@@ -43,15 +45,11 @@ const std::vector<std::pair<std::string, std::string>> kProbes = {
 class ApiTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    db_ = new std::string(PostgresEnvironment::fresh_database());
-    store_ = new storage::PgStore(*db_, 2);
-    store_->migrate();
+    db_ = new testing::ApiDatabase();
+    store_ = &db_->store;
     probe_tokens_ = new std::map<std::string, std::string>;
     for (const auto& [name, region] : kProbes) (*probe_tokens_)[name] = store_->add_probe(name, region);
-    coordinator::CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "127.0.0.1:0";
-    options.database_url = *db_;
+    auto options = testing::loopback_coordinator_options(db_->url);
     // One check, run in region ap only (no real probe runs it here).
     checks_file_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
                                              ("vantage-api-test-" + std::to_string(getpid()) + ".yaml"));
@@ -65,14 +63,12 @@ class ApiTest : public ::testing::Test {
     delete coordinator_;
     std::filesystem::remove(*checks_file_);
     delete checks_file_;
-    delete store_;
     delete probe_tokens_;
     delete db_;
   }
 
   std::shared_ptr<grpc::Channel> channel() {
-    return grpc::CreateChannel("127.0.0.1:" + std::to_string(coordinator_->grpc_port()),
-                               grpc::InsecureChannelCredentials());
+    return testing::loopback_channel(coordinator_->grpc_port());
   }
 
   // ListProbes with `authorization` as the metadata (none if empty).
@@ -92,9 +88,7 @@ class ApiTest : public ::testing::Test {
     return testing::metric_value(metrics, "vantage_api_auth_failures_total{reason=\"" + reason + "\"}").value_or(-1);
   }
 
-  static std::string bearer(const std::string& token) { return "Bearer " + token; }
-
-  static inline std::string* db_ = nullptr;
+  static inline testing::ApiDatabase* db_ = nullptr;
   static inline storage::PgStore* store_ = nullptr;
   static inline std::map<std::string, std::string>* probe_tokens_ = nullptr;
   static inline coordinator::Coordinator* coordinator_ = nullptr;
@@ -183,7 +177,7 @@ TEST_F(ApiTest, ReadTokenListsProbesAndItsUseIsRecorded) {
 TEST_F(ApiTest, ApiTokenCannotOpenAProbeStream) {
   const auto token = store_->add_api_token("not-a-probe", "admin");
   grpc::ClientContext context;
-  context.AddMetadata("authorization", bearer(token));
+  testing::authorize(context, token);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   auto stream = v1::ProbeService::NewStub(channel())->Connect(&context);
   v1::ProbeMessage hello;
@@ -343,7 +337,7 @@ TEST_F(ApiTest, ConnectedProbeShowsItsStreamVersionAndLastSeen) {
 TEST_F(ApiTest, AddListRevokeApiTokensFromTheCommandLine) {
   auto run = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {VANTAGE_COORDINATOR_BIN});
-    args.insert(args.end(), {"--database", *db_});
+    args.insert(args.end(), {"--database", db_->url});
     return testing::run_command(args);
   };
   auto added = run({"add-api-token", "--name", "deploy-bot", "--role", "write"});
@@ -357,7 +351,7 @@ TEST_F(ApiTest, AddListRevokeApiTokensFromTheCommandLine) {
 
   // Only its hash is stored: no column holds the token.
   {
-    pqxx::connection c(*db_);
+    pqxx::connection c(db_->url);
     pqxx::read_transaction tx(c);
     EXPECT_EQ(tx.exec1("SELECT token_sha256 FROM api_tokens WHERE name = 'deploy-bot'")[0].as<std::string>(),
               token_sha256_hex(token));
@@ -390,7 +384,7 @@ TEST_F(ApiTest, AddListRevokeApiTokensFromTheCommandLine) {
 TEST_F(ApiTest, BadApiTokenFlagsAreRefusedNamingTheFlag) {
   auto run = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {VANTAGE_COORDINATOR_BIN});
-    args.insert(args.end(), {"--database", *db_});
+    args.insert(args.end(), {"--database", db_->url});
     return testing::run_command(args);
   };
   for (const std::string& name : {std::string("Upper"), std::string("-lead"), std::string("under_score"),
@@ -410,7 +404,7 @@ TEST_F(ApiTest, BadApiTokenFlagsAreRefusedNamingTheFlag) {
   auto twice = run({"add-api-token", "--name", "twice", "--role", "admin"});
   EXPECT_EQ(twice.exit_code, 1);
   EXPECT_NE(twice.output.find("--name \"twice\": an API token of this name exists"), std::string::npos) << twice.output;
-  pqxx::connection c(*db_);
+  pqxx::connection c(db_->url);
   pqxx::read_transaction tx(c);
   EXPECT_EQ(tx.exec1("SELECT count(*) FROM api_tokens WHERE name = 'rooted'")[0].as<int>(), 0);
   EXPECT_EQ(tx.exec1("SELECT role FROM api_tokens WHERE name = 'twice'")[0].as<std::string>(), "read");
@@ -446,7 +440,7 @@ class AuthorizerTest : public ::testing::Test {
   grpc::Status authorize(const std::string& token, Role needed, ApiCaller* caller = nullptr) {
     grpc::ServerContext context;
     grpc::testing::ServerContextTestSpouse spouse(&context);
-    spouse.AddClientMetadata("authorization", "Bearer " + token);
+    spouse.AddClientMetadata("authorization", testing::bearer(token));
     ApiCaller ignored;
     return auth.authorize(&context, needed, caller ? caller : &ignored);
   }
@@ -527,7 +521,7 @@ TEST(Authorizer, DatabaseTroubleIsUnavailableWithoutTheDatabasesWords) {
   ApiAuthorizer auth(down, failures, clock);
   grpc::ServerContext context;
   grpc::testing::ServerContextTestSpouse spouse(&context);
-  spouse.AddClientMetadata("authorization", "Bearer " + generate_token());
+  spouse.AddClientMetadata("authorization", testing::bearer(generate_token()));
   ApiCaller caller;
   auto status = auth.authorize(&context, Role::kRead, &caller);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);

@@ -13,6 +13,7 @@
 
 #include "coordinator/coordinator.h"
 #include "storage/pg_store.h"
+#include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "tests/support/raw_probe.h"
 #include "vantage/v1/check_service.grpc.pb.h"
@@ -33,19 +34,15 @@ using Probe = testing::RawProbe;
 class CheckServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    db_ = new std::string(PostgresEnvironment::fresh_database());
-    store_ = new storage::PgStore(*db_, 2);
-    store_->migrate();
+    db_ = new testing::ApiDatabase();
+    store_ = &db_->store;
     probe_token_ = new std::string(store_->add_probe("eu-1", "eu"));
     write_token_ = new std::string(store_->add_api_token("writer", "write"));
     read_token_ = new std::string(store_->add_api_token("reader", "read"));
     checks_file_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
                                              ("vantage-check-service-test-" + std::to_string(getpid()) + ".yaml"));
     std::ofstream(*checks_file_) << "checks:\n  - name: from-file\n    url: http://127.0.0.1:9/\n    interval: 1h\n";
-    coordinator::CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "127.0.0.1:0";
-    options.database_url = *db_;
+    auto options = testing::loopback_coordinator_options(db_->url);
     options.checks_file = checks_file_->string();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
@@ -54,7 +51,6 @@ class CheckServiceTest : public ::testing::Test {
     delete coordinator_;
     std::filesystem::remove(*checks_file_);
     delete checks_file_;
-    delete store_;
     delete probe_token_;
     delete write_token_;
     delete read_token_;
@@ -62,14 +58,13 @@ class CheckServiceTest : public ::testing::Test {
   }
 
   std::unique_ptr<v1::CheckService::Stub> stub() {
-    return v1::CheckService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(coordinator_->grpc_port()),
-                                                         grpc::InsecureChannelCredentials()));
+    return v1::CheckService::NewStub(testing::loopback_channel(coordinator_->grpc_port()));
   }
   // Calls `rpc` with `token` as the bearer token.
   template <typename Request, typename Response, typename Rpc>
   grpc::Status call(Rpc rpc, const Request& request, Response* response, const std::string& token) {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + token);
+    testing::authorize(context, token);
     auto s = stub();
     return (s.get()->*rpc)(&context, request, response);
   }
@@ -117,7 +112,7 @@ class CheckServiceTest : public ::testing::Test {
     return status.error_message().find(text) != std::string::npos;
   }
 
-  static inline std::string* db_ = nullptr;
+  static inline testing::ApiDatabase* db_ = nullptr;
   static inline storage::PgStore* store_ = nullptr;
   static inline std::string *probe_token_ = nullptr, *write_token_ = nullptr, *read_token_ = nullptr;
   static inline coordinator::Coordinator* coordinator_ = nullptr;

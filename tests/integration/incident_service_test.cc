@@ -31,6 +31,7 @@
 #include "coordinator/incident_tracker.h"
 #include "coordinator/metrics.h"
 #include "storage/pg_store.h"
+#include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "vantage/v1/incident_service.grpc.pb.h"
@@ -65,9 +66,8 @@ bool eventually(Fn done, std::chrono::milliseconds timeout = 30s) {
 class IncidentServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    db_ = new std::string(PostgresEnvironment::fresh_database());
-    store_ = new storage::PgStore(*db_, 8);
-    store_->migrate();
+    db_ = new testing::ApiDatabase(8);
+    store_ = &db_->store;
     probes_ = new std::map<std::string, storage::ProbeRecord>;
     for (const auto& [name, region] : std::vector<std::pair<std::string, std::string>>{
              {"us-1", "us"}, {"eu-1", "eu"}, {"ap-1", "ap"}}) {
@@ -116,7 +116,6 @@ class IncidentServiceTest : public ::testing::Test {
     delete metrics_;
     delete checks_;
     delete probes_;
-    delete store_;
     delete read_token_;
     delete probe_token_;
     delete db_;
@@ -235,14 +234,14 @@ class IncidentServiceTest : public ::testing::Test {
   // --- Calling the API -----------------------------------------------------
 
   static std::shared_ptr<grpc::Channel> channel(const grpc::ChannelArguments& args = {}) {
-    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(), args);
+    return testing::loopback_channel(port_, args);
   }
   static std::unique_ptr<v1::IncidentService::Stub> stub() { return v1::IncidentService::NewStub(channel()); }
 
   static grpc::Status list(const v1::ListIncidentsRequest& request, v1::ListIncidentsResponse* response,
                            const std::string& authorization = "") {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", authorization.empty() ? "Bearer " + *read_token_ : authorization);
+    context.AddMetadata("authorization", authorization.empty() ? testing::bearer(*read_token_) : authorization);
     return stub()->ListIncidents(&context, request, response);
   }
   static std::vector<v1::Incident> list_all(v1::ListIncidentsRequest request) {
@@ -260,7 +259,7 @@ class IncidentServiceTest : public ::testing::Test {
   static grpc::Status get(const v1::GetIncidentRequest& request, v1::GetIncidentResponse* response,
                           const std::string& authorization = "") {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", authorization.empty() ? "Bearer " + *read_token_ : authorization);
+    context.AddMetadata("authorization", authorization.empty() ? testing::bearer(*read_token_) : authorization);
     return stub()->GetIncident(&context, request, response);
   }
 
@@ -268,7 +267,7 @@ class IncidentServiceTest : public ::testing::Test {
   struct Watch {
     explicit Watch(const v1::WatchIncidentsRequest& request, const std::string& authorization = "",
                    std::shared_ptr<grpc::Channel> on = nullptr) {
-      context.AddMetadata("authorization", authorization.empty() ? "Bearer " + *read_token_ : authorization);
+      context.AddMetadata("authorization", authorization.empty() ? testing::bearer(*read_token_) : authorization);
       // A broken test fails instead of hanging.
       context.set_deadline(Clock::now() + 120s);
       stub = v1::IncidentService::NewStub(on ? on : channel());
@@ -302,7 +301,7 @@ class IncidentServiceTest : public ::testing::Test {
     return request;
   }
 
-  static inline std::string* db_ = nullptr;
+  static inline testing::ApiDatabase* db_ = nullptr;
   static inline storage::PgStore* store_ = nullptr;
   static inline std::map<std::string, storage::ProbeRecord>* probes_ = nullptr;
   static inline std::map<std::string, v1::Check>* checks_ = nullptr;
@@ -756,8 +755,8 @@ TEST_F(IncidentServiceTest, WatchRefusesBadInputNamingTheField) {
 TEST_F(IncidentServiceTest, EveryRpcWantsAnApiToken) {
   const std::vector<std::pair<std::string, std::string>> callers = {
       {"no token", "-"},  // "-": no metadata at all (below)
-      {"wrong token", "Bearer " + generate_token()},
-      {"a probe's token", "Bearer " + *probe_token_},
+      {"wrong token", testing::bearer(generate_token())},
+      {"a probe's token", testing::bearer(*probe_token_)},
       {"not a bearer", "Basic abc"},
   };
   for (const auto& [who, authorization] : callers) {
@@ -795,21 +794,14 @@ TEST_F(IncidentServiceTest, EveryRpcWantsAnApiToken) {
 // The coordinator serves IncidentService with the same objects, wired to its
 // own tracker.
 TEST(IncidentServiceInCoordinator, IsServedWithItsTracker) {
-  const auto db = PostgresEnvironment::fresh_database();
-  storage::PgStore store(db, 2);
-  store.migrate();
-  const auto token = store.add_api_token("reader", "read");
-  coordinator::CoordinatorOptions options;
-  options.listen = "127.0.0.1:0";
-  options.metrics_listen = "127.0.0.1:0";
-  options.database_url = db;
-  coordinator::Coordinator coordinator(options);
+  testing::ApiDatabase db;
+  const auto token = db.store.add_api_token("reader", "read");
+  coordinator::Coordinator coordinator(testing::loopback_coordinator_options(db.url));
   coordinator.start();
-  auto stub = v1::IncidentService::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(coordinator.grpc_port()), grpc::InsecureChannelCredentials()));
+  auto stub = v1::IncidentService::NewStub(testing::loopback_channel(coordinator.grpc_port()));
   {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + token);
+    testing::authorize(context, token);
     v1::ListIncidentsResponse response;
     auto status = stub->ListIncidents(&context, {}, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -830,7 +822,7 @@ TEST(IncidentServiceInCoordinator, IsServedWithItsTracker) {
   {
     // A watch open at shutdown ends instead of holding the coordinator.
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + token);
+    testing::authorize(context, token);
     auto reader = stub->WatchIncidents(&context, {});
     coordinator.shutdown();
     v1::WatchIncidentsResponse ignored;

@@ -15,6 +15,7 @@
 #include "probe/agent.h"
 #include "probe/streamer.h"
 #include "storage/pg_store.h"
+#include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "tests/support/test_certs.h"
@@ -50,9 +51,8 @@ class ProbeMtlsTest : public ::testing::Test {
     write("stranger.pem", stranger_->cert);
     write("stranger.key", stranger_->key_pem());
 
-    db_ = new std::string(PostgresEnvironment::fresh_database());
-    store_ = new storage::PgStore(*db_, 2);
-    store_->migrate();
+    db_ = new testing::ApiDatabase();
+    store_ = &db_->store;
     probe_token_ = new std::string(store_->add_probe("eu-1", "eu"));
     read_token_ = new std::string(store_->add_api_token("reader", "read"));
     coordinator_ = new coordinator::Coordinator(options());
@@ -60,7 +60,6 @@ class ProbeMtlsTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     delete coordinator_;
-    delete store_;
     delete probe_token_;
     delete read_token_;
     delete db_;
@@ -77,10 +76,7 @@ class ProbeMtlsTest : public ::testing::Test {
   static void write(const std::string& name, const std::string& text) { std::ofstream(path(name)) << text; }
 
   static coordinator::CoordinatorOptions options() {
-    coordinator::CoordinatorOptions o;
-    o.listen = "127.0.0.1:0";
-    o.metrics_listen = "127.0.0.1:0";
-    o.database_url = *db_;
+    auto o = testing::loopback_coordinator_options(db_->url);
     o.tls_cert_file = path("server.pem");
     o.tls_key_file = path("server.key");
     o.tls_client_ca_file = path("ca.pem");
@@ -104,7 +100,7 @@ class ProbeMtlsTest : public ::testing::Test {
   // on success, else the stream's status.
   static grpc::Status connect(const std::shared_ptr<grpc::Channel>& channel, v1::CoordinatorMessage* first) {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + *probe_token_);
+    testing::authorize(context, *probe_token_);
     context.set_deadline(std::chrono::system_clock::now() + seconds(20));
     auto stream = v1::ProbeService::NewStub(channel)->Connect(&context);
     v1::ProbeMessage hello;
@@ -121,35 +117,23 @@ class ProbeMtlsTest : public ::testing::Test {
 
   static grpc::Status list_probes(const std::shared_ptr<grpc::Channel>& channel, v1::ListProbesResponse* response) {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + *read_token_);
+    testing::authorize(context, *read_token_);
     context.set_deadline(std::chrono::system_clock::now() + seconds(20));
     return v1::FleetService::NewStub(channel)->ListProbes(&context, v1::ListProbesRequest(), response);
   }
 
-  static fs::path* dir_;
-  static testing::TestCa* ca_;
-  static testing::TestCa* other_ca_;
-  static testing::TestCa::Leaf* server_;
-  static testing::TestCa::Leaf* client_;
-  static testing::TestCa::Leaf* stranger_;
-  static std::string* db_;
-  static storage::PgStore* store_;
-  static std::string* probe_token_;
-  static std::string* read_token_;
-  static coordinator::Coordinator* coordinator_;
+  static inline fs::path* dir_ = nullptr;
+  static inline testing::TestCa* ca_ = nullptr;
+  static inline testing::TestCa* other_ca_ = nullptr;
+  static inline testing::TestCa::Leaf* server_ = nullptr;
+  static inline testing::TestCa::Leaf* client_ = nullptr;
+  static inline testing::TestCa::Leaf* stranger_ = nullptr;
+  static inline testing::ApiDatabase* db_ = nullptr;
+  static inline storage::PgStore* store_ = nullptr;
+  static inline std::string* probe_token_ = nullptr;
+  static inline std::string* read_token_ = nullptr;
+  static inline coordinator::Coordinator* coordinator_ = nullptr;
 };
-
-fs::path* ProbeMtlsTest::dir_ = nullptr;
-testing::TestCa* ProbeMtlsTest::ca_ = nullptr;
-testing::TestCa* ProbeMtlsTest::other_ca_ = nullptr;
-testing::TestCa::Leaf* ProbeMtlsTest::server_ = nullptr;
-testing::TestCa::Leaf* ProbeMtlsTest::client_ = nullptr;
-testing::TestCa::Leaf* ProbeMtlsTest::stranger_ = nullptr;
-std::string* ProbeMtlsTest::db_ = nullptr;
-storage::PgStore* ProbeMtlsTest::store_ = nullptr;
-std::string* ProbeMtlsTest::probe_token_ = nullptr;
-std::string* ProbeMtlsTest::read_token_ = nullptr;
-coordinator::Coordinator* ProbeMtlsTest::coordinator_ = nullptr;
 
 TEST_F(ProbeMtlsTest, ProbeWithACertificateOfTheClientCaIsWelcomed) {
   v1::CoordinatorMessage first;

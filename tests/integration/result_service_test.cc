@@ -20,6 +20,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/result_service.h"
 #include "storage/pg_store.h"
+#include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "vantage/v1/result_service.grpc.pb.h"
 
@@ -52,9 +53,8 @@ struct Attempt {
 class ResultServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    db_ = new std::string(PostgresEnvironment::fresh_database());
-    store_ = new storage::PgStore(*db_, 2);
-    store_->migrate();
+    db_ = new testing::ApiDatabase();
+    store_ = &db_->store;
     probes_ = new std::map<std::string, storage::ProbeRecord>;
     probe_tokens_ = new std::map<std::string, std::string>;
     for (const auto& [name, region] : std::vector<std::pair<std::string, std::string>>{
@@ -72,10 +72,7 @@ class ResultServiceTest : public ::testing::Test {
           << "\n    interval: 60s\n    timeout: 5s\n    regions: [nowhere]\n";
     }
     out.close();
-    coordinator::CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "127.0.0.1:0";
-    options.database_url = *db_;
+    auto options = testing::loopback_coordinator_options(db_->url);
     options.checks_file = checks_file_->string();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
@@ -88,7 +85,6 @@ class ResultServiceTest : public ::testing::Test {
     delete coordinator_;
     std::filesystem::remove(*checks_file_);
     delete checks_file_;
-    delete store_;
     delete probes_;
     delete probe_tokens_;
     delete check_ids_;
@@ -125,19 +121,18 @@ class ResultServiceTest : public ::testing::Test {
   }
 
   std::unique_ptr<v1::ResultService::Stub> stub() {
-    return v1::ResultService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(coordinator_->grpc_port()), grpc::InsecureChannelCredentials()));
+    return v1::ResultService::NewStub(testing::loopback_channel(coordinator_->grpc_port()));
   }
   grpc::Status list(const v1::ListResultsRequest& request, v1::ListResultsResponse* response,
                     const std::string& token = *read_token_) {
     grpc::ClientContext context;
-    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    if (!token.empty()) testing::authorize(context, token);
     return stub()->ListResults(&context, request, response);
   }
   grpc::Status summary(const v1::GetCheckSummaryRequest& request, v1::GetCheckSummaryResponse* response,
                        const std::string& token = *read_token_) {
     grpc::ClientContext context;
-    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    if (!token.empty()) testing::authorize(context, token);
     return stub()->GetCheckSummary(&context, request, response);
   }
   // Every result of a list, page after page (`page_size` each).
@@ -157,7 +152,7 @@ class ResultServiceTest : public ::testing::Test {
     return all;
   }
 
-  static inline std::string* db_ = nullptr;
+  static inline testing::ApiDatabase* db_ = nullptr;
   static inline storage::PgStore* store_ = nullptr;
   static inline std::map<std::string, storage::ProbeRecord>* probes_ = nullptr;
   static inline std::map<std::string, std::string>* probe_tokens_ = nullptr;
@@ -321,7 +316,7 @@ TEST_F(ResultServiceTest, WindowsAcrossDayPartitions) {
   store("us-1", "span", {{kMidnight - 90}, {kMidnight - 30, v1::FAILURE_CLASS_EDGE_ERROR, ms(1), 524, "IAD"},
                          {kMidnight + 30}, {kMidnight + 90, v1::FAILURE_CLASS_OK, ms(300)}});
   {
-    pqxx::connection c(*db_);
+    pqxx::connection c(db_->url);
     pqxx::read_transaction tx(c);
     EXPECT_EQ(tx.exec1("SELECT count(*) FROM results_20260130")[0].as<int>(), 2);
     EXPECT_EQ(tx.exec1("SELECT count(*) FROM results_20260131")[0].as<int>(), 2);

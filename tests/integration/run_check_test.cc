@@ -14,6 +14,7 @@
 #include "coordinator/coordinator.h"
 #include "probe/agent.h"
 #include "storage/pg_store.h"
+#include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "tests/support/raw_probe.h"
@@ -35,9 +36,8 @@ class RunCheckTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     origin_ = new lab::Origin("127.0.0.1", 0);
-    db_ = new std::string(PostgresEnvironment::fresh_database());
-    store_ = new storage::PgStore(*db_, 2);
-    store_->migrate();
+    db_ = new testing::ApiDatabase();
+    store_ = &db_->store;
     probe_tokens_ = new std::map<std::string, std::string>();
     for (auto [id, region] : {std::pair{"us-1", "us"}, {"eu-1", "eu"}, {"ap-1", "ap"}, {"sa-1", "sa"}, {"bk-1", "bk"}}) {
       (*probe_tokens_)[id] = store_->add_probe(id, region);
@@ -53,10 +53,7 @@ class RunCheckTest : public ::testing::Test {
                                  << "  - {name: nowhere, url: \"" << url << "\", interval: 1h, regions: [sa]}\n"
                                  << "  - {name: everywhere, url: \"" << url << "\", interval: 1h}\n"
                                  << "  - {name: backlog, url: \"" << url << "\", interval: 1h, regions: [bk]}\n";
-    coordinator::CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "127.0.0.1:0";
-    options.database_url = *db_;
+    auto options = testing::loopback_coordinator_options(db_->url);
     options.checks_file = checks_file_->string();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
@@ -74,7 +71,6 @@ class RunCheckTest : public ::testing::Test {
     delete coordinator_;
     std::filesystem::remove(*checks_file_);
     delete checks_file_;
-    delete store_;
     delete probe_tokens_;
     delete write_token_;
     delete read_token_;
@@ -97,12 +93,11 @@ class RunCheckTest : public ::testing::Test {
   }
 
   static std::shared_ptr<grpc::Channel> channel() {
-    return grpc::CreateChannel("127.0.0.1:" + std::to_string(coordinator_->grpc_port()),
-                               grpc::InsecureChannelCredentials());
+    return testing::loopback_channel(coordinator_->grpc_port());
   }
   static std::optional<v1::Probe> listed(const std::string& id) {
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + *read_token_);
+    testing::authorize(context, *read_token_);
     v1::ListProbesResponse response;
     if (!v1::FleetService::NewStub(channel())->ListProbes(&context, v1::ListProbesRequest(), &response).ok()) {
       return std::nullopt;
@@ -127,14 +122,14 @@ class RunCheckTest : public ::testing::Test {
       request.mutable_timeout()->set_nanos(static_cast<int32_t>(timeout->count() % 1000) * 1'000'000);
     }
     grpc::ClientContext context;
-    const std::string auth = authorization.empty() ? "Bearer " + *write_token_ : authorization;
+    const std::string auth = authorization.empty() ? testing::bearer(*write_token_) : authorization;
     if (auth != "none") context.AddMetadata("authorization", auth);
     context.set_deadline(std::chrono::system_clock::now() + seconds(60));
     return v1::CheckService::NewStub(channel())->RunCheck(&context, request, response);
   }
 
   static int64_t stored_count(const std::string& probe, uint64_t sequence) {
-    pqxx::connection c(*db_);
+    pqxx::connection c(db_->url);
     pqxx::read_transaction tx(c);
     return tx.exec_params1("SELECT count(*) FROM results r JOIN probes p ON p.id = r.probe_id "
                            "WHERE p.name = $1 AND r.seq = $2",
@@ -148,30 +143,18 @@ class RunCheckTest : public ::testing::Test {
     return regions;
   }
 
-  static lab::Origin* origin_;
-  static std::string* db_;
-  static storage::PgStore* store_;
-  static std::map<std::string, std::string>* probe_tokens_;
-  static std::string* write_token_;
-  static std::string* read_token_;
-  static std::filesystem::path* checks_file_;
-  static coordinator::Coordinator* coordinator_;
-  static probe::Agent* us_;
-  static probe::Agent* eu_;
-  static testing::RawProbe* ap_;
+  static inline lab::Origin* origin_ = nullptr;
+  static inline testing::ApiDatabase* db_ = nullptr;
+  static inline storage::PgStore* store_ = nullptr;
+  static inline std::map<std::string, std::string>* probe_tokens_ = nullptr;
+  static inline std::string* write_token_ = nullptr;
+  static inline std::string* read_token_ = nullptr;
+  static inline std::filesystem::path* checks_file_ = nullptr;
+  static inline coordinator::Coordinator* coordinator_ = nullptr;
+  static inline probe::Agent* us_ = nullptr;
+  static inline probe::Agent* eu_ = nullptr;
+  static inline testing::RawProbe* ap_ = nullptr;
 };
-
-lab::Origin* RunCheckTest::origin_ = nullptr;
-std::string* RunCheckTest::db_ = nullptr;
-storage::PgStore* RunCheckTest::store_ = nullptr;
-std::map<std::string, std::string>* RunCheckTest::probe_tokens_ = nullptr;
-std::string* RunCheckTest::write_token_ = nullptr;
-std::string* RunCheckTest::read_token_ = nullptr;
-std::filesystem::path* RunCheckTest::checks_file_ = nullptr;
-coordinator::Coordinator* RunCheckTest::coordinator_ = nullptr;
-probe::Agent* RunCheckTest::us_ = nullptr;
-probe::Agent* RunCheckTest::eu_ = nullptr;
-testing::RawProbe* RunCheckTest::ap_ = nullptr;
 
 TEST_F(RunCheckTest, EveryRegionAnswersWithTheRequestIdAndTheResultsAreStored) {
   v1::RunCheckResponse response;
@@ -243,7 +226,7 @@ TEST_F(RunCheckTest, CallersDeadlineEndsTheCall) {
   request.set_name("wide");
   request.mutable_timeout()->set_seconds(60);
   grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + *write_token_);
+  testing::authorize(context, *write_token_);
   context.set_deadline(std::chrono::system_clock::now() + milliseconds(1500));
   v1::RunCheckResponse response;
   auto status = v1::CheckService::NewStub(channel())->RunCheck(&context, request, &response);
@@ -274,16 +257,16 @@ TEST_F(RunCheckTest, BadInputIsRefusedNamingTheField) {
     request.set_name("home");
     request.mutable_timeout()->set_seconds(-5);
     grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + *write_token_);
+    testing::authorize(context, *write_token_);
     v1::RunCheckResponse response;
     auto status = v1::CheckService::NewStub(channel())->RunCheck(&context, request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(status.error_message().find("timeout"), std::string::npos) << status.error_message();
   }
-  expect("home", std::nullopt, grpc::StatusCode::PERMISSION_DENIED, "write", "Bearer " + *read_token_);
+  expect("home", std::nullopt, grpc::StatusCode::PERMISSION_DENIED, "write", testing::bearer(*read_token_));
   expect("home", std::nullopt, grpc::StatusCode::UNAUTHENTICATED, "", "none");
-  expect("home", std::nullopt, grpc::StatusCode::UNAUTHENTICATED, "", "Bearer " + probe_tokens_->at("us-1"));
-  expect("home", std::nullopt, grpc::StatusCode::UNAUTHENTICATED, "", "Bearer " + std::string(64, 'a'));
+  expect("home", std::nullopt, grpc::StatusCode::UNAUTHENTICATED, "", testing::bearer(probe_tokens_->at("us-1")));
+  expect("home", std::nullopt, grpc::StatusCode::UNAUTHENTICATED, "", testing::bearer(std::string(64, 'a')));
 }
 
 // --- spool backlog ------------------------------------------------------------

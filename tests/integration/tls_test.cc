@@ -1,11 +1,7 @@
 // The prober's TLS: a trusted certificate, and each way a certificate or a
 // handshake fails (diagnosis.md: tls_cert_invalid with its reason,
-// tls_handshake_failed). Certificates are made here, with OpenSSL, per run.
+// tls_handshake_failed). Certificates are made per run (tests/support/test_certs.h).
 #include <gtest/gtest.h>
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +16,7 @@
 #include "common/check_config.h"
 #include "common/failure_class.h"
 #include "probe/http_check.h"
+#include "tests/support/test_certs.h"
 
 namespace vantage::probe {
 namespace {
@@ -27,76 +24,24 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-struct KeyPair {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  ~KeyPair() { EVP_PKEY_free(key); }
-  std::string pem() const {
-    BIO* bio = BIO_new(BIO_s_mem());
-    PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-    char* data;
-    long n = BIO_get_mem_data(bio, &data);
-    std::string out(data, n);
-    BIO_free(bio);
-    return out;
-  }
-};
-
-// A certificate for `name`, valid from now+`from` to now+`to` seconds, signed
-// by `issuer_key` under `issuer_name` (itself when it is the subject's key).
-std::string certificate(const std::string& name, const KeyPair& subject, const KeyPair& issuer_key,
-                        const std::string& issuer_name, long from, long to, bool ca = false) {
-  X509* cert = X509_new();
-  X509_set_version(cert, 2);
-  static long serial = 1;
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), ++serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert), from);
-  X509_gmtime_adj(X509_getm_notAfter(cert), to);
-  X509_set_pubkey(cert, subject.key);
-  auto set_cn = [](X509_NAME* n, const std::string& cn) {
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  };
-  set_cn(X509_get_subject_name(cert), name);
-  set_cn(X509_get_issuer_name(cert), issuer_name);
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
-  auto add = [&](int nid, const std::string& value) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
-    X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-  };
-  if (ca) {
-    add(NID_basic_constraints, "critical,CA:TRUE");
-    add(NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add(NID_subject_alt_name, "DNS:" + name);
-  }
-  X509_sign(cert, issuer_key.key, EVP_sha256());
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, cert);
-  char* data;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, n);
-  BIO_free(bio);
-  X509_free(cert);
-  return out;
-}
+using vantage::testing::make_certificate;
+using vantage::testing::TestKey;
 
 // The test CA, trusted by the prober through SSL_CERT_FILE (OpenSSL's
 // default verify paths read it), set before the prober's first TLS attempt.
-struct TestCa {
-  KeyPair key;
-  std::string pem = certificate("Vantage Test CA", key, key, "Vantage Test CA", -3600, 86400, true);
-  std::filesystem::path file = std::filesystem::temp_directory_path() / ("vantage-test-ca-" + std::to_string(getpid()) + ".pem");
-  TestCa() {
-    std::ofstream(file) << pem;
+struct TrustedCa {
+  vantage::testing::TestCa ca{"Vantage Test CA"};
+  std::filesystem::path file =
+      std::filesystem::temp_directory_path() / ("vantage-test-ca-" + std::to_string(getpid()) + ".pem");
+  TrustedCa() {
+    std::ofstream(file) << ca.pem;
     setenv("SSL_CERT_FILE", file.c_str(), 1);
   }
-  ~TestCa() { std::filesystem::remove(file); }
+  ~TrustedCa() { std::filesystem::remove(file); }
 };
-TestCa& test_ca() {
-  static TestCa ca;
-  return ca;
+const vantage::testing::TestCa& test_ca() {
+  static TrustedCa trusted;
+  return trusted.ca;
 }
 
 // Serves one connection: a TLS handshake with `cert_pem`/`key_pem` (none: no
@@ -160,8 +105,8 @@ v1::LegResult attempt(uint16_t port, const std::string& name = "localhost") {
 }
 
 TEST(Tls, ATrustedCertificateForTheNameIsOk) {
-  KeyPair key;
-  TlsOrigin origin(certificate("localhost", key, test_ca().key, "Vantage Test CA", -60, 30 * 86400), key.pem());
+  const auto leaf = test_ca().issue("localhost", "DNS:localhost", {-60, 30 * 86400});
+  TlsOrigin origin(leaf.cert, leaf.key_pem());
   auto leg = attempt(origin.port());
   EXPECT_EQ(leg.failure_class(), v1::FAILURE_CLASS_OK) << leg.error();
   EXPECT_EQ(leg.response().status(), 200u);
@@ -172,16 +117,16 @@ TEST(Tls, ATrustedCertificateForTheNameIsOk) {
 }
 
 TEST(Tls, AWrongNameIsACertProblem) {
-  KeyPair key;
-  TlsOrigin origin(certificate("other.example", key, test_ca().key, "Vantage Test CA", -60, 86400), key.pem());
+  const auto leaf = test_ca().issue("other.example", "DNS:other.example", {-60, 86400});
+  TlsOrigin origin(leaf.cert, leaf.key_pem());
   auto leg = attempt(origin.port());
   EXPECT_EQ(leg.failure_class(), v1::FAILURE_CLASS_TLS_CERT_INVALID) << leg.error();
   EXPECT_EQ(leg.connection().cert_problem(), v1::TLS_CERT_PROBLEM_NAME_MISMATCH) << leg.error();
 }
 
 TEST(Tls, AnExpiredCertificateSaysSoAndWhen) {
-  KeyPair key;
-  TlsOrigin origin(certificate("localhost", key, test_ca().key, "Vantage Test CA", -7 * 86400, -86400), key.pem());
+  const auto leaf = test_ca().issue("localhost", "DNS:localhost", {-7 * 86400, -86400});
+  TlsOrigin origin(leaf.cert, leaf.key_pem());
   auto leg = attempt(origin.port());
   EXPECT_EQ(leg.failure_class(), v1::FAILURE_CLASS_TLS_CERT_INVALID) << leg.error();
   EXPECT_EQ(leg.connection().cert_problem(), v1::TLS_CERT_PROBLEM_EXPIRED) << leg.error();
@@ -189,8 +134,9 @@ TEST(Tls, AnExpiredCertificateSaysSoAndWhen) {
 }
 
 TEST(Tls, ASelfSignedCertificateIsNamedSo) {
-  KeyPair key;
-  TlsOrigin origin(certificate("localhost", key, key, "localhost", -60, 86400), key.pem());
+  TestKey key;
+  TlsOrigin origin(make_certificate("localhost", key, key, "localhost", /*ca=*/false, "DNS:localhost", {-60, 86400}),
+                   key.pem());
   auto leg = attempt(origin.port());
   EXPECT_EQ(leg.failure_class(), v1::FAILURE_CLASS_TLS_CERT_INVALID) << leg.error();
   EXPECT_EQ(leg.connection().cert_problem(), v1::TLS_CERT_PROBLEM_SELF_SIGNED) << leg.error();

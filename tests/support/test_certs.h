@@ -29,16 +29,24 @@ struct TestKey {
   }
 };
 
+// When a certificate is valid, in seconds from now (negative: in the past).
+struct Validity {
+  long from_seconds = -3600;
+  long to_seconds = 86400;
+};
+
 // A certificate for `subject` (common name `name`, subjectAltName `san`
-// unless empty) signed by `issuer` named `issuer_name`, valid for a day.
+// unless empty) signed by `issuer` named `issuer_name`, valid for `valid`
+// (by default an hour ago to a day from now).
 inline std::string make_certificate(const std::string& name, const TestKey& subject, const TestKey& issuer,
-                                    const std::string& issuer_name, bool ca, const std::string& san = "") {
+                                    const std::string& issuer_name, bool ca, const std::string& san = "",
+                                    Validity valid = {}) {
   X509* cert = X509_new();
   X509_set_version(cert, 2);
   static long serial = 1000;
   ASN1_INTEGER_set(X509_get_serialNumber(cert), ++serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
+  X509_gmtime_adj(X509_getm_notBefore(cert), valid.from_seconds);
+  X509_gmtime_adj(X509_getm_notAfter(cert), valid.to_seconds);
   X509_set_pubkey(cert, subject.key);
   auto set_cn = [](X509_NAME* n, const std::string& cn) {
     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
@@ -82,9 +90,9 @@ struct TestCa {
     std::string cert;
     std::string key_pem() const { return key->pem(); }
   };
-  Leaf issue(const std::string& common_name, const std::string& san = "") const {
+  Leaf issue(const std::string& common_name, const std::string& san = "", Validity valid = {}) const {
     Leaf leaf;
-    leaf.cert = make_certificate(common_name, *leaf.key, key, name, /*ca=*/false, san);
+    leaf.cert = make_certificate(common_name, *leaf.key, key, name, /*ca=*/false, san, valid);
     return leaf;
   }
 };
