@@ -212,9 +212,20 @@ void IncidentTracker::flush() {
   try {
     fresh = incidents_.save_incidents(snapshots, unsaved_events_);
   } catch (const storage::StorageError& e) {
-    // Kept for the next round; the results they come from are stored.
-    log::warn("cannot store incidents yet; will retry", "error", e.what(), "unsaved_events", unsaved_events_.size());
+    // Kept for the next round; the results they come from are stored. One
+    // line per 10 s at most: rounds come every tick while the database is down.
+    ++failed_saves_;
+    const auto now = clock_.steady_now();
+    if (failed_saves_ == 1 || now - last_save_warning_ >= std::chrono::seconds(10)) {
+      last_save_warning_ = now;
+      log::warn("cannot store incidents yet; will retry", "error", e.what(), "unsaved_events",
+                unsaved_events_.size(), "failed_rounds", failed_saves_);
+    }
     return;
+  }
+  if (failed_saves_ > 0) {
+    log::info("incidents stored again", "failed_rounds", failed_saves_, "events", unsaved_events_.size());
+    failed_saves_ = 0;
   }
   for (const auto& event : fresh) {
     metrics_.incident_events.Add({{"type", event_label(event.type())}}).Increment();

@@ -87,6 +87,8 @@ class IncidentTracker {
   std::map<int64_t, std::string> check_names_;  // loop thread only
   std::map<std::string, v1::Incident> unsaved_incidents_;  // by id: latest snapshot
   std::vector<v1::IncidentEvent> unsaved_events_;
+  size_t failed_saves_ = 0;  // rounds in a row that could not save (loop thread only)
+  std::chrono::steady_clock::time_point last_save_warning_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -29,7 +29,10 @@ Ingest::Outcome Ingest::submit(storage::ResultBatch batch, const std::function<b
   queue_.push_back(pending);
   queued_results_ += n;
   metrics_.ingest_queued_results.Set(static_cast<double>(queued_results_));
-  work_cv_.notify_one();
+  // All: a writer backing off after a failed commit waits on this variable
+  // too, and one notify could wake only it, leaving the batch to wait for
+  // the end of its backoff while another writer sits idle.
+  work_cv_.notify_all();
   while (!done_cv_.wait_for(lock, kPoll, [&] { return pending->outcome.has_value(); })) {
     if (cancelled()) return gone;
   }
