@@ -1,4 +1,6 @@
 #include "tools/lab/edge.h"
+#include "tools/lab/ascii.h"
+#include "tools/lab/response_reader.h"
 #include "tools/lab/socket.h"
 
 #include <fmt/format.h>
@@ -25,7 +27,6 @@
 #include <thread>
 
 #include "probe/dns.h"
-#include "probe/http_parser.h"
 
 // g++ 12 misreads Asio's coroutine frame allocator as a new/delete mismatch.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -49,20 +50,6 @@ constexpr size_t kMaxCachedBody = 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // Small text helpers.
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return lower(x) == lower(y);
-         });
-}
-
-bool icontains(std::string_view haystack, std::string_view needle) {
-  return std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(), [](char x, char y) {
-           return lower(x) == lower(y);
-         }) != haystack.end();
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -632,23 +619,20 @@ struct Edge::Impl {
       co_return error_answer(520, request, colo, ray, Box::kHost);
     }
 
-    probe::HttpParserLimits limits;
+    ReaderLimits limits;
     limits.max_header_bytes = settings().max_header_bytes;
     limits.max_header_count = settings().max_header_count;
     limits.max_body_bytes = settings().max_body_bytes;
-    probe::ResponseParser parser(limits, request.method == "HEAD");
+    ResponseReader reader(limits, request.method == "HEAD");
     std::vector<char> buffer(kReadChunk);
-    uint64_t fed = 0;
     bool eof = false;
-    bool timed_out_head = false;
     {
       // The head must come within read_timeout of the request; after it, each
       // read must make progress within read_timeout.
       std::optional<Deadline> deadline(std::in_place, origin, settings().read_timeout);
       bool head_seen = false;
-      while (parser.state() == probe::ResponseParser::State::kHead ||
-             parser.state() == probe::ResponseParser::State::kBody) {
-        if (!head_seen && parser.head_complete()) {
+      while (reader.outcome() == ReadOutcome::kReading) {
+        if (!head_seen && reader.head_complete()) {
           head_seen = true;
           deadline.emplace(origin, settings().read_timeout);
         }
@@ -658,34 +642,40 @@ struct Edge::Impl {
                 : co_await origin.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
         if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;  // TLS without close_notify
         if (n > 0) {
-          fed += n;
-          parser.feed(std::string_view(buffer.data(), n));
+          reader.feed(std::string_view(buffer.data(), n));
           if (head_seen) deadline.emplace(origin, settings().read_timeout);
         }
         if (ec == asio::error::eof) {
           eof = true;
-          parser.finish_eof();
+          reader.closed();
           break;
         }
-        if (ec) {  // a reset, or the deadline: no complete response either way
-          timed_out_head = deadline->expired() && !parser.head_complete();
+        if (ec) {  // the deadline cancelled the read, or a reset
+          if (deadline->expired()) {
+            reader.timed_out();
+          } else {
+            reader.reset();
+          }
           break;
         }
       }
     }
 
-    const auto state = parser.state();
-    if (state != probe::ResponseParser::State::kComplete || parser.body_capped()) {
+    // No whole head in time is the origin being slow (524); everything else
+    // that is not a whole response is the origin sending what the edge
+    // cannot use (520).
+    if (reader.outcome() != ReadOutcome::kComplete) {
       close_fin(origin);
-      co_return error_answer(timed_out_head ? 524 : 520, request, colo, ray, Box::kHost);
+      const int code = reader.outcome() == ReadOutcome::kHeadTimeout ? 524 : 520;
+      co_return error_answer(code, request, colo, ray, Box::kHost);
     }
 
     // A complete response. Keep the connection for the next request unless
     // it cannot carry one.
-    const auto origin_connection_header = parser.header("connection").value_or("");
-    const bool origin_keeps = !tls && !eof && fed == parser.bytes_received() &&
+    const auto origin_connection_header = reader.header("connection").value_or("");
+    const bool origin_keeps = !tls && !eof && reader.extra_bytes() == 0 &&
                               !icontains(origin_connection_header, "close") &&
-                              (parser.http_version() == "1.1" || icontains(origin_connection_header, "keep-alive"));
+                              (reader.http_version() == "1.1" || icontains(origin_connection_header, "keep-alive"));
     if (origin_keeps) {
       auto& pool = pools[std::string(colo)];
       if (pool.size() >= kMaxIdlePerColo) {
@@ -697,7 +687,7 @@ struct Edge::Impl {
       close_fin(origin);
     }
 
-    const int status = static_cast<int>(parser.status());
+    const int status = reader.status();
     if (settings().origin_502_branded && (status == 502 || status == 504)) {
       // The origin itself answered 502/504: the branded page, host in error.
       Request html_request = request;
@@ -707,8 +697,8 @@ struct Edge::Impl {
     }
     Answer answer;
     answer.status = status;
-    answer.reason = parser.reason().empty() ? reason(status) : parser.reason();
-    for (const auto& [name, value] : parser.headers()) {
+    answer.reason = reader.reason().empty() ? reason(status) : reader.reason();
+    for (const auto& [name, value] : reader.headers()) {
       if (hop_by_hop(name) || iequals(name, "content-length") || iequals(name, "server") ||
           iequals(name, "cf-ray")) {
         continue;
@@ -717,9 +707,9 @@ struct Edge::Impl {
     }
     answer.headers.emplace_back("CF-Cache-Status", "DYNAMIC");
     if (request.method == "HEAD") {
-      if (auto length = parser.header("content-length")) answer.head_content_length = std::string(*length);
+      if (auto length = reader.header("content-length")) answer.head_content_length = std::string(*length);
     } else {
-      answer.body = parser.body();
+      answer.body = reader.body();
     }
     co_return answer;
   }

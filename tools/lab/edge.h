@@ -14,10 +14,12 @@
 //   reproduces the keep-alive race of section 5 against an origin whose idle
 //   close is shorter (Origin::set_idle_close): the request lands on a
 //   connection the origin has just closed and the edge answers 520.
-// - The origin's response is read with the prober's strict parser
-//   (probe::ResponseParser, header limit `max_header_bytes`) and mapped:
+// - The origin's response is read with the lab's own reader (ResponseReader,
+//   tools/lab/response_reader.h, with the limits below; never the probe's
+//   parser, which the lab exists to check) and mapped:
 //     empty reply, reset, incomplete head, truncated body, malformed status
-//     line or header, bad framing, headers too large      -> 520
+//     line or header, bad framing, headers too large,
+//     body over `max_body_bytes`                           -> 520
 //     connection refused                                   -> 521
 //     no connection within `connect_timeout`               -> 522
 //     other connect errors (no route)                      -> 523
