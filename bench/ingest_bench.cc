@@ -3,19 +3,32 @@
 // into an identical, empty schema, in the same run. Reports results per
 // second of both, their ratio, and bytes per stored result.
 //
+// With --subscribers N the baseline is the same ingest without them instead:
+// phases of --seconds alternate between no WatchIncidents subscriber (a) and
+// N of them connected and receiving (b), a b a b ... a, while a further
+// probe opens and resolves incidents all along so that events flow. Reports
+// each phase's rate, each b against the a's around it, and the latency of
+// the events from their commit (PostgreSQL's commit timestamp) to each
+// subscriber during the b phases.
+//
 //   build/bench/vantage-ingest-bench [--probes 16] [--seconds 20] [--batch 500]
+//   build/bench/vantage-ingest-bench --seconds 15 --subscribers 1000 [--rounds 2] [--channels 40]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <pqxx/pqxx>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
+#include "bench/support.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "coordinator/coordinator.h"
 #include "storage/pg_store.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
@@ -24,21 +37,13 @@ namespace {
 
 using namespace vantage;
 using Clock = std::chrono::steady_clock;
+using bench::run;
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  if (pclose(pipe) != 0) throw std::runtime_error("`" + command + "` failed: " + out);
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
-}
 
-v1::CheckResult make_result(std::mt19937& rng, uint64_t sequence) {
+v1::CheckResult make_result(std::mt19937& rng, uint64_t sequence, const std::vector<int64_t>& check_ids) {
   v1::CheckResult r;
   r.set_sequence(sequence);
-  r.set_check_id(1 + static_cast<int64_t>(rng() % 100));
+  r.set_check_id(check_ids[rng() % check_ids.size()]);
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   r.mutable_start_time()->set_seconds(std::chrono::duration_cast<std::chrono::seconds>(now).count());
   auto* edge = r.mutable_edge();
@@ -58,64 +63,284 @@ v1::CheckResult make_result(std::mt19937& rng, uint64_t sequence) {
   return r;
 }
 
+// A probe's stream: hello and welcome, then results out; a reader thread
+// counts the acknowledged results (and ignores assignments and re-checks).
+class ProbeStream {
+ public:
+  ProbeStream(int port, const std::string& id, const std::string& region, const std::string& token,
+              std::atomic<uint64_t>& acked_total)
+      : stub_(v1::ProbeService::NewStub(
+            grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()))),
+        acked_total_(acked_total) {
+    context_.AddMetadata("authorization", "Bearer " + token);
+    stream_ = stub_->Connect(&context_);
+    v1::ProbeMessage hello;
+    hello.mutable_hello()->set_probe_id(id);
+    hello.mutable_hello()->set_region(region);
+    stream_->Write(hello);
+    v1::CoordinatorMessage welcome;
+    stream_->Read(&welcome);
+    reader_ = std::thread([this] {
+      v1::CoordinatorMessage m;
+      uint64_t last = 0;
+      while (stream_->Read(&m)) {
+        if (m.has_ack() && m.ack().sequence() > last) {
+          acked_total_ += m.ack().sequence() - last;
+          last = m.ack().sequence();
+          acked_ = last;
+        }
+      }
+    });
+  }
+  ~ProbeStream() {
+    context_.TryCancel();
+    reader_.join();
+  }
+  bool send(const v1::ProbeMessage& message) { return stream_->Write(message); }
+  uint64_t acked() const { return acked_.load(); }
+  // Lets the last acknowledgements arrive (up to 30 s).
+  void wait_acked(uint64_t sequence) const {
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (acked() < sequence && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+
+ private:
+  std::unique_ptr<v1::ProbeService::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ProbeMessage, v1::CoordinatorMessage>> stream_;
+  std::atomic<uint64_t>& acked_total_;
+  std::atomic<uint64_t> acked_{0};
+  std::thread reader_;
+};
+
 // One probe stream: sends batches as fast as acknowledgements allow, with up
 // to `window` batches in flight.
-void probe_stream(int port, const std::string& id, const std::string& token, size_t batch, size_t window,
-                  const std::atomic<bool>& stop, std::atomic<uint64_t>& acked_total) {
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  auto stub = v1::ProbeService::NewStub(channel);
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + token);
-  auto stream = stub->Connect(&context);
-  v1::ProbeMessage hello;
-  hello.mutable_hello()->set_probe_id(id);
-  hello.mutable_hello()->set_region("bench");
-  stream->Write(hello);
-  v1::CoordinatorMessage message;
-  stream->Read(&message);  // welcome
-  std::atomic<uint64_t> acked{0};
-  std::thread reader([&] {
-    v1::CoordinatorMessage m;
-    uint64_t last = 0;
-    while (stream->Read(&m)) {
-      if (m.has_ack() && m.ack().sequence() > last) {
-        acked_total += m.ack().sequence() - last;
-        last = m.ack().sequence();
-        acked = last;
-      }
-    }
-  });
+void probe_stream(int port, const std::string& id, const std::string& token, const std::vector<int64_t>& check_ids,
+                  size_t batch, size_t window, const std::atomic<bool>& stop, std::atomic<uint64_t>& acked_total) {
+  ProbeStream stream(port, id, "bench", token, acked_total);
   std::mt19937 rng(std::hash<std::string>{}(id));
   uint64_t sequence = 0;
   v1::ProbeMessage out;
   while (!stop) {
-    if (sequence - acked >= batch * window) {
+    if (sequence - stream.acked() >= batch * window) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
       continue;
     }
     out.Clear();
-    for (size_t i = 0; i < batch; ++i) *out.mutable_results()->add_results() = make_result(rng, ++sequence);
-    if (!stream->Write(out)) break;
+    for (size_t i = 0; i < batch; ++i) *out.mutable_results()->add_results() = make_result(rng, ++sequence, check_ids);
+    if (!stream.send(out)) break;
   }
-  // Let the last acknowledgements arrive.
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (acked < sequence && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  context.TryCancel();
-  reader.join();
+  stream.wait_acked(sequence);
+}
+
+// Outages, one check after another, as vantage-watch-bench makes them: two
+// failures open one, two successes resolve it (about two events each).
+void incident_driver(int port, const std::string& token, const std::vector<v1::Check>& checks,
+                     std::chrono::milliseconds pace, const std::atomic<bool>& stop, std::atomic<uint64_t>& acked) {
+  ProbeStream stream(port, "bench-incidents", "eu", token, acked);
+  uint64_t sequence = 0;
+  auto report = [&](const v1::Check& check, bool ok) {
+    v1::ProbeMessage out;
+    for (int i = 0; i < 2; ++i) {
+      auto* r = out.mutable_results()->add_results();
+      r->set_check_id(check.id());
+      r->set_check_version(check.version());
+      r->set_sequence(++sequence);
+      *r->mutable_start_time() = to_timestamp(std::chrono::system_clock::now() + std::chrono::microseconds(i));
+      r->mutable_edge()->set_failure_class(ok ? v1::FAILURE_CLASS_OK : v1::FAILURE_CLASS_EDGE_ERROR);
+      if (!ok) {
+        r->mutable_edge()->mutable_edge()->set_edge_code(520);
+        r->mutable_edge()->mutable_edge()->set_colo("FRA");
+        r->mutable_edge()->mutable_edge()->set_ray_id(fmt::format("8f{:014x}-FRA", sequence));
+      }
+    }
+    stream.send(out);
+    std::this_thread::sleep_for(pace);
+  };
+  for (size_t i = 0; !stop; ++i) {
+    report(checks[i % checks.size()], false);
+    report(checks[i % checks.size()], true);
+  }
+  stream.wait_acked(sequence);
+}
+
+struct WatchOptions {
+  size_t subscribers = 0;  // 0: no watch phases, the raw COPY baseline
+  size_t channels = 40;    // connections the subscribers share
+  int rounds = 2;          // b phases, each between two a phases
+  int seconds = 20;        // per phase
+};
+
+// Phases a b a b ... a on the running coordinator, ingest never pausing: a
+// with no subscriber, b with o.subscribers connected and receiving. Prints
+// each phase and the ratios; returns false when an event of a b phase did not
+// reach every subscriber, in order.
+bool alternate(const WatchOptions& o, int port, const std::string& api_token, const std::string& db_url,
+               const std::atomic<uint64_t>& acked) {
+  pqxx::connection db(db_url);
+  auto query = [&](const std::string& sql) { return pqxx::read_transaction(db).exec(sql); };
+  auto max_event_id = [&] { return query("SELECT coalesce(max(id), 0) FROM incident_events")[0][0].as<int64_t>(); };
+  auto events_between = [&](int64_t after, int64_t upto) {  // (after, upto]
+    return query(fmt::format("SELECT count(*) FROM incident_events WHERE id > {} AND id <= {}", after, upto))[0][0]
+        .as<size_t>();
+  };
+  auto wait_until = [](const auto& done, std::chrono::seconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (!done()) {
+      if (Clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  };
+  // Results acknowledged (so committed) per second over one phase.
+  auto measure = [&](int phase) {
+    const uint64_t before = acked.load();
+    const auto start = Clock::now();
+    for (int s = 1; s <= o.seconds; ++s) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::fprintf(stderr, "\rphase %d: %2d/%d s", phase, s, o.seconds);
+    }
+    std::fprintf(stderr, "\n");
+    return static_cast<double>(acked.load() - before) / std::chrono::duration<double>(Clock::now() - start).count();
+  };
+
+  const auto stubs = bench::incident_stubs(port, o.channels);
+  std::vector<double> without, with;  // results/s of the a and of the b phases
+  std::vector<int64_t> latencies;     // µs, every delivery of every b phase
+  bool every_event_everywhere = true;
+  // Streams started and the database's first commits behind us.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  for (int phase = 1; phase <= 2 * o.rounds + 1; ++phase) {
+    if (phase % 2 == 1) {
+      const int64_t first = max_event_id();
+      without.push_back(measure(phase));
+      std::printf("phase %d a: no subscribers     %8.0f results/s; %zu events\n", phase, without.back(),
+                  events_between(first, max_event_id()));
+      continue;
+    }
+    // From the last stored event: none is missed while they connect.
+    const int64_t from = max_event_id();
+    const auto connect_start = Clock::now();
+    std::vector<std::unique_ptr<bench::WatchSubscriber>> subs;
+    for (size_t i = 0; i < o.subscribers; ++i) {
+      subs.push_back(std::make_unique<bench::WatchSubscriber>(*stubs[i % o.channels], api_token, from));
+    }
+    // Live once each has what was stored after they all called.
+    int64_t stored_after_calls = 0;
+    const bool live = wait_until([&] { return (stored_after_calls = max_event_id()) > from; }, std::chrono::seconds(60)) &&
+                      wait_until(
+                          [&] {
+                            return std::all_of(subs.begin(), subs.end(), [&](const auto& s) {
+                              return s->last_event_id() >= stored_after_calls;
+                            });
+                          },
+                          std::chrono::seconds(60));
+    if (!live) throw std::runtime_error(fmt::format("phase {}: subscribers not caught up after 60 s", phase));
+    const double connect_s = std::chrono::duration<double>(Clock::now() - connect_start).count();
+
+    const int64_t first = max_event_id();
+    with.push_back(measure(phase));
+    const int64_t last = max_event_id();
+    wait_until(
+        [&] {
+          return std::all_of(subs.begin(), subs.end(), [&](const auto& s) { return s->last_event_id() >= last; });
+        },
+        std::chrono::seconds(30));
+    for (auto& s : subs) s->cancel();
+    size_t ended_early = 0;  // by the server: dropped for falling behind, or an error
+    for (auto& s : subs) {
+      const auto status = s->wait();
+      if (status.error_code() != grpc::StatusCode::CANCELLED) ++ended_early;
+    }
+
+    // Every event since `from` to every subscriber, in order; the latency of
+    // those of the measured phase from their commit.
+    const size_t expected = events_between(from, last);
+    std::unordered_map<int64_t, int64_t> committed_us;
+    for (const auto& row : query(fmt::format("SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint "
+                                              "FROM incident_events WHERE id > {} AND id <= {}",
+                                              first, last))) {
+      committed_us[row[0].as<int64_t>()] = row[1].as<int64_t>();
+    }
+    size_t complete = 0;
+    int out_of_order = 0;
+    std::vector<int64_t> phase_latencies;
+    for (const auto& s : subs) {
+      size_t got = 0;
+      for (const auto& arrival : s->arrivals()) {
+        if (arrival.event_id <= from || arrival.event_id > last) continue;
+        ++got;
+        if (auto it = committed_us.find(arrival.event_id); it != committed_us.end()) {
+          phase_latencies.push_back(arrival.at_us - it->second);
+        }
+      }
+      if (got == expected && s->out_of_order() == 0) ++complete;
+      out_of_order += s->out_of_order();
+    }
+    std::sort(phase_latencies.begin(), phase_latencies.end());
+    std::printf("phase %d b: %zu subscribers %8.0f results/s; %zu events (%zu since they called, %.1f s to connect); "
+                "subscribers that got every one in order: %zu of %zu (ended early %zu, out of order %d); "
+                "latency from commit p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu deliveries\n",
+                phase, o.subscribers, with.back(), committed_us.size(), expected, connect_s, complete, subs.size(),
+                ended_early, out_of_order, bench::percentile(phase_latencies, 0.50) / 1000.0,
+                bench::percentile(phase_latencies, 0.99) / 1000.0,
+                phase_latencies.empty() ? 0.0 : phase_latencies.back() / 1000.0, phase_latencies.size());
+    if (complete != subs.size()) every_event_everywhere = false;
+    latencies.insert(latencies.end(), phase_latencies.begin(), phase_latencies.end());
+  }
+
+  // Each b against the mean of the a's on either side: a steady drift (the
+  // table grows) cancels out.
+  double sum = 0;
+  std::printf("b / a around it:");
+  for (size_t b = 0; b < with.size(); ++b) {
+    const double ratio = with[b] / ((without[b] + without[b + 1]) / 2);
+    sum += ratio;
+    std::printf(" %.3f", ratio);
+  }
+  std::printf("\nratio with / without subscribers %.3f (mean of the above)\n", sum / static_cast<double>(with.size()));
+  std::sort(latencies.begin(), latencies.end());
+  std::printf("latency from commit, every b phase: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms "
+              "over %zu deliveries\n",
+              bench::percentile(latencies, 0.50) / 1000.0, bench::percentile(latencies, 0.90) / 1000.0,
+              bench::percentile(latencies, 0.99) / 1000.0, latencies.empty() ? 0.0 : latencies.back() / 1000.0,
+              latencies.size());
+  return every_event_everywhere;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"vantage-ingest-bench: results per second into PostgreSQL, next to psql's raw COPY"};
-  size_t probes = 16, batch = 500, window = 4;
-  int seconds = 20;
+  CLI::App app{"vantage-ingest-bench: results per second into PostgreSQL, next to psql's raw COPY "
+               "or to the same ingest with WatchIncidents subscribers"};
+  size_t probes = 16, batch = 500, window = 4, incident_checks = 10;
+  int seconds = 20, pace_ms = 20;
+  WatchOptions watch;
   app.add_option("--probes", probes, "concurrent probe streams")->capture_default_str();
-  app.add_option("--seconds", seconds, "how long to send")->capture_default_str();
+  app.add_option("--seconds", seconds, "how long to send (with --subscribers: each phase)")->capture_default_str();
   app.add_option("--batch", batch, "results per message")->capture_default_str();
   app.add_option("--window", window, "messages in flight per stream")->capture_default_str();
+  app.add_option("--subscribers", watch.subscribers, "WatchIncidents subscribers in the b phases (0: none)")
+      ->capture_default_str();
+  app.add_option("--channels", watch.channels, "connections they share (32 streams each at most)")
+      ->capture_default_str();
+  app.add_option("--rounds", watch.rounds, "b phases, each between two a phases")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--pace-ms", pace_ms, "with --subscribers: pause between the incident probe's batches")
+      ->capture_default_str();
+  app.add_option("--incident-checks", incident_checks, "with --subscribers: checks the outages rotate over")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
+  const bool watching = watch.subscribers > 0;
+  watch.seconds = seconds;
+  if (watch.subscribers > watch.channels * 32) {
+    std::fprintf(stderr, "--subscribers %zu needs at least %zu channels (32 streams each)\n", watch.subscribers,
+                 (watch.subscribers + 31) / 32);
+    return 2;
+  }
   log::init("bench", "warn");
+  std::printf("load average at start    %s\n", bench::load_average().c_str());
 
   char templ[] = "/tmp/vantage-bench-pg-XXXXXX";
   const std::string dir = mkdtemp(templ);
@@ -123,7 +348,17 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   try {
     // fsync stays on: production settings.
-    const auto url = run(script + " start " + dir);
+    auto url = run(script + " start " + dir);
+    if (watching) {
+      // The events' latency is measured from their commit as PostgreSQL
+      // stamps it (a restart turns the stamps on).
+      {
+        pqxx::connection c(url);
+        pqxx::nontransaction(c).exec("ALTER SYSTEM SET track_commit_timestamp = on");
+      }
+      run(script + " stop " + dir);
+      url = run(script + " start " + dir);
+    }
     const auto base = url.substr(0, url.rfind('/'));
     {
       pqxx::connection c(url);
@@ -133,12 +368,40 @@ int main(int argc, char** argv) {
     const auto ingest_url = base + "/ingest";
     const auto raw_url = base + "/raw_copy";
     std::vector<std::pair<std::string, std::string>> tokens;
+    std::string incident_probe_token, api_token;
+    std::vector<int64_t> ingest_check_ids;
+    std::vector<v1::Check> incident_checks_made;
     {
       storage::PgStore store(ingest_url, 1);
       store.migrate();
       for (size_t i = 0; i < probes; ++i) {
         auto id = fmt::format("bench-{}", i);
         tokens.emplace_back(id, store.add_probe(id, "bench"));
+      }
+      auto create_check = [&](const std::string& name, const std::string& region) {
+        v1::Check check;
+        check.set_name(name);
+        check.set_url("http://127.0.0.1:9/");
+        check.mutable_interval()->set_seconds(60);
+        check.mutable_timeout()->set_seconds(5);
+        check.add_regions(region);  // the coordinator refuses results of a check the region does not run
+        if (region == "bench") {
+          // The random failures open no incident (one region, never this
+          // many in a row): the events come from the incident probe alone.
+          check.mutable_correlation()->set_confirm_consecutive(1'000'000);
+          check.mutable_correlation()->set_recurring_min(1'000'000);
+        }
+        auto created = store.create_api_check(check);
+        if (created.outcome != storage::ApiCheckWrite::Outcome::kOk) throw std::runtime_error("cannot create " + name);
+        return created.check;
+      };
+      for (int i = 0; i < 100; ++i) ingest_check_ids.push_back(create_check(fmt::format("ingest-{}", i), "bench").id());
+      if (watching) {
+        incident_probe_token = store.add_probe("bench-incidents", "eu");
+        api_token = store.add_api_token("bench", "read");
+        for (size_t i = 0; i < incident_checks; ++i) {
+          incident_checks_made.push_back(create_check(fmt::format("incidents-{}", i), "eu"));
+        }
       }
       storage::PgStore raw(raw_url, 1);
       raw.migrate();
@@ -154,48 +417,71 @@ int main(int argc, char** argv) {
     coordinator.start();
 
     std::atomic<bool> stop{false};
-    std::atomic<uint64_t> acked{0};
+    std::atomic<uint64_t> acked{0}, incident_probe_acked{0};
     std::vector<std::thread> streams;
     const auto start = Clock::now();
     for (const auto& [id, token] : tokens) {
-      streams.emplace_back(probe_stream, coordinator.grpc_port(), id, token, batch, window, std::cref(stop),
-                           std::ref(acked));
+      streams.emplace_back(probe_stream, coordinator.grpc_port(), id, token, std::cref(ingest_check_ids), batch,
+                           window, std::cref(stop), std::ref(acked));
     }
-    for (int s = 1; s <= seconds; ++s) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      std::fprintf(stderr, "\r%2d/%d s: %llu results stored", s, seconds, static_cast<unsigned long long>(acked.load()));
+    if (watching) {
+      streams.emplace_back(incident_driver, coordinator.grpc_port(), incident_probe_token, std::cref(incident_checks_made),
+                           std::chrono::milliseconds(pace_ms), std::cref(stop), std::ref(incident_probe_acked));
+    }
+    try {
+      if (watching) {
+        if (!alternate(watch, coordinator.grpc_port(), api_token, ingest_url, acked)) exit_code = 1;
+      } else {
+        for (int s = 1; s <= seconds; ++s) {
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          std::fprintf(stderr, "\r%2d/%d s: %llu results stored", s, seconds,
+                       static_cast<unsigned long long>(acked.load()));
+        }
+        std::fprintf(stderr, "\n");
+      }
+    } catch (...) {
+      stop = true;
+      for (auto& t : streams) t.join();
+      throw;
     }
     stop = true;
     for (auto& t : streams) t.join();
     const double ingest_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    std::fprintf(stderr, "\n");
     coordinator.shutdown();
 
     pqxx::connection ingest_db(ingest_url);
     const auto stored = pqxx::read_transaction(ingest_db).exec1("SELECT count(*) FROM results")[0].as<uint64_t>();
-    const auto bytes = pqxx::read_transaction(ingest_db)
-                           .exec1("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
-                                  "WHERE inhparent = 'results'::regclass")[0]
-                           .as<uint64_t>();
+    const uint64_t sent_and_acked = acked.load() + incident_probe_acked.load();
+    if (!watching) {
+      const auto bytes = pqxx::read_transaction(ingest_db)
+                             .exec1("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                                    "WHERE inhparent = 'results'::regclass")[0]
+                             .as<uint64_t>();
 
-    // The same rows, by psql's COPY, into the identical empty schema.
-    const auto rows_file = dir + "/rows.copy";
-    run(fmt::format("psql '{}' -qc \"\\copy (SELECT * FROM results) TO '{}'\"", ingest_url, rows_file));
-    const auto copy_start = Clock::now();
-    run(fmt::format("psql '{}' -qc \"\\copy results FROM '{}'\"", raw_url, rows_file));
-    const double copy_seconds = std::chrono::duration<double>(Clock::now() - copy_start).count();
+      // The same rows, by psql's COPY, into the identical empty schema.
+      const auto rows_file = dir + "/rows.copy";
+      run(fmt::format("psql '{}' -qc \"\\copy (SELECT * FROM results) TO '{}'\"", ingest_url, rows_file));
+      const auto copy_start = Clock::now();
+      run(fmt::format("psql '{}' -qc \"\\copy results FROM '{}'\"", raw_url, rows_file));
+      const double copy_seconds = std::chrono::duration<double>(Clock::now() - copy_start).count();
 
-    const double ingest_rate = static_cast<double>(stored) / ingest_seconds;
-    const double copy_rate = static_cast<double>(stored) / copy_seconds;
-    std::printf("probe streams            %zu (batches of %zu, %zu in flight each)\n", probes, batch, window);
-    std::printf("results stored           %llu (acknowledged %llu)\n", static_cast<unsigned long long>(stored),
-                static_cast<unsigned long long>(acked.load()));
-    std::printf("vantage ingest           %.0f results/s over %.1f s\n", ingest_rate, ingest_seconds);
-    std::printf("psql raw COPY, same rows %.0f rows/s over %.2f s\n", copy_rate, copy_seconds);
-    std::printf("ratio ingest / raw COPY  %.2f\n", ingest_rate / copy_rate);
-    std::printf("bytes per stored result  %.1f (table and indexes)\n", static_cast<double>(bytes) / static_cast<double>(stored));
-    if (stored != acked.load()) {
-      std::printf("MISMATCH: acknowledged %llu but stored %llu\n", static_cast<unsigned long long>(acked.load()),
+      const double ingest_rate = static_cast<double>(stored) / ingest_seconds;
+      const double copy_rate = static_cast<double>(stored) / copy_seconds;
+      std::printf("probe streams            %zu (batches of %zu, %zu in flight each)\n", probes, batch, window);
+      std::printf("results stored           %llu (acknowledged %llu)\n", static_cast<unsigned long long>(stored),
+                  static_cast<unsigned long long>(sent_and_acked));
+      std::printf("vantage ingest           %.0f results/s over %.1f s\n", ingest_rate, ingest_seconds);
+      std::printf("psql raw COPY, same rows %.0f rows/s over %.2f s\n", copy_rate, copy_seconds);
+      std::printf("ratio ingest / raw COPY  %.2f\n", ingest_rate / copy_rate);
+      std::printf("bytes per stored result  %.1f (table and indexes)\n",
+                  static_cast<double>(bytes) / static_cast<double>(stored));
+    } else {
+      std::printf("probe streams %zu (batches of %zu, %zu in flight each) and one opening and resolving incidents; "
+                  "results stored %llu over %.1f s\n",
+                  probes, batch, window, static_cast<unsigned long long>(stored), ingest_seconds);
+    }
+    if (stored != sent_and_acked) {
+      std::printf("MISMATCH: acknowledged %llu but stored %llu\n", static_cast<unsigned long long>(sent_and_acked),
                   static_cast<unsigned long long>(stored));
       exit_code = 1;
     }
@@ -208,5 +494,6 @@ int main(int argc, char** argv) {
   } catch (...) {
   }
   std::filesystem::remove_all(dir);
+  std::printf("load average at end      %s\n", bench::load_average().c_str());
   return exit_code;
 }

@@ -18,6 +18,7 @@
 #include <pqxx/pqxx>
 #include <random>
 
+#include "bench/support.h"
 #include "common/log.h"
 #include "coordinator/coordinator.h"
 #include "storage/pg_store.h"
@@ -27,17 +28,8 @@ namespace vantage {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using bench::run;
 using google::protobuf::util::TimeUtil;
-
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  if (pclose(pipe) != 0) throw std::runtime_error("`" + command + "` failed: " + out);
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
-}
 
 constexpr std::array<const char*, 3> kRegions = {"us", "eu", "ap"};
 constexpr std::array<const char*, 3> kColos[] = {{"IAD", "EWR", "ORD"}, {"FRA", "AMS", "CDG"}, {"SIN", "NRT", "BOM"}};

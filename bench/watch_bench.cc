@@ -16,14 +16,12 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <thread>
 
+#include "bench/support.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/token.h"
@@ -38,23 +36,15 @@
 namespace {
 
 using namespace vantage;
+using bench::percentile;
+using bench::run;
 using Steady = std::chrono::steady_clock;
 
 constexpr size_t kMaxEvents = 1 << 16;  // event ids of a fresh database index the commit times
-std::array<std::atomic<int64_t>, kMaxEvents> g_commit_ns;  // steady ns; 0: not committed yet
+std::array<std::atomic<int64_t>, kMaxEvents> g_commit_us;  // bench::wall_us(); 0: not committed yet
 
 int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now().time_since_epoch()).count();
-}
-
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  if (pclose(pipe) != 0) throw std::runtime_error("`" + command + "` failed: " + out);
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
 }
 
 int process_threads() {
@@ -64,64 +54,6 @@ int process_threads() {
     if (line.starts_with("Threads:")) return std::stoi(line.substr(8));
   }
   return -1;
-}
-
-class Subscriber final : public grpc::ClientReadReactor<v1::WatchIncidentsResponse> {
- public:
-  Subscriber(v1::IncidentService::Stub& stub, const std::string& token) {
-    context_.AddMetadata("authorization", "Bearer " + token);
-    stub.async()->WatchIncidents(&context_, &request_, this);
-    StartRead(&response_);
-    StartCall();
-  }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    const int64_t id = response_.event().event_id();
-    const int64_t now = steady_ns();
-    if (id <= last_) ++out_of_order_;
-    last_ = id;
-    if (id > 0 && static_cast<size_t>(id) < kMaxEvents) {
-      const int64_t committed = g_commit_ns[static_cast<size_t>(id)].load();
-      if (committed > 0) latencies_us_.push_back((now - committed) / 1000);
-    }
-    received_.fetch_add(1);
-    StartRead(&response_);
-  }
-  void OnDone(const grpc::Status& status) override {
-    std::lock_guard lock(mu_);
-    status_ = status;
-    done_ = true;
-    cv_.notify_all();
-  }
-  void cancel() { context_.TryCancel(); }
-  grpc::Status wait() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-    return status_;
-  }
-  size_t received() const { return received_.load(); }
-  // Read only after OnDone.
-  const std::vector<int64_t>& latencies_us() const { return latencies_us_; }
-  int out_of_order() const { return out_of_order_; }
-
- private:
-  grpc::ClientContext context_;
-  v1::WatchIncidentsRequest request_;
-  v1::WatchIncidentsResponse response_;
-  int64_t last_ = 0;
-  int out_of_order_ = 0;
-  std::vector<int64_t> latencies_us_;
-  std::atomic<size_t> received_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  grpc::Status status_;
-};
-
-int64_t percentile(std::vector<int64_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size()))) - 1;
-  return sorted[std::min(rank, sorted.size() - 1)];
 }
 
 }  // namespace
@@ -174,9 +106,10 @@ int main(int argc, char** argv) {
     std::atomic<size_t> publishes{0};
     tracker_options.on_events_stored = [&](const auto& events, const auto& incidents) {
       if (events.empty()) return;  // only snapshots changed
-      const int64_t now = steady_ns();  // save_incidents has just committed
+      const int64_t now = steady_ns();
+      const int64_t committed = bench::wall_us();  // save_incidents has just committed
       for (const auto& e : events) {
-        if (static_cast<size_t>(e.event_id()) < kMaxEvents) g_commit_ns[static_cast<size_t>(e.event_id())] = now;
+        if (static_cast<size_t>(e.event_id()) < kMaxEvents) g_commit_us[static_cast<size_t>(e.event_id())] = committed;
       }
       events_committed += events.size();
       feed.publish(events, incidents);
@@ -204,16 +137,12 @@ int main(int argc, char** argv) {
     auto server = builder.BuildAndStart();
     const int threads_before = process_threads();
 
-    std::vector<std::unique_ptr<v1::IncidentService::Stub>> stubs;
-    for (size_t c = 0; c < channels; ++c) {
-      grpc::ChannelArguments args;
-      args.SetInt("vantage.bench.connection", static_cast<int>(c));  // a connection of its own
-      stubs.push_back(v1::IncidentService::NewStub(grpc::CreateCustomChannel(
-          "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args)));
-    }
-    std::vector<std::unique_ptr<Subscriber>> subs;
+    const auto stubs = bench::incident_stubs(port, channels);
+    std::vector<std::unique_ptr<bench::WatchSubscriber>> subs;
     const auto connect_start = Steady::now();
-    for (size_t i = 0; i < subscribers; ++i) subs.push_back(std::make_unique<Subscriber>(*stubs[i % channels], token));
+    for (size_t i = 0; i < subscribers; ++i) {
+      subs.push_back(std::make_unique<bench::WatchSubscriber>(*stubs[i % channels], token));
+    }
     while (feed.subscribers() < subscribers) {
       if (Steady::now() - connect_start > std::chrono::seconds(60)) {
         throw std::runtime_error(fmt::format("only {} of {} subscribed after 60 s", feed.subscribers(), subscribers));
@@ -273,7 +202,11 @@ int main(int argc, char** argv) {
     for (auto& s : subs) {
       s->wait();
       out_of_order += s->out_of_order();
-      latencies.insert(latencies.end(), s->latencies_us().begin(), s->latencies_us().end());
+      for (const auto& arrival : s->arrivals()) {
+        if (arrival.event_id <= 0 || static_cast<size_t>(arrival.event_id) >= kMaxEvents) continue;
+        const int64_t committed = g_commit_us[static_cast<size_t>(arrival.event_id)].load();
+        if (committed > 0) latencies.push_back(arrival.at_us - committed);
+      }
     }
     std::sort(latencies.begin(), latencies.end());
     std::printf("subscribers %zu over %zu connections (subscribed in %.2f s); "
