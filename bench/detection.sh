@@ -37,12 +37,7 @@ now() { date +%s.%N; }
 . bench/lib.sh
 
 db=$(./scripts/local-postgres.sh start "$work/pg" --fast)
-origin_port=$(free_port)
-edge_base=$(free_port)
-"$bin/tools/lab/vantage-lab" --listen "127.0.0.1:$origin_port" --edge-colos IAD,FRA,SIN \
-  --edge-port-base "$edge_base" >"$work/lab.log" 2>&1 &
-pids+=($!)
-until_log "$work/lab.log" "colo=SIN"
+start_lab
 cat >"$work/checks.yaml" <<EOF
 checks:
   - name: shop

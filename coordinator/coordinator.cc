@@ -205,12 +205,12 @@ void Coordinator::start() {
   alertmanager.urls = o.alertmanager_urls;
   impl_->alert_pusher = std::make_unique<AlertmanagerPusher>(alertmanager, *impl_->metrics, impl_->clock);
   impl_->open_incident_series = std::make_unique<OpenIncidentSeries>(impl_->metrics->check_incident_open);
-  // What was open (or just resolved) before a restart: the tracker announces
-  // only what it stores from now on.
-  impl_->incidents_changed(
-      impl_->store->load_incidents(std::chrono::system_clock::now() - IncidentAlerts::keep_resolved));
   impl_->alert_pusher->start();
   IncidentTrackerOptions tracker_options;
+  // What was open (or recently resolved) before a restart: the tracker
+  // announces only what it stores from now on. (Resolved alerts older than
+  // IncidentAlerts::keep_resolved are dropped by the pusher before it posts.)
+  tracker_options.on_restored = [impl = impl_.get()](const auto& restored) { impl->incidents_changed(restored); };
   tracker_options.on_events_stored = [impl = impl_.get()](const auto& events, const auto& incidents) {
     impl->incident_feed->publish(events, incidents);
     std::vector<v1::Incident> changed;

@@ -64,6 +64,7 @@ void IncidentTracker::start() {
   }
   const auto now = clock_.now();
   const auto restored = incidents_.load_incidents(now - options_.restore_resolved);
+  if (options_.on_restored) options_.on_restored(restored);
   const size_t taken = correlator_.restore(restored, now);
   size_t replayed = 0;
   history_.for_each_result_since(now - options_.replay, [&](storage::StoredResult&& stored) {

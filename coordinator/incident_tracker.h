@@ -44,8 +44,11 @@ struct IncidentTrackerOptions {
   // Results waiting for the correlator; past it the oldest are skipped
   // (logged and counted). Only a stalled correlator thread gets there.
   size_t max_queued = 1'000'000;
-  // Optional: who hears of newly stored events (WatchIncidents).
+  // Optional: who hears of newly stored events (WatchIncidents, alerts).
   IncidentEventsStoredFn on_events_stored;
+  // Optional: the incidents start() restored from storage, before it replays
+  // results (on start()'s thread): what was announced before a restart.
+  std::function<void(const std::vector<v1::Incident>& restored)> on_restored;
 };
 
 class IncidentTracker {

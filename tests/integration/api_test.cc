@@ -7,8 +7,6 @@
 #include <grpcpp/test/server_context_test_spouse.h>
 #include <prometheus/registry.h>
 
-#include <filesystem>
-#include <fstream>
 #include <pqxx/pqxx>
 #include <regex>
 #include <set>
@@ -51,17 +49,14 @@ class ApiTest : public ::testing::Test {
     for (const auto& [name, region] : kProbes) (*probe_tokens_)[name] = store_->add_probe(name, region);
     auto options = testing::loopback_coordinator_options(db_->url);
     // One check, run in region ap only (no real probe runs it here).
-    checks_file_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                             ("vantage-api-test-" + std::to_string(getpid()) + ".yaml"));
-    std::ofstream(*checks_file_) << "checks:\n  - name: ap-home\n    url: http://127.0.0.1:9/\n"
-                                 << "    interval: 1s\n    timeout: 500ms\n    regions: [ap]\n";
-    options.checks_file = checks_file_->string();
+    checks_file_ = new testing::TempChecksFile("vantage-api-test", "checks:\n  - name: ap-home\n    url: http://127.0.0.1:9/\n"
+                                                                   "    interval: 1s\n    timeout: 500ms\n    regions: [ap]\n");
+    options.checks_file = checks_file_->path();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
   }
   static void TearDownTestSuite() {
     delete coordinator_;
-    std::filesystem::remove(*checks_file_);
     delete checks_file_;
     delete probe_tokens_;
     delete db_;
@@ -92,7 +87,7 @@ class ApiTest : public ::testing::Test {
   static inline storage::PgStore* store_ = nullptr;
   static inline std::map<std::string, std::string>* probe_tokens_ = nullptr;
   static inline coordinator::Coordinator* coordinator_ = nullptr;
-  static inline std::filesystem::path* checks_file_ = nullptr;
+  static inline testing::TempChecksFile* checks_file_ = nullptr;
 };
 
 // --- The authorization matrix, over gRPC ------------------------------------

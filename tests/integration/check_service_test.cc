@@ -7,8 +7,6 @@
 
 #include <condition_variable>
 #include <deque>
-#include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "coordinator/coordinator.h"
@@ -39,17 +37,15 @@ class CheckServiceTest : public ::testing::Test {
     probe_token_ = new std::string(store_->add_probe("eu-1", "eu"));
     write_token_ = new std::string(store_->add_api_token("writer", "write"));
     read_token_ = new std::string(store_->add_api_token("reader", "read"));
-    checks_file_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                             ("vantage-check-service-test-" + std::to_string(getpid()) + ".yaml"));
-    std::ofstream(*checks_file_) << "checks:\n  - name: from-file\n    url: http://127.0.0.1:9/\n    interval: 1h\n";
+    checks_file_ = new testing::TempChecksFile("vantage-check-service-test",
+                                               "checks:\n  - name: from-file\n    url: http://127.0.0.1:9/\n    interval: 1h\n");
     auto options = testing::loopback_coordinator_options(db_->url);
-    options.checks_file = checks_file_->string();
+    options.checks_file = checks_file_->path();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
   }
   static void TearDownTestSuite() {
     delete coordinator_;
-    std::filesystem::remove(*checks_file_);
     delete checks_file_;
     delete probe_token_;
     delete write_token_;
@@ -116,7 +112,7 @@ class CheckServiceTest : public ::testing::Test {
   static inline storage::PgStore* store_ = nullptr;
   static inline std::string *probe_token_ = nullptr, *write_token_ = nullptr, *read_token_ = nullptr;
   static inline coordinator::Coordinator* coordinator_ = nullptr;
-  static inline std::filesystem::path* checks_file_ = nullptr;
+  static inline testing::TempChecksFile* checks_file_ = nullptr;
 };
 
 TEST_F(CheckServiceTest, CreateGetListUpdateDeleteRoundTrip) {
@@ -247,10 +243,10 @@ TEST_F(CheckServiceTest, TheFilesChecksAreChangedOnlyInTheFile) {
   *request.mutable_check() = check("from-file");
   auto status = update(request);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_TRUE(names(status, checks_file_->string())) << status.error_message();
+  EXPECT_TRUE(names(status, checks_file_->path())) << status.error_message();
   status = remove("from-file");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_TRUE(names(status, checks_file_->string())) << status.error_message();
+  EXPECT_TRUE(names(status, checks_file_->path())) << status.error_message();
   EXPECT_TRUE(get("from-file").ok());
 }
 

@@ -3,13 +3,12 @@
 // hand-computed summaries (reachability, uptime by period, percentiles,
 // classes, 52x by region and colo), the list's filters and pages, a failure's
 // evidence round trip, and bad input for both RPCs.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <pqxx/pqxx>
@@ -63,17 +62,15 @@ class ResultServiceTest : public ::testing::Test {
       (*probe_tokens_)[name] = token;
       (*probes_)[name] = *store_->find_probe_by_token(token_sha256_hex(token));
     }
-    checks_file_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                             ("vantage-result-test-" + std::to_string(getpid()) + ".yaml"));
-    std::ofstream out(*checks_file_);
-    out << "checks:\n";
+    std::string yaml = "checks:\n";
     for (const char* name : {"shop", "lat", "blog", "pages", "idle", "span"}) {
-      out << "  - name: " << name << "\n    url: http://127.0.0.1:9/" << name
-          << "\n    interval: 60s\n    timeout: 5s\n    regions: [nowhere]\n";
+      yaml += fmt::format("  - name: {0}\n    url: http://127.0.0.1:9/{0}\n    interval: 60s\n    timeout: 5s\n"
+                          "    regions: [nowhere]\n",
+                          name);
     }
-    out.close();
+    checks_file_ = new testing::TempChecksFile("vantage-result-test", yaml);
     auto options = testing::loopback_coordinator_options(db_->url);
-    options.checks_file = checks_file_->string();
+    options.checks_file = checks_file_->path();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
     check_ids_ = new std::map<std::string, int64_t>;
@@ -83,7 +80,6 @@ class ResultServiceTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     delete coordinator_;
-    std::filesystem::remove(*checks_file_);
     delete checks_file_;
     delete probes_;
     delete probe_tokens_;
@@ -160,7 +156,7 @@ class ResultServiceTest : public ::testing::Test {
   static inline std::map<std::string, uint64_t>* sequences_ = nullptr;
   static inline std::string* read_token_ = nullptr;
   static inline coordinator::Coordinator* coordinator_ = nullptr;
-  static inline std::filesystem::path* checks_file_ = nullptr;
+  static inline testing::TempChecksFile* checks_file_ = nullptr;
 };
 
 int64_t micros(const google::protobuf::Duration& d) { return TimeUtil::DurationToMicroseconds(d); }

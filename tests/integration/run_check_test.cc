@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 
-#include <filesystem>
-#include <fstream>
 #include <pqxx/pqxx>
 #include <set>
 
@@ -44,17 +42,16 @@ class RunCheckTest : public ::testing::Test {
     }
     write_token_ = new std::string(store_->add_api_token("runner", "write"));
     read_token_ = new std::string(store_->add_api_token("watcher", "read"));
-    checks_file_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                             ("vantage-run-check-test-" + std::to_string(getpid()) + ".yaml"));
     const std::string url = "http://127.0.0.1:" + std::to_string(origin_->port()) + "/";
-    std::ofstream(*checks_file_) << "checks:\n"
-                                 << "  - {name: home, url: \"" << url << "\", interval: 1h, regions: [us, eu]}\n"
-                                 << "  - {name: wide, url: \"" << url << "\", interval: 1h, regions: [us, ap, sa]}\n"
-                                 << "  - {name: nowhere, url: \"" << url << "\", interval: 1h, regions: [sa]}\n"
-                                 << "  - {name: everywhere, url: \"" << url << "\", interval: 1h}\n"
-                                 << "  - {name: backlog, url: \"" << url << "\", interval: 1h, regions: [bk]}\n";
+    checks_file_ = new testing::TempChecksFile(
+        "vantage-run-check-test", "checks:\n"
+                                  "  - {name: home, url: \"" + url + "\", interval: 1h, regions: [us, eu]}\n"
+                                  "  - {name: wide, url: \"" + url + "\", interval: 1h, regions: [us, ap, sa]}\n"
+                                  "  - {name: nowhere, url: \"" + url + "\", interval: 1h, regions: [sa]}\n"
+                                  "  - {name: everywhere, url: \"" + url + "\", interval: 1h}\n"
+                                  "  - {name: backlog, url: \"" + url + "\", interval: 1h, regions: [bk]}\n");
     auto options = testing::loopback_coordinator_options(db_->url);
-    options.checks_file = checks_file_->string();
+    options.checks_file = checks_file_->path();
     coordinator_ = new coordinator::Coordinator(options);
     coordinator_->start();
     us_ = start_probe("us-1", "us").release();
@@ -69,7 +66,6 @@ class RunCheckTest : public ::testing::Test {
     delete us_;
     delete eu_;
     delete coordinator_;
-    std::filesystem::remove(*checks_file_);
     delete checks_file_;
     delete probe_tokens_;
     delete write_token_;
@@ -149,7 +145,7 @@ class RunCheckTest : public ::testing::Test {
   static inline std::map<std::string, std::string>* probe_tokens_ = nullptr;
   static inline std::string* write_token_ = nullptr;
   static inline std::string* read_token_ = nullptr;
-  static inline std::filesystem::path* checks_file_ = nullptr;
+  static inline testing::TempChecksFile* checks_file_ = nullptr;
   static inline coordinator::Coordinator* coordinator_ = nullptr;
   static inline probe::Agent* us_ = nullptr;
   static inline probe::Agent* eu_ = nullptr;

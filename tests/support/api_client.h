@@ -6,7 +6,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -31,6 +35,26 @@ inline coordinator::CoordinatorOptions loopback_coordinator_options(const std::s
   options.database_url = database_url;
   return options;
 }
+
+// A checks file for a suite's coordinator, in the temp directory (named after
+// the suite and the process), removed with this object.
+class TempChecksFile {
+ public:
+  TempChecksFile(const std::string& suite, const std::string& yaml)
+      : path_(std::filesystem::temp_directory_path() / (suite + "-" + std::to_string(getpid()) + ".yaml")) {
+    std::ofstream(path_) << yaml;
+  }
+  ~TempChecksFile() {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+  }
+  TempChecksFile(const TempChecksFile&) = delete;
+  TempChecksFile& operator=(const TempChecksFile&) = delete;
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // The value of the authorization metadata for an API token.
 inline std::string bearer(const std::string& token) { return "Bearer " + token; }
