@@ -1,5 +1,9 @@
 #include "common/text.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+
 namespace vantage {
 
 namespace {
@@ -73,6 +77,28 @@ std::string safe_text(std::string_view text, size_t max_bytes) {
   out.resize(boundary);
   out.append(kCutMark.substr(0, max_bytes - boundary));
   return out;
+}
+
+std::string ascii_lower(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out) c = ascii_lower(c);
+  return out;
+}
+
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+std::string_view trim_ascii(std::string_view text) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  const auto first = text.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(kSpace) - first + 1);
+}
+
+std::string seconds_text(std::chrono::nanoseconds d, int decimals) {
+  return fmt::format("{:.{}f} s", std::chrono::duration<double>(d).count(), decimals);
 }
 
 }  // namespace vantage

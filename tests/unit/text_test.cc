@@ -70,3 +70,24 @@ TEST(Colo, KnownCodesStayAndEverythingElseIsOther) {
 
 }  // namespace
 }  // namespace vantage
+
+TEST(AsciiText, LowersOnlyAsciiLetters) {
+  EXPECT_EQ(vantage::ascii_lower("Content-TYPE: \xC3\x89t\xC3\xA9"), "content-type: \xC3\x89t\xC3\xA9");
+  EXPECT_TRUE(vantage::iequals_ascii("Transfer-Encoding", "transfer-encoding"));
+  EXPECT_FALSE(vantage::iequals_ascii("Transfer-Encoding", "transfer-encodin"));
+  EXPECT_FALSE(vantage::iequals_ascii("\xC3\x89", "\xC3\xA9"));
+}
+
+TEST(AsciiText, TrimsSpacesTabsAndLineEnds) {
+  EXPECT_EQ(vantage::trim_ascii(" \t application/json ;\r\n"), "application/json ;");
+  EXPECT_EQ(vantage::trim_ascii(" \r\n\t"), "");
+  EXPECT_EQ(vantage::trim_ascii(""), "");
+  EXPECT_EQ(vantage::trim_ascii("x"), "x");
+}
+
+TEST(AsciiText, SecondsForPeople) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(vantage::seconds_text(1500ms), "1.5 s");
+  EXPECT_EQ(vantage::seconds_text(500ms, 2), "0.50 s");
+  EXPECT_EQ(vantage::seconds_text(0s), "0.0 s");
+}
