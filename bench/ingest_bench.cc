@@ -19,8 +19,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <random>
 #include <thread>
@@ -40,8 +42,10 @@ using Clock = std::chrono::steady_clock;
 using bench::run;
 
 
-v1::CheckResult make_result(std::mt19937& rng, uint64_t sequence, const std::vector<int64_t>& check_ids) {
-  v1::CheckResult r;
+// Fills `r` in place (cleared first, its parts kept for reuse): the load
+// generator shares the cores with what it measures, so it allocates little.
+void make_result(v1::CheckResult& r, std::mt19937& rng, uint64_t sequence, const std::vector<int64_t>& check_ids) {
+  r.Clear();
   r.set_sequence(sequence);
   r.set_check_id(check_ids[rng() % check_ids.size()]);
   const auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -60,7 +64,6 @@ v1::CheckResult make_result(std::mt19937& rng, uint64_t sequence, const std::vec
     edge->set_failure_class(v1::FAILURE_CLASS_OK);
     edge->mutable_response()->set_status(200);
   }
-  return r;
 }
 
 // A probe's stream: hello and welcome, then results out; a reader thread
@@ -87,7 +90,11 @@ class ProbeStream {
         if (m.has_ack() && m.ack().sequence() > last) {
           acked_total_ += m.ack().sequence() - last;
           last = m.ack().sequence();
-          acked_ = last;
+          {
+            std::lock_guard lock(mu_);
+            acked_ = last;
+          }
+          acked_cv_.notify_all();
         }
       }
     });
@@ -98,10 +105,12 @@ class ProbeStream {
   }
   bool send(const v1::ProbeMessage& message) { return stream_->Write(message); }
   uint64_t acked() const { return acked_.load(); }
-  // Lets the last acknowledgements arrive (up to 30 s).
-  void wait_acked(uint64_t sequence) const {
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (acked() < sequence && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Until `sequence` is acknowledged or `limit` passed; whether it was.
+  // Woken by the acknowledgement, not by polling: a probe blocked on its
+  // window should cost the cores nothing that ingest could use.
+  bool wait_acked(uint64_t sequence, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    std::unique_lock lock(mu_);
+    return acked_cv_.wait_for(lock, limit, [&] { return acked_.load() >= sequence; });
   }
 
  private:
@@ -109,7 +118,9 @@ class ProbeStream {
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::ProbeMessage, v1::CoordinatorMessage>> stream_;
   std::atomic<uint64_t>& acked_total_;
-  std::atomic<uint64_t> acked_{0};
+  std::mutex mu_;
+  std::condition_variable acked_cv_;
+  std::atomic<uint64_t> acked_{0};  // written under mu_
   std::thread reader_;
 };
 
@@ -123,11 +134,12 @@ void probe_stream(int port, const std::string& id, const std::string& token, con
   v1::ProbeMessage out;
   while (!stop) {
     if (sequence - stream.acked() >= batch * window) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      stream.wait_acked(sequence - batch * window + 1, std::chrono::milliseconds(100));  // then sees `stop`
       continue;
     }
-    out.Clear();
-    for (size_t i = 0; i < batch; ++i) *out.mutable_results()->add_results() = make_result(rng, ++sequence, check_ids);
+    auto* results = out.mutable_results()->mutable_results();  // the previous batch's, refilled
+    while (static_cast<size_t>(results->size()) < batch) results->Add();
+    for (auto& result : *results) make_result(result, rng, ++sequence, check_ids);
     if (!stream.send(out)) break;
   }
   stream.wait_acked(sequence);

@@ -1,8 +1,21 @@
 #include "coordinator/incident_feed.h"
 
+#include <grpcpp/support/slice.h>
+
 #include <algorithm>
 
 namespace vantage::coordinator {
+
+std::shared_ptr<const FeedEvent> FeedEvent::of(const v1::WatchIncidentsResponse& response) {
+  auto event = std::make_shared<FeedEvent>();
+  event->event_id = response.event().event_id();
+  event->check = response.incident().check();
+  // One reference-counted slice: each write's copy of the buffer refers to it.
+  grpc::Slice bytes(response.ByteSizeLong());
+  response.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(bytes.begin()));
+  event->message = grpc::ByteBuffer(&bytes, 1);
+  return event;
+}
 
 IncidentFeed::Event IncidentFeed::Subscription::pop() {
   std::lock_guard lock(mu_);
@@ -96,14 +109,16 @@ void IncidentFeed::publish(const std::vector<v1::IncidentEvent>& events,
   if (events.empty()) return;
   std::vector<Event> shared;
   shared.reserve(events.size());
+  v1::WatchIncidentsResponse response;
   for (const auto& event : events) {
-    auto response = std::make_shared<v1::WatchIncidentsResponse>();
-    *response->mutable_event() = event;
+    *response.mutable_event() = event;
     if (auto it = incidents.find(event.incident_id()); it != incidents.end()) {
-      *response->mutable_incident() = it->second;
-      response->mutable_incident()->clear_timeline();
+      *response.mutable_incident() = it->second;
+      response.mutable_incident()->clear_timeline();  // GetIncident has it; a watcher has the events
+    } else {
+      response.clear_incident();
     }
-    shared.push_back(std::move(response));
+    shared.push_back(FeedEvent::of(response));
   }
   std::vector<std::shared_ptr<Subscription>> to_wake;
   {

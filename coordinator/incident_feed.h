@@ -2,11 +2,14 @@
 // Incident events as they are stored, to every WatchIncidents subscriber.
 //
 // The incident tracker publishes each batch of newly stored events right
-// after save_incidents commits (on its own thread). Each subscriber has a
-// bounded queue of its own: publishing appends a shared, immutable event to
-// each queue and never waits for a subscriber. Subscribers are woken on the
-// feed's own thread: a wake starts a gRPC write, which costs tens of
-// microseconds each, and 1,000 of them must not hold up the tracker. A subscriber
+// after save_incidents commits (on its own thread). Each event is serialized
+// once, as the WatchIncidentsResponse every watcher is sent: 1,000 watchers
+// cost one serialization and 1,000 references to the same bytes, not 1,000
+// copies. Each subscriber has a bounded queue of its own: publishing appends
+// the shared, immutable event to each queue and never waits for a
+// subscriber. Subscribers are woken on the feed's own thread: a wake starts
+// a gRPC write, which costs several microseconds each (mostly its sendmsg),
+// and 1,000 of them must not hold up the tracker. A subscriber
 // whose queue is full is dropped on the spot (its queue freed): it ends with
 // RESOURCE_EXHAUSTED and resumes from the last event it received, so a slow
 // reader costs the coordinator at most its queue bound and never slows
@@ -25,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/support/byte_buffer.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
@@ -32,6 +36,17 @@
 #include "vantage/v1/incident_service.pb.h"
 
 namespace vantage::coordinator {
+
+// One incident event as a watcher is sent it. Immutable once made, so that
+// any number of writes on any threads may send it at once: copying `message`
+// (as gRPC does for each write) only takes a reference to its slices.
+struct FeedEvent {
+  int64_t event_id = 0;
+  std::string check;         // the incident's check name, for a watcher's filter
+  grpc::ByteBuffer message;  // the serialized WatchIncidentsResponse
+
+  static std::shared_ptr<const FeedEvent> of(const v1::WatchIncidentsResponse& response);
+};
 
 struct IncidentFeedOptions {
   // Events a subscriber may have waiting. 1,000 subscribers at the bound hold
@@ -41,7 +56,7 @@ struct IncidentFeedOptions {
 
 class IncidentFeed {
  public:
-  using Event = std::shared_ptr<const v1::WatchIncidentsResponse>;
+  using Event = std::shared_ptr<const FeedEvent>;
 
   class Subscription {
    public:
@@ -76,7 +91,8 @@ class IncidentFeed {
   void unsubscribe(const std::shared_ptr<Subscription>& subscription);
 
   // Newly stored events, in event_id order, and the incidents they belong
-  // to (as saved with them, by id). Never blocks on a subscriber.
+  // to (as saved with them, by id; sent without their timeline). Never
+  // blocks on a subscriber.
   void publish(const std::vector<v1::IncidentEvent>& events, const std::map<std::string, v1::Incident>& incidents);
 
   size_t subscribers() const;

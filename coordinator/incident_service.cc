@@ -56,10 +56,10 @@ std::optional<storage::IncidentKey> parse_key_position(std::string_view position
 // reactor writes them), live (the reactor writes queued events). One write at
 // a time; Finish once, only with no write in flight. gRPC is never called
 // with mu_ held (a completion may run inline on the calling thread).
-class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::WatchIncidentsResponse> {
+class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   static Watch* start(IncidentServiceImpl& service, grpc::CallbackServerContext* context,
-                      const v1::WatchIncidentsRequest& request) {
+                      const grpc::ByteBuffer& request) {
     auto watch = std::shared_ptr<Watch>(new Watch(service, context, request));
     watch->self_ = watch;
     {
@@ -111,8 +111,12 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
   }
 
  private:
-  Watch(IncidentServiceImpl& service, grpc::CallbackServerContext* context, const v1::WatchIncidentsRequest& request)
-      : service_(service), context_(context), request_(request) {}
+  Watch(IncidentServiceImpl& service, grpc::CallbackServerContext* context, const grpc::ByteBuffer& request)
+      : service_(service), context_(context), request_parsed_(parse(request, &request_)) {}
+
+  static bool parse(grpc::ByteBuffer bytes, v1::WatchIncidentsRequest* request) {  // a copy: parsing consumes it
+    return grpc::SerializationTraits<v1::WatchIncidentsRequest>::Deserialize(&bytes, request).ok();
+  }
 
   // On a worker: authorize, validate, subscribe, then replay or go live.
   void begin() {
@@ -144,6 +148,7 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
   }
 
   grpc::Status validate() const {
+    if (!request_parsed_) return invalid("request: not a WatchIncidentsRequest");
     if (auto s = check_filter(request_.check()); !s.ok()) return s;
     if (request_.after_event_id() < 0) {
       return invalid(fmt::format("after_event_id: {} is negative (the event_id of the last event received, or 0)",
@@ -175,19 +180,23 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
       log::warn("cannot read stored incident events for a watcher", "error", e.what());
       failed = api_storage_status(e, "cannot read stored incident events");
     }
+    // Serialized here, not under mu_, which the writes' completions take.
+    std::vector<IncidentFeed::Event> fetched;
+    fetched.reserve(batch.size());
+    v1::WatchIncidentsResponse response;
+    for (auto& stored : batch) {
+      *response.mutable_event() = std::move(stored.event);
+      *response.mutable_incident() = std::move(stored.incident);
+      fetched.push_back(FeedEvent::of(response));
+    }
     {
       std::lock_guard lock(mu_);
       fetching_ = false;
       if (failed) {
         end_ = *failed;
       } else {
-        for (auto& stored : batch) {
-          auto response = std::make_shared<v1::WatchIncidentsResponse>();
-          *response->mutable_event() = std::move(stored.event);
-          *response->mutable_incident() = std::move(stored.incident);
-          replay_cursor_ = response->event().event_id();
-          replay_.push_back(std::move(response));
-        }
+        if (!fetched.empty()) replay_cursor_ = fetched.back()->event_id;
+        replay_.insert(replay_.end(), fetched.begin(), fetched.end());
         if (batch.size() < service_.options_.replay_batch) replay_done_ = true;
       }
     }
@@ -222,8 +231,8 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
         fetching_ = fetch_more = true;
       } else {
         while (auto event = subscription_->pop()) {
-          if (event->event().event_id() <= last_sent_) continue;  // already sent from storage
-          if (!request_.check().empty() && event->incident().check() != request_.check()) continue;
+          if (event->event_id <= last_sent_) continue;  // already sent from storage
+          if (!request_.check().empty() && event->check != request_.check()) continue;
           next = std::move(event);
           break;
         }
@@ -233,7 +242,7 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
         finished_ = true;
       } else if (next) {
         writing_ = true;
-        last_sent_ = std::max(last_sent_, next->event().event_id());
+        last_sent_ = std::max(last_sent_, next->event_id);
         in_flight_ = next;
       }
     }
@@ -244,13 +253,14 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::Wat
     } else if (finish) {
       Finish(*finish);
     } else if (next) {
-      StartWrite(next.get());
+      StartWrite(&next->message);  // shared bytes: gRPC takes a reference, not a copy
     }
   }
 
   IncidentServiceImpl& service_;
   grpc::CallbackServerContext* const context_;
-  const v1::WatchIncidentsRequest request_;
+  v1::WatchIncidentsRequest request_;  // set once, by the constructor
+  const bool request_parsed_;
 
   std::mutex mu_;
   std::shared_ptr<Watch> self_;  // until OnDone
@@ -330,8 +340,8 @@ void IncidentServiceImpl::end_watches() {
   for (const auto& watch : watches) watch->end_for_shutdown();
 }
 
-grpc::ServerWriteReactor<v1::WatchIncidentsResponse>* IncidentServiceImpl::WatchIncidents(
-    grpc::CallbackServerContext* context, const v1::WatchIncidentsRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* IncidentServiceImpl::WatchIncidents(grpc::CallbackServerContext* context,
+                                                                           const grpc::ByteBuffer* request) {
   return Watch::start(*this, context, *request);
 }
 

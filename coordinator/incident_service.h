@@ -5,9 +5,11 @@
 //
 // WatchIncidents uses gRPC's callback API, so a subscriber waiting for events
 // holds no thread: 1,000 subscribers cost 1,000 small reactors and their
-// queues. What may block (authorization, reading stored events from
-// PostgreSQL) runs on a few replay workers of this service, never on gRPC's
-// callback threads, the tracker's thread or a publisher.
+// queues. It is served raw (bytes, not messages): a live event is serialized
+// once by the feed and the same bytes written to every watcher. What may
+// block (authorization, reading stored events from PostgreSQL) runs on a few
+// replay workers of this service, never on gRPC's callback threads, the
+// tracker's thread or a publisher.
 //
 // No event lost or repeated on resume: the call subscribes to the feed
 // FIRST, then reads the stored events after `after_event_id` (or since
@@ -44,7 +46,7 @@ struct IncidentServiceOptions {
 };
 
 class IncidentServiceImpl final
-    : public v1::IncidentService::WithCallbackMethod_WatchIncidents<v1::IncidentService::Service> {
+    : public v1::IncidentService::WithRawCallbackMethod_WatchIncidents<v1::IncidentService::Service> {
  public:
   IncidentServiceImpl(storage::IncidentStore& incidents, storage::IncidentQueries& queries, ApiAuthorizer& auth,
                       IncidentFeed& feed, const Clock& clock, IncidentServiceOptions options = {});
@@ -55,8 +57,10 @@ class IncidentServiceImpl final
                              v1::ListIncidentsResponse* response) override;
   grpc::Status GetIncident(grpc::ServerContext* context, const v1::GetIncidentRequest* request,
                            v1::GetIncidentResponse* response) override;
-  grpc::ServerWriteReactor<v1::WatchIncidentsResponse>* WatchIncidents(
-      grpc::CallbackServerContext* context, const v1::WatchIncidentsRequest* request) override;
+  // `request`: a serialized WatchIncidentsRequest; writes serialized
+  // WatchIncidentsResponses.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchIncidents(grpc::CallbackServerContext* context,
+                                                            const grpc::ByteBuffer* request) override;
 
   // Ends every watch with UNAVAILABLE and where to resume: called before the
   // server's shutdown, which would otherwise wait for them until its deadline.

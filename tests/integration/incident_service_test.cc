@@ -9,8 +9,9 @@
 // subscription, and bad input of every RPC. The coordinator serves the same
 // objects (coordinator.cc); the last test calls it there.
 #include <fmt/format.h>
-#include <gtest/gtest.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
 #include <atomic>
@@ -749,6 +750,32 @@ TEST_F(IncidentServiceTest, WatchRefusesBadInputNamingTheField) {
     request.mutable_since()->set_nanos(2'000'000'000);
     Watch w(request);
     EXPECT_REFUSED(w.finish(), bad, "since");
+  }
+  {
+    // Served raw, so the service parses the request itself: bytes that are
+    // not a WatchIncidentsRequest (a field that says 5 bytes and holds 3)
+    // are refused, not read as an empty request.
+    grpc::GenericStub generic(channel());
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", testing::bearer(*read_token_));
+    context.set_deadline(Clock::now() + 60s);
+    grpc::Slice garbage(std::string("\x1a\x05" "abc"));
+    const grpc::ByteBuffer request(&garbage, 1);
+    grpc::CompletionQueue cq;
+    auto call = generic.PrepareCall(&context, "/vantage.v1.IncidentService/WatchIncidents", &cq);
+    auto step = [&](auto start) {  // one operation at a time: whether it succeeded
+      void* tag = nullptr;
+      bool ok = false;
+      start(&cq);
+      return cq.Next(&tag, &ok) && ok;
+    };
+    step([&](void*) { call->StartCall(&cq); });
+    step([&](void*) { call->WriteLast(request, grpc::WriteOptions(), &cq); });
+    grpc::ByteBuffer response;
+    EXPECT_FALSE(step([&](void*) { call->Read(&response, &cq); })) << "no event for a request that is not one";
+    grpc::Status status;
+    step([&](void*) { call->Finish(&status, &cq); });
+    EXPECT_REFUSED(status, bad, "request");
   }
 }
 

@@ -1,9 +1,10 @@
 // The incident feed behind WatchIncidents: every subscriber gets every event
-// in order; a full queue drops its subscriber (memory freed, others
-// untouched); publishing never waits for a subscriber, and wakes come from
-// the feed's own thread, which a wake may re-enter.
+// in order, serialized once and shared; a full queue drops its subscriber
+// (memory freed, others untouched); publishing never waits for a subscriber,
+// and wakes come from the feed's own thread, which a wake may re-enter.
 #include "coordinator/incident_feed.h"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -23,6 +24,23 @@ bool eventually(Fn done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+// What a watcher receives: the event's bytes, parsed.
+v1::WatchIncidentsResponse parsed(const IncidentFeed::Event& event) {
+  grpc::Slice bytes;
+  EXPECT_TRUE(event->message.DumpToSingleSlice(&bytes).ok());
+  v1::WatchIncidentsResponse response;
+  EXPECT_TRUE(response.ParseFromArray(bytes.begin(), static_cast<int>(bytes.size())));
+  return response;
+}
+
+// Where a buffer's bytes are (compared, never read): two buffers sharing a
+// slice give the same address.
+uintptr_t bytes_of(const grpc::ByteBuffer& buffer) {
+  grpc::Slice slice;
+  EXPECT_TRUE(buffer.TrySingleSlice(&slice).ok());
+  return reinterpret_cast<uintptr_t>(slice.begin());
 }
 
 std::vector<v1::IncidentEvent> events(int64_t first_id, int count, const std::string& incident = "7-1000") {
@@ -57,10 +75,15 @@ TEST(IncidentFeed, EverySubscriberGetsEveryEventInOrderWithItsIncidentSharedNotC
     auto from_a = a->pop();
     auto from_b = b->pop();
     ASSERT_TRUE(from_a && from_b) << id;
-    EXPECT_EQ(from_a->event().event_id(), id);
+    EXPECT_EQ(from_a->event_id, id);
     EXPECT_EQ(from_a.get(), from_b.get()) << "one shared event per publish, not a copy per subscriber";
-    EXPECT_EQ(from_a->incident().check(), "shop");
-    EXPECT_EQ(from_a->incident().timeline_size(), 0);
+    EXPECT_EQ(from_a->check, "shop");
+    const auto response = parsed(from_a);
+    EXPECT_EQ(response.event().event_id(), id);
+    EXPECT_EQ(response.event().type(), v1::INCIDENT_EVENT_TYPE_SCOPE_CHANGED);
+    EXPECT_EQ(response.incident().id(), "7-1000");
+    EXPECT_EQ(response.incident().check(), "shop");
+    EXPECT_EQ(response.incident().timeline_size(), 0);
   }
   EXPECT_EQ(a->pop(), nullptr);
   EXPECT_FALSE(a->dropped());
@@ -74,7 +97,7 @@ TEST(IncidentFeed, AFullQueueDropsItsSubscriberAloneAndFreesTheQueue) {
   std::vector<int64_t> healthy_got;
   healthy = feed.subscribe([&] {
     std::lock_guard lock(mu);
-    while (auto e = healthy->pop()) healthy_got.push_back(e->event().event_id());
+    while (auto e = healthy->pop()) healthy_got.push_back(e->event_id);
   });
   auto healthy_has = [&](size_t n) {
     return eventually([&] {
@@ -125,8 +148,8 @@ TEST(IncidentFeed, AWakeMayUnsubscribeOrSubscribeWithoutDeadlock) {
   feed.publish(events(1, 1), incidents());
   ASSERT_TRUE(eventually([&] { return woken.load(); }));
   EXPECT_EQ(feed.subscribers(), 1u);  // `added`
-  EXPECT_EQ(added->pop()->event().event_id(), 2);
-  EXPECT_EQ(self->pop()->event().event_id(), 1);
+  EXPECT_EQ(added->pop()->event_id, 2);
+  EXPECT_EQ(self->pop()->event_id, 1);
   EXPECT_EQ(self->pop(), nullptr) << "unsubscribed: nothing more";
 }
 
@@ -139,7 +162,7 @@ TEST(IncidentFeed, PublishesWhileAWakeIsQueuedShareItAndLoseNoEvent) {
   s = feed.subscribe([&] {
     ++wakes;
     std::lock_guard lock(mu);
-    while (auto e = s->pop()) got.push_back(e->event().event_id());
+    while (auto e = s->pop()) got.push_back(e->event_id);
   });
   for (int64_t id = 1; id <= 500; ++id) feed.publish(events(id, 1), incidents());
   ASSERT_TRUE(eventually([&] {
@@ -178,8 +201,39 @@ TEST(IncidentFeed, AnEventWhoseIncidentIsMissingStillGoesOut) {
   feed.publish(events(1, 1, "9-1"), incidents("7-1000"));
   auto e = s->pop();
   ASSERT_TRUE(e);
-  EXPECT_EQ(e->event().incident_id(), "9-1");
-  EXPECT_FALSE(e->has_incident());
+  EXPECT_EQ(parsed(e).event().incident_id(), "9-1");
+  EXPECT_FALSE(parsed(e).has_incident());
+  EXPECT_EQ(e->check, "");
+}
+
+TEST(FeedEvent, IsTheResponseSerializedOnceAndEveryCopySharesItsBytes) {
+  v1::WatchIncidentsResponse response;
+  response.mutable_event()->set_event_id(42);
+  response.mutable_event()->set_incident_id("7-1000");
+  response.mutable_event()->mutable_diagnosis()->set_cause(std::string(2000, 'c'));  // past any inlined size
+  response.mutable_incident()->set_id("7-1000");
+  response.mutable_incident()->set_check("shop");
+  response.mutable_incident()->add_affected_regions("eu-west");
+  const auto event = FeedEvent::of(response);
+  EXPECT_EQ(event->event_id, 42);
+  EXPECT_EQ(event->check, "shop");
+  EXPECT_EQ(event->message.Length(), response.ByteSizeLong());
+  EXPECT_EQ(parsed(event).SerializeAsString(), response.SerializeAsString()) << "the same message, byte for byte";
+  // What gRPC does for each write: a copy of the buffer, which refers to the
+  // same bytes, from many threads at once.
+  std::vector<std::thread> writers;
+  std::vector<uintptr_t> seen(8);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    writers.emplace_back([&, i] {
+      for (int n = 0; n < 1000; ++n) {
+        grpc::ByteBuffer copy(event->message);
+        seen[i] = bytes_of(copy);
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  for (const auto bytes : seen) EXPECT_EQ(bytes, bytes_of(event->message)) << "each copy refers to the same bytes";
+  EXPECT_EQ(parsed(event).event().event_id(), 42) << "the shared bytes are intact after every copy";
 }
 
 }  // namespace
