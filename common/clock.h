@@ -1,6 +1,7 @@
 #pragma once
 // Time is a dependency: nothing in the scheduler, the correlator or the
 // ingest path reads the wall clock directly, so tests can script time.
+// Waiting for a time goes through common/timer.h, on the same clock.
 
 #include <atomic>
 #include <chrono>

@@ -6,9 +6,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <stdexcept>
 
 #include "common/log.h"
+#include "common/option_error.h"
 #include "common/url.h"
 
 namespace vantage::coordinator {
@@ -24,18 +24,23 @@ constexpr size_t kMaxPending = 100'000;
 
 }  // namespace
 
-AlertmanagerPusher::AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, const Clock& clock)
-    : options_(std::move(options)), metrics_(metrics), clock_(clock), alerts_(options_.resend_interval) {
+AlertmanagerPusher::AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, Timers& timers)
+    : options_(std::move(options)),
+      metrics_(metrics),
+      timers_(timers),
+      clock_(timers.clock()),
+      alerts_(options_.resend_interval) {
   for (const auto& url : options_.urls) {
     std::string error;
     auto parsed = parse_url(url, &error);
-    if (!parsed) throw std::invalid_argument(fmt::format("--alertmanager-url {}: {}", url, error));
+    // Named as CoordinatorOptions names it (the pusher's URLs are its alertmanager_urls).
+    if (!parsed) throw OptionError("alertmanager_urls", fmt::format("Alertmanager URL {}: {}", url, error));
     if (parsed->scheme != "http") {
-      throw std::invalid_argument(fmt::format("--alertmanager-url {}: only http:// is supported", url));
+      throw OptionError("alertmanager_urls", fmt::format("Alertmanager URL {}: only http:// is supported", url));
     }
     std::string path = parsed->target;
     if (path.find('?') != std::string::npos) {
-      throw std::invalid_argument(fmt::format("--alertmanager-url {}: no query string expected", url));
+      throw OptionError("alertmanager_urls", fmt::format("Alertmanager URL {}: no query string expected", url));
     }
     while (!path.empty() && path.back() == '/') path.pop_back();
     targets_.push_back({url, parsed->host, std::to_string(parsed->port), path + "/api/v2/alerts"});
@@ -72,7 +77,7 @@ void AlertmanagerPusher::update(const std::vector<v1::Incident>& incidents) {
 }
 
 void AlertmanagerPusher::loop() {
-  auto next_post = std::chrono::steady_clock::now();
+  auto next_post = clock_.steady_now();
   std::chrono::steady_clock::time_point last_error_log;
   std::unique_lock lock(mu_);
   while (true) {
@@ -95,15 +100,15 @@ void AlertmanagerPusher::loop() {
         if (!ok) {
           all_ok = false;
           // One line per 10 s at most, however many posts fail.
-          if (std::chrono::steady_clock::now() - last_error_log > std::chrono::seconds(10)) {
-            last_error_log = std::chrono::steady_clock::now();
+          if (clock_.steady_now() - last_error_log > std::chrono::seconds(10)) {
+            last_error_log = clock_.steady_now();
             log::warn("cannot push incidents to Alertmanager; retrying", "url", target.url, "error", error);
           }
         }
       }
     }
     metrics_.alertmanager_alerts.Set(static_cast<double>(alerts_.size()));
-    next_post = std::chrono::steady_clock::now() + (all_ok ? options_.resend_interval : options_.retry_interval);
+    next_post = clock_.steady_now() + (all_ok ? options_.resend_interval : options_.retry_interval);
     lock.lock();
   }
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/timer.h"
 #include "coordinator/incident_alerts.h"
 #include "coordinator/metrics.h"
 
@@ -33,8 +34,13 @@ struct AlertmanagerOptions {
 
 class AlertmanagerPusher {
  public:
-  // Throws std::invalid_argument naming a URL that is not http://host[:port][/path].
-  AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, const Clock& clock);
+  // Throws OptionError (option "alertmanager_urls", as CoordinatorOptions
+  // names it) naming a URL that is not http://host[:port][/path].
+  // Its resends and retries wait on `timers`' clock, which outlives it.
+  AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, Timers& timers);
+  // On real time.
+  AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, const RealClock&)
+      : AlertmanagerPusher(std::move(options), metrics, RealTimers::instance()) {}
   ~AlertmanagerPusher();
 
   void start();
@@ -56,11 +62,12 @@ class AlertmanagerPusher {
 
   AlertmanagerOptions options_;
   CoordinatorMetrics& metrics_;
-  const Clock& clock_;
+  Timers& timers_;
+  const Clock& clock_;  // timers_' clock
   std::vector<Target> targets_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  ClockCondition cv_{timers_, mu_};  // updates, stop, and the next post
   std::vector<v1::Incident> pending_;
   bool stopping_ = false;
   IncidentAlerts alerts_;  // the loop thread's

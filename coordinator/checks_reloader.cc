@@ -31,13 +31,15 @@ std::vector<v1::Check> CheckPublisher::publish(const std::function<std::vector<v
 }
 
 ChecksReloader::ChecksReloader(std::string path, storage::CheckRepository& store, CheckRegistry& registry,
-                               CheckPublisher& publisher, CoordinatorMetrics& metrics, std::chrono::milliseconds poll)
+                               CheckPublisher& publisher, CoordinatorMetrics& metrics, std::chrono::milliseconds poll,
+                               Timers& timers)
     : path_(std::move(path)),
       store_(store),
       registry_(registry),
       publisher_(publisher),
       metrics_(metrics),
-      poll_(poll) {}
+      poll_(poll),
+      timers_(timers) {}
 
 ChecksReloader::~ChecksReloader() { stop(); }
 
@@ -86,7 +88,7 @@ void ChecksReloader::poll_once() {
   std::lock_guard lock(reload_mu_);
   // A good file that storage could not take (PostgreSQL down) is tried
   // again, not forgotten until the next edit.
-  if (retry_at_ && std::chrono::steady_clock::now() >= *retry_at_) {
+  if (retry_at_ && timers_.clock().steady_now() >= *retry_at_) {
     reload_locked();
     return;
   }
@@ -111,7 +113,7 @@ void ChecksReloader::poll_once() {
 }
 
 ReloadOutcome ChecksReloader::reload_locked() {
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = timers_.clock().steady_now();
   retry_at_.reset();
   ReloadOutcome outcome;
   try {
@@ -142,7 +144,7 @@ ReloadOutcome ChecksReloader::reload_locked() {
     outcome.problems.push_back(fmt::format("{}: {}", path_, e.what()));
   }
   const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(timers_.clock().steady_now() - started).count();
   if (outcome.ok) {
     metrics_.config_reloads.Add({{"result", "success"}}).Increment();
     log::info("checks file reloaded", "file", path_, "checks", outcome.checks, "probes_changed",

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/timer.h"
 #include "coordinator/check_registry.h"
 #include "coordinator/incident_tracker.h"
 #include "coordinator/metrics.h"
@@ -69,7 +70,8 @@ struct ReloadOutcome {
 class ChecksReloader {
  public:
   ChecksReloader(std::string path, storage::CheckRepository& store, CheckRegistry& registry, CheckPublisher& publisher,
-                 CoordinatorMetrics& metrics, std::chrono::milliseconds poll);
+                 CoordinatorMetrics& metrics, std::chrono::milliseconds poll,
+                 Timers& timers = RealTimers::instance());  // the polls' and retries' time
   ~ChecksReloader();
 
   // The first load, at start: throws ConfigError or storage::StorageError
@@ -104,6 +106,7 @@ class ChecksReloader {
   CheckPublisher& publisher_;
   CoordinatorMetrics& metrics_;
   const std::chrono::milliseconds poll_;
+  Timers& timers_;
 
   std::mutex reload_mu_;  // one reload at a time
   Stat seen_;
@@ -112,7 +115,7 @@ class ChecksReloader {
   std::optional<size_t> seen_hash_;
 
   std::mutex watch_mu_;
-  std::condition_variable watch_cv_;
+  ClockCondition watch_cv_{timers_, watch_mu_};  // stop, and the next poll
   bool stopping_ = false;
   std::thread watcher_;
 };

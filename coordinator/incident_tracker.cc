@@ -27,12 +27,13 @@ constexpr size_t kReplayFlushEvery = 10'000;  // observations between saves duri
 }  // namespace
 
 IncidentTracker::IncidentTracker(storage::IncidentStore& incidents, storage::ResultHistory& history,
-                                 CoordinatorMetrics& metrics, const Clock& clock, IncidentTrackerOptions options,
+                                 CoordinatorMetrics& metrics, Timers& timers, IncidentTrackerOptions options,
                                  RecheckFn recheck)
     : incidents_(incidents),
       history_(history),
       metrics_(metrics),
-      clock_(clock),
+      timers_(timers),
+      clock_(timers.clock()),
       options_(options),
       recheck_(std::move(recheck)) {
   // Every kind and scope starts at 0, so alerts see an explicit zero.

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/timer.h"
 #include "coordinator/correlator.h"
 #include "coordinator/metrics.h"
 #include "storage/store.h"
@@ -57,8 +58,13 @@ class IncidentTracker {
   using RecheckFn = std::function<size_t(int64_t check_id, const std::vector<std::string>& regions,
                                          const std::string& request_id, const std::string& reason)>;
 
+  // Its rounds (options.tick) run on `timers`' clock, which outlives it.
   IncidentTracker(storage::IncidentStore& incidents, storage::ResultHistory& history, CoordinatorMetrics& metrics,
-                  const Clock& clock, IncidentTrackerOptions options, RecheckFn recheck);
+                  Timers& timers, IncidentTrackerOptions options, RecheckFn recheck);
+  // On real time.
+  IncidentTracker(storage::IncidentStore& incidents, storage::ResultHistory& history, CoordinatorMetrics& metrics,
+                  const RealClock&, IncidentTrackerOptions options, RecheckFn recheck)
+      : IncidentTracker(incidents, history, metrics, RealTimers::instance(), std::move(options), std::move(recheck)) {}
   ~IncidentTracker();
 
   // Checks to correlate (all of them; replaces the previous set).
@@ -82,7 +88,8 @@ class IncidentTracker {
   storage::IncidentStore& incidents_;
   storage::ResultHistory& history_;
   CoordinatorMetrics& metrics_;
-  const Clock& clock_;
+  Timers& timers_;
+  const Clock& clock_;  // timers_' clock
   IncidentTrackerOptions options_;
   RecheckFn recheck_;
 
@@ -94,7 +101,7 @@ class IncidentTracker {
   std::chrono::steady_clock::time_point last_save_warning_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  ClockCondition cv_{timers_, mu_};  // new work, stop, and the next tick
   std::deque<correlation::Observation> queue_;
   std::vector<v1::Check> pending_checks_;
   bool checks_changed_ = false;

@@ -7,7 +7,11 @@ namespace vantage::coordinator {
 
 Ingest::Ingest(storage::ResultSink& sink, CoordinatorMetrics& metrics, IngestOptions options,
                CommittedFn on_committed)
-    : sink_(sink), metrics_(metrics), options_(options), on_committed_(std::move(on_committed)) {
+    : sink_(sink),
+      metrics_(metrics),
+      options_(options),
+      timers_(options.timers ? *options.timers : RealTimers::instance()),
+      on_committed_(std::move(on_committed)) {
   for (size_t i = 0; i < options_.writers; ++i) writers_.emplace_back([this] { write_loop(); });
 }
 
@@ -93,10 +97,10 @@ bool Ingest::write(const std::vector<PendingPtr>& work, Backoff& backoff, bool s
   // Retry while the database is unavailable: the batches stay accepted.
   for (;;) {
     try {
-      const auto start = std::chrono::steady_clock::now();
+      const auto start = timers_.clock().steady_now();
       auto written = sink_.write_results(batches);
       metrics_.ingest_commit_seconds.Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          std::chrono::duration<double>(timers_.clock().steady_now() - start).count());
       metrics_.ingest_commit_results.Observe(static_cast<double>(results));
       metrics_.ingest_batches.Increment();
       for (size_t i = 0; i < work.size(); ++i) {

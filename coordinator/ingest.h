@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/backoff.h"
+#include "common/timer.h"
 #include "coordinator/metrics.h"
 #include "storage/store.h"
 
@@ -30,6 +31,8 @@ struct IngestOptions {
   size_t writers = 2;
   std::chrono::milliseconds retry_initial{200};
   std::chrono::milliseconds retry_max{10'000};
+  // What the retries wait on; null: real time.
+  Timers* timers = nullptr;
 };
 
 class Ingest {
@@ -70,9 +73,10 @@ class Ingest {
   storage::ResultSink& sink_;
   CoordinatorMetrics& metrics_;
   IngestOptions options_;
+  Timers& timers_;
   CommittedFn on_committed_;
   std::mutex mu_;
-  std::condition_variable work_cv_;   // writers wait for batches
+  ClockCondition work_cv_{timers_, mu_};  // writers wait for batches, and out their retry backoff
   std::condition_variable space_cv_;  // submitters wait for room
   std::condition_variable done_cv_;   // submitters wait for their outcome
   std::deque<PendingPtr> queue_;

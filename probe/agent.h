@@ -1,13 +1,17 @@
 #pragma once
 // The probe daemon as a library: scheduler -> prober -> spool -> streamer, on
 // one I/O thread plus the streamer's thread. main.cc and the tests run this.
+// The agent wires them: one Timers for all their waits, the scheduler as the
+// streamer's AssignmentSink, the network as the scheduler's AttemptRunner.
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <thread>
 
 #include "common/clock.h"
+#include "common/timer.h"
+#include "probe/attempt_runner.h"
 #include "probe/metrics.h"
 #include "probe/scheduler.h"
 #include "probe/spool.h"
@@ -30,9 +34,11 @@ struct AgentOptions {
 
 class Agent {
  public:
-  // Throws std::runtime_error when the spool directory or the metrics
-  // address cannot be used.
-  Agent(AgentOptions options, const Clock& clock);
+  // Throws OptionError ("spool.directory", "metrics_listen") when the spool
+  // directory or the metrics address cannot be used. `timers` (and its clock) outlive the agent.
+  Agent(AgentOptions options, Timers& timers);
+  // On real time (the form main.cc and the tests use).
+  Agent(AgentOptions options, const RealClock&) : Agent(std::move(options), RealTimers::instance()) {}
   ~Agent();
   void start();
   // Stops scheduling, gives the coordinator `drain_timeout` to acknowledge
@@ -44,15 +50,18 @@ class Agent {
   int metrics_port() const;
 
  private:
-  void schedule_metrics_update();
+  // Updates the gauges every second until cancelled.
+  boost::asio::awaitable<void> update_metrics();
 
   AgentOptions options_;
+  Timers& timers_;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   Spool spool_;
   ProbeMetrics metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  boost::asio::steady_timer metrics_timer_;
+  std::unique_ptr<Timer> metrics_timer_;
+  NetworkAttemptRunner attempts_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Streamer> streamer_;
   std::thread io_thread_;

@@ -4,8 +4,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <optional>
 
@@ -16,7 +14,6 @@
 namespace vantage::probe {
 
 namespace asio = boost::asio;
-using std::chrono::steady_clock;
 
 namespace {
 
@@ -66,15 +63,16 @@ struct Scheduler::Task {
   }
 };
 
-Scheduler::Scheduler(asio::any_io_executor executor, const Clock& clock, SchedulerOptions options,
+Scheduler::Scheduler(asio::any_io_executor executor, Timers& timers, AttemptRunner& runner, SchedulerOptions options,
                      std::function<double()> uniform, ResultFn on_result, LagFn on_lag)
     : executor_(std::move(executor)),
-      clock_(clock),
+      timers_(timers),
+      runner_(runner),
       options_(options),
       uniform_(std::move(uniform)),
       on_result_(std::move(on_result)),
       on_lag_(std::move(on_lag)),
-      wake_(executor_, TimePoint::max()) {
+      wake_(timers_.make_timer(executor_)) {
   asio::co_spawn(executor_, wake_loop(), asio::detached);
 }
 
@@ -144,7 +142,7 @@ void Scheduler::stop() {
     tasks_.clear();
     ready_.clear();
     due_ = {};
-    wake_.cancel();
+    wake_->cancel();
     for (auto* waiter : waiting_) waiter->cancel();
   });
 }
@@ -180,7 +178,7 @@ void Scheduler::start(const v1::Check& check) {
   }
   auto task = std::make_shared<Task>(check, ++next_generation_);
   const auto id = task->id;
-  const auto now = steady_clock::now();
+  const auto now = this->now();
   // First run somewhere in the first interval: spreads a probe's checks.
   push_due({now + std::chrono::milliseconds(
                       static_cast<long long>(uniform_() * static_cast<double>(task->interval.count()))),
@@ -209,18 +207,26 @@ std::shared_ptr<Scheduler::Task>* Scheduler::current(int64_t check_id, uint32_t 
   return it != tasks_.end() && it->second->generation == generation ? &it->second : nullptr;
 }
 
+Scheduler::TimePoint Scheduler::slot(TimePoint t) const {
+  const auto slack = options_.wake_slack;
+  if (slack.count() <= 0 || t == TimePoint::max()) return t;
+  return t - t.time_since_epoch() % slack;
+}
+
 void Scheduler::push_due(Due due) {
   due_.push(due);
-  if (due.at < wake_.expiry()) wake_.cancel();  // wake_loop sets it again, earlier
+  if (slot(due.at) < wake_at_) wake_->cancel();  // wake_loop sets it again, earlier
 }
 
 asio::awaitable<void> Scheduler::wake_loop() {
   while (!stopped_) {
-    wake_.expires_at(due_.empty() ? TimePoint::max() : due_.top().at);
-    boost::system::error_code ignored;  // cancelled: an earlier entry, or stop
-    co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    const auto now = steady_clock::now();
-    while (!stopped_ && !due_.empty() && due_.top().at <= now) {
+    wake_at_ = due_.empty() ? TimePoint::max() : slot(due_.top().at);
+    co_await wake_->wait_until(wake_at_);  // or cancelled: an earlier entry, or stop
+    wake_at_ = TimePoint::max();  // not waiting: push_due need not cancel
+    // Everything due within the slot that has begun (the heap is in time
+    // order, so in slot order too).
+    const auto now = this->now();
+    while (!stopped_ && !due_.empty() && slot(due_.top().at) <= now) {
       const Due due = due_.top();
       due_.pop();
       on_due(due);
@@ -272,7 +278,7 @@ void Scheduler::run_ready() {
 }
 
 asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
-  const auto started = steady_clock::now();
+  const auto started = now();
   const v1::Check check = parsed(task->serialized);
   // A waiting re-check goes first; the scheduled run, if due, follows at once.
   std::string request_id;
@@ -282,7 +288,8 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
     task->rechecks.erase(task->rechecks.begin());
   } else {
     const auto interval = task->interval;
-    if (on_lag_) on_lag_(started - *task->scheduled_due);
+    // Late from the start of its slot: a run started early within it is not late.
+    if (on_lag_) on_lag_(std::max(TimePoint::duration::zero(), started - slot(*task->scheduled_due)));
     // The next run one interval later, skipping any that a long wait made us miss.
     next_due = *task->scheduled_due + interval;
     while (*next_due <= started) *next_due += interval;
@@ -296,7 +303,7 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
   const auto origin_interval = to_millis(check.origin().interval());
   attempt_options.origin_always = origin_interval.count() > 0 && !check.origin().address().empty() &&
                                   (!task->last_origin_leg || started - *task->last_origin_leg >= origin_interval);
-  auto result = co_await run_attempt(check, clock_, options_.limits, attempt_options);
+  auto result = co_await runner_.attempt(check, std::move(attempt_options));
   task->running = false;
   if (!task->stopped) {  // else removed or changed while running: its result is stale
     if (result.has_origin()) task->last_origin_leg = started;
@@ -328,8 +335,7 @@ asio::awaitable<void> Scheduler::run_keep_alive(std::shared_ptr<Task> task) {
   keep_alive.on_idle = release;
   keep_alive.cancel = state.cancel;
   const v1::Check check = parsed(task->serialized);
-  auto measurement = co_await measure_keep_alive(check, clock_, keep_alive_target(check, {.resolve = options_.resolve}),
-                                                 keep_alive);
+  auto measurement = co_await runner_.keep_alive(check, {.resolve = options_.resolve}, std::move(keep_alive));
   release();
   state.measuring = false;
   if (task->stopped) co_return;
@@ -341,11 +347,10 @@ asio::awaitable<void> Scheduler::run_keep_alive(std::shared_ptr<Task> task) {
 
 asio::awaitable<void> Scheduler::acquire_slot() {
   while (running_ >= options_.max_concurrent && !stopped_) {
-    asio::steady_timer wake(executor_, TimePoint::max());
-    waiting_.push_back(&wake);
-    boost::system::error_code ignored;  // cancelled: a slot is free
-    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    std::erase(waiting_, &wake);
+    const auto wake = timers_.make_timer(executor_);
+    waiting_.push_back(wake.get());
+    co_await wake->wait_until(TimePoint::max());  // cancelled: a slot is free
+    std::erase(waiting_, wake.get());
   }
   ++running_;
 }

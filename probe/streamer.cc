@@ -10,6 +10,7 @@
 
 #include "common/backoff.h"
 #include "common/log.h"
+#include "common/option_error.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
 
 namespace vantage::probe {
@@ -29,9 +30,9 @@ std::shared_ptr<grpc::Channel> make_channel(const StreamerOptions& options) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = pem.value_or("");
     if (!options.tls_client_cert_file.empty()) {
-      auto cert = read_pem_file(options.tls_client_cert_file, "--tls-client-cert", "CERTIFICATE", &error);
+      auto cert = read_pem_file(options.tls_client_cert_file, "CERTIFICATE", &error);
       if (!cert) log::error("cannot read this probe's client certificate", "error", error);
-      auto key = read_pem_file(options.tls_client_key_file, "--tls-client-key", "PRIVATE KEY", &error);
+      auto key = read_pem_file(options.tls_client_key_file, "PRIVATE KEY", &error);
       if (!key) log::error("cannot read this probe's client key", "error", error);
       if (cert && key) {
         ssl.pem_cert_chain = std::move(*cert);
@@ -98,56 +99,61 @@ std::chrono::milliseconds ReconnectPolicy::after(const Session& session) {
   return backoff_.next();
 }
 
-std::optional<std::string> read_pem_file(const std::string& path, std::string_view flag, std::string_view kind,
-                                         std::string* error) {
-  const std::string named = std::string(flag) + " " + path;
+std::optional<std::string> read_pem_file(const std::string& path, std::string_view kind, std::string* error) {
+  const std::string what = kind == "CERTIFICATE" ? "certificate" : "private key";
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored)) {
-    *error = named + ": is a directory, not a PEM file";
+    *error = path + ": is a directory, not a PEM file";
     return std::nullopt;
   }
   std::ifstream in(path);
   if (!in) {
-    *error = named + ": cannot read: " + std::strerror(errno);
+    *error = path + ": cannot read: " + std::strerror(errno);
     return std::nullopt;
   }
   std::stringstream pem;
   pem << in.rdbuf();
   if (in.bad()) {
-    *error = named + ": cannot read: " + std::strerror(errno);
+    *error = path + ": cannot read: " + std::strerror(errno);
     return std::nullopt;
   }
   if (pem.str().find(std::string(kind) + "-----") == std::string::npos) {
-    *error = named + ": no PEM " + std::string(kind == "CERTIFICATE" ? "certificate" : "private key") + " in the file";
+    *error = path + ": no PEM " + what + " in the file";
     return std::nullopt;
   }
   return pem.str();
 }
 
 std::optional<std::string> read_ca_file(const std::string& path, std::string* error) {
-  return read_pem_file(path, "--tls-ca", "CERTIFICATE", error);
+  return read_pem_file(path, "CERTIFICATE", error);
 }
 
-std::string check_tls_options(const StreamerOptions& options) {
+void check_tls_options(const StreamerOptions& options) {
   if (options.tls_client_cert_file.empty() != options.tls_client_key_file.empty()) {
-    return "--tls-client-cert and --tls-client-key go together";
+    const char* missing =
+        options.tls_client_cert_file.empty() ? "stream.tls_client_cert_file" : "stream.tls_client_key_file";
+    throw OptionError(missing, "a client certificate and its key go together: one is missing");
   }
   if (!options.tls_client_cert_file.empty() && options.tls_ca_file.empty()) {
-    return "--tls-client-cert needs --tls-ca (a client certificate is sent only over TLS)";
+    throw OptionError("stream.tls_ca_file",
+                      "a client certificate needs the coordinator's CA bundle (it is sent only over TLS)");
   }
   std::string error;
-  if (!options.tls_ca_file.empty() && !read_ca_file(options.tls_ca_file, &error)) return error;
-  if (!options.tls_client_cert_file.empty() &&
-      (!read_pem_file(options.tls_client_cert_file, "--tls-client-cert", "CERTIFICATE", &error) ||
-       !read_pem_file(options.tls_client_key_file, "--tls-client-key", "PRIVATE KEY", &error))) {
-    return error;
+  if (!options.tls_ca_file.empty() && !read_ca_file(options.tls_ca_file, &error)) {
+    throw OptionError("stream.tls_ca_file", "CA bundle " + error);
   }
-  return {};
+  if (options.tls_client_cert_file.empty()) return;
+  if (!read_pem_file(options.tls_client_cert_file, "CERTIFICATE", &error)) {
+    throw OptionError("stream.tls_client_cert_file", "client certificate " + error);
+  }
+  if (!read_pem_file(options.tls_client_key_file, "PRIVATE KEY", &error)) {
+    throw OptionError("stream.tls_client_key_file", "client key " + error);
+  }
 }
 
-Streamer::Streamer(StreamerOptions options, Spool& spool, Scheduler& scheduler,
+Streamer::Streamer(StreamerOptions options, Spool& spool, AssignmentSink& sink, Timers& timers,
                    std::function<double()> uniform)
-    : options_(std::move(options)), spool_(spool), scheduler_(scheduler), uniform_(std::move(uniform)) {}
+    : options_(std::move(options)), spool_(spool), sink_(sink), timers_(timers), uniform_(std::move(uniform)) {}
 
 Streamer::~Streamer() { stop(); }
 
@@ -161,14 +167,19 @@ void Streamer::stop() {
     std::lock_guard lock(mu_);
     if (context_) context_->TryCancel();
   }
-  cv_.notify_all();
+  wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   state_ = State::kIdle;
 }
 
-void Streamer::sleep_interruptibly(std::chrono::milliseconds d) {
+bool Streamer::sleep_until(TimePoint deadline) {
   std::unique_lock lock(mu_);
-  cv_.wait_for(lock, d, [&] { return stopping_.load(); });
+  return !wake_.wait_until(lock, deadline, [&] { return stopping_.load(); });
+}
+
+bool Streamer::wait_until_drained(TimePoint deadline) {
+  std::unique_lock lock(mu_);
+  return wake_.wait_until(lock, deadline, [&] { return spool_.size() == 0; });
 }
 
 void Streamer::loop() {
@@ -178,57 +189,92 @@ void Streamer::loop() {
     if (stopping_) break;
     state_ = State::kBackingOff;
     const auto delay = policy.after(last_session_);
-    const auto end = classify_stream_end(last_code_, last_session_.welcomed);
-    // Quiet while the same thing keeps happening: the first failure, a
-    // different one, and every tenth are worth a line, the rest only in debug.
-    const int attempt = policy.failures();
-    if (attempt == 1 || attempt % 10 == 0 || end != last_logged_end_) {
-      last_logged_end_ = end;
-      bool operator_must_act = false;  // refused and oversized do not heal by retrying
-      std::string_view message;
-      switch (end) {
-        case StreamEnd::kRefused:
-          operator_must_act = true;
-          message = "the coordinator refused this probe; check --probe-id and the token";
-          break;
-        case StreamEnd::kTooLarge:
-          operator_must_act = true;
-          message = "a message to or from the coordinator is over gRPC's size limit, retrying";
-          break;
-        case StreamEnd::kUnreachable: message = "cannot reach the coordinator, retrying"; break;
-        case StreamEnd::kLost: message = "lost the connection to the coordinator, retrying"; break;
-        case StreamEnd::kEnded: message = "the coordinator ended the stream, retrying"; break;
-        case StreamEnd::kFailed: message = "the stream to the coordinator failed, retrying"; break;
-      }
-      const auto code = grpc_code_name(last_code_);
-      if (operator_must_act) {
-        log::error(message, "code", code, "error", last_error_, "welcomed", last_session_.welcomed, "probe",
-                   options_.probe_id, "coordinator", options_.coordinator, "attempt", attempt, "next_in_ms",
-                   delay.count());
-      } else {
-        log::warn(message, "code", code, "error", last_error_, "welcomed", last_session_.welcomed, "coordinator",
-                  options_.coordinator, "attempt", attempt, "next_in_ms", delay.count());
-      }
-    } else {
-      log::debug("retrying", "code", grpc_code_name(last_code_), "error", last_error_, "attempt", attempt,
-                 "next_in_ms", delay.count());
-    }
-    sleep_interruptibly(delay);
+    log_stream_end(policy, delay);
+    sleep_until(now() + delay);
   }
 }
 
+void Streamer::log_stream_end(const ReconnectPolicy& policy, std::chrono::milliseconds delay) {
+  const auto end = classify_stream_end(last_code_, last_session_.welcomed);
+  // Quiet while the same thing keeps happening: the first failure, a
+  // different one, and every tenth are worth a line, the rest only in debug.
+  const int attempt = policy.failures();
+  if (attempt != 1 && attempt % 10 != 0 && end == last_logged_end_) {
+    log::debug("retrying", "code", grpc_code_name(last_code_), "error", last_error_, "attempt", attempt,
+               "next_in_ms", delay.count());
+    return;
+  }
+  last_logged_end_ = end;
+  bool operator_must_act = false;  // refused and oversized do not heal by retrying
+  std::string_view message;
+  switch (end) {
+    case StreamEnd::kRefused:
+      operator_must_act = true;
+      message = "the coordinator refused this probe; check its probe id and token";
+      break;
+    case StreamEnd::kTooLarge:
+      operator_must_act = true;
+      message = "a message to or from the coordinator is over gRPC's size limit, retrying";
+      break;
+    case StreamEnd::kUnreachable: message = "cannot reach the coordinator, retrying"; break;
+    case StreamEnd::kLost: message = "lost the connection to the coordinator, retrying"; break;
+    case StreamEnd::kEnded: message = "the coordinator ended the stream, retrying"; break;
+    case StreamEnd::kFailed: message = "the stream to the coordinator failed, retrying"; break;
+  }
+  const auto code = grpc_code_name(last_code_);
+  if (operator_must_act) {
+    log::error(message, "code", code, "error", last_error_, "welcomed", last_session_.welcomed, "probe",
+               options_.probe_id, "coordinator", options_.coordinator, "attempt", attempt, "next_in_ms",
+               delay.count());
+  } else {
+    log::warn(message, "code", code, "error", last_error_, "welcomed", last_session_.welcomed, "coordinator",
+              options_.coordinator, "attempt", attempt, "next_in_ms", delay.count());
+  }
+}
+
+struct Streamer::Session {
+  std::unique_ptr<v1::ProbeService::Stub> stub;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ProbeMessage, v1::CoordinatorMessage>> stream;
+  bool welcomed = false;
+  TimePoint welcomed_at{};
+  std::chrono::milliseconds heartbeat_interval{15'000};  // until the welcome says
+  std::atomic<bool> reader_done{false};                  // the stream is over: the writer stops too
+  std::atomic<bool> acked{false};                        // at least one ack came
+};
+
 void Streamer::run_session() {
   state_ = State::kConnecting;
-  auto stub = v1::ProbeService::NewStub(make_channel(options_));
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + options_.token);
+  Session session;
+  session.stub = v1::ProbeService::NewStub(make_channel(options_));
+  session.context.AddMetadata("authorization", "Bearer " + options_.token);
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    context_ = &context;
+    context_ = &session.context;
   }
-  auto stream = stub->Connect(&context);
+  if (handshake(session)) {
+    std::thread reader([&] { read_messages(session); });
+    write_messages(session);
+    // Half-close; a stop cancels so the reader need not wait for the server.
+    session.stream->WritesDone();
+    if (stopping_) session.context.TryCancel();
+    reader.join();
+  }
+  const auto status = session.stream->Finish();
+  {
+    std::lock_guard lock(mu_);
+    context_ = nullptr;
+  }
+  if (stopping_) return;
+  last_code_ = static_cast<int>(status.error_code());
+  last_error_ = status.error_message();
+  last_session_ = {session.welcomed, session.acked.load(),
+                   session.welcomed ? now() - session.welcomed_at : std::chrono::steady_clock::duration{}};
+}
 
+bool Streamer::handshake(Session& session) {
+  session.stream = session.stub->Connect(&session.context);
   v1::ProbeMessage hello_message;
   auto* hello = hello_message.mutable_hello();
   hello->set_probe_id(options_.probe_id);
@@ -238,107 +284,81 @@ void Streamer::run_session() {
   hello->set_last_acked_sequence(spooled.acked_sequence);
   hello->set_oldest_unacked_sequence(spooled.oldest_sequence);
   hello->set_accepts_assignment_parts(true);
+  v1::CoordinatorMessage first;
+  if (!session.stream->Write(hello_message) || !session.stream->Read(&first) || !first.has_welcome()) return false;
 
-  std::thread reader;
-  std::atomic<bool> reader_done{false};
-  std::atomic<bool> acked{false};
-  auto welcomed_at = std::chrono::steady_clock::now();
-  auto heartbeat_interval = std::chrono::milliseconds(15'000);
-  bool welcomed = false;
-  if (stream->Write(hello_message)) {
-    v1::CoordinatorMessage first;
-    if (stream->Read(&first) && first.has_welcome()) {
-      welcomed = true;
-      welcomed_at = std::chrono::steady_clock::now();
-      const auto& welcome = first.welcome();
-      spool_.continue_after(welcome.last_stored_sequence());
-      spool_.rewind();
-      if (welcome.has_heartbeat_interval() && welcome.heartbeat_interval().seconds() > 0) {
-        heartbeat_interval = std::chrono::seconds(welcome.heartbeat_interval().seconds());
+  session.welcomed = true;
+  session.welcomed_at = now();
+  const auto& welcome = first.welcome();
+  spool_.continue_after(welcome.last_stored_sequence());
+  spool_.rewind();
+  if (welcome.has_heartbeat_interval() && welcome.heartbeat_interval().seconds() > 0) {
+    session.heartbeat_interval = std::chrono::seconds(welcome.heartbeat_interval().seconds());
+  }
+  ++sessions_;
+  state_ = State::kConnected;
+  log::info("connected", "coordinator", options_.coordinator, "stored_sequence", welcome.last_stored_sequence(),
+            "unacked", spool_.size());
+  return true;
+}
+
+void Streamer::read_messages(Session& session) {
+  v1::CoordinatorMessage message;
+  bool assignment_continues = false;  // the last part of an assignment has not come yet
+  while (session.stream->Read(&message)) {
+    switch (message.message_case()) {
+      case v1::CoordinatorMessage::kAssignment: {
+        const bool more = message.assignment().more();
+        // Moved out, not copied: the message is done with them. The next
+        // part is read once this one is applied.
+        sink_.assign(std::move(*message.mutable_assignment()->mutable_checks()), /*first=*/!assignment_continues,
+                     /*last=*/!more)
+            .wait();
+        assignment_continues = more;
+        break;
       }
-      ++sessions_;
-      state_ = State::kConnected;
-      log::info("connected", "coordinator", options_.coordinator, "stored_sequence",
-                welcome.last_stored_sequence(), "unacked", spool_.size());
-      reader = std::thread([&] {
-        v1::CoordinatorMessage message;
-        bool assignment_continues = false;  // the last part of an assignment has not come yet
-        while (stream->Read(&message)) {
-          switch (message.message_case()) {
-            case v1::CoordinatorMessage::kAssignment: {
-              const bool more = message.assignment().more();
-              // Moved out, not copied: the message is done with them. The
-              // next part is read once this one is applied.
-              scheduler_
-                  .assign(std::move(*message.mutable_assignment()->mutable_checks()),
-                          /*first=*/!assignment_continues, /*last=*/!more)
-                  .wait();
-              assignment_continues = more;
-              break;
-            }
-            case v1::CoordinatorMessage::kAssignmentDiff:
-              scheduler_.apply(message.assignment_diff());
-              break;
-            case v1::CoordinatorMessage::kAck:
-              spool_.ack(message.ack().sequence());
-              acked = true;
-              break;
-            case v1::CoordinatorMessage::kRecheck:
-              scheduler_.recheck(message.recheck().check_id(), message.recheck().request_id());
-              break;
-            default:
-              break;  // heartbeats, and fields added by newer coordinators
-          }
-        }
-        reader_done = true;  // the stream is over: the writer stops too
-      });
+      case v1::CoordinatorMessage::kAssignmentDiff:
+        sink_.apply(message.assignment_diff());
+        break;
+      case v1::CoordinatorMessage::kAck: {
+        spool_.ack(message.ack().sequence());
+        session.acked = true;
+        std::lock_guard lock(mu_);  // a drain waiter between its check and its wait still hears it
+        wake_.notify_all();
+        break;
+      }
+      case v1::CoordinatorMessage::kRecheck:
+        sink_.recheck(message.recheck().check_id(), message.recheck().request_id());
+        break;
+      default:
+        break;  // heartbeats, and fields added by newer coordinators
     }
   }
+  session.reader_done = true;
+}
 
-  if (welcomed) {
-    auto last_write = std::chrono::steady_clock::now();
-    bool last_full = false;
-    while (!stopping_ && !reader_done) {
-      if (!last_full) {
-        const auto since = std::chrono::steady_clock::now() - last_write;
-        if (since < options_.batch_linger) {
-          sleep_interruptibly(std::chrono::ceil<std::chrono::milliseconds>(options_.batch_linger - since));
-          if (stopping_) break;
-        }
-      }
-      auto batch = spool_.next_unsent(options_.max_batch, options_.batch_wait);
-      last_full = batch.size() >= options_.max_batch;
-      v1::ProbeMessage message;
-      if (!batch.empty()) {
-        for (auto& r : batch) *message.mutable_results()->add_results() = std::move(r);
-        // Read after the batch was taken: never below its last sequence.
-        message.mutable_results()->set_produced_sequence(spool_.stats().last_sequence);
-      } else if (std::chrono::steady_clock::now() - last_write >= heartbeat_interval) {
-        // The coordinator shows produced minus stored as this probe's backlog.
-        message.mutable_heartbeat()->set_produced_sequence(spool_.stats().last_sequence);
-      } else {
-        continue;
-      }
-      if (!stream->Write(message)) break;
-      last_write = std::chrono::steady_clock::now();
+void Streamer::write_messages(Session& session) {
+  auto last_write = now();
+  bool last_full = false;
+  while (!stopping_ && !session.reader_done) {
+    // After a batch that was not full, linger: one message per linger, not per result.
+    if (!last_full && !sleep_until(last_write + options_.batch_linger)) break;
+    auto batch = spool_.next_unsent(options_.max_batch, options_.batch_wait);
+    last_full = batch.size() >= options_.max_batch;
+    v1::ProbeMessage message;
+    if (!batch.empty()) {
+      for (auto& r : batch) *message.mutable_results()->add_results() = std::move(r);
+      // Read after the batch was taken: never below its last sequence.
+      message.mutable_results()->set_produced_sequence(spool_.stats().last_sequence);
+    } else if (now() - last_write >= session.heartbeat_interval) {
+      // The coordinator shows produced minus stored as this probe's backlog.
+      message.mutable_heartbeat()->set_produced_sequence(spool_.stats().last_sequence);
+    } else {
+      continue;
     }
+    if (!session.stream->Write(message)) break;
+    last_write = now();
   }
-  if (welcomed) {
-    // Half-close; a stop cancels so the reader need not wait for the server.
-    stream->WritesDone();
-    if (stopping_) context.TryCancel();
-    reader.join();
-  }
-  auto status = stream->Finish();
-  {
-    std::lock_guard lock(mu_);
-    context_ = nullptr;
-  }
-  if (stopping_) return;
-  last_code_ = static_cast<int>(status.error_code());
-  last_error_ = status.error_message();
-  last_session_ = {welcomed, acked.load(),
-                   welcomed ? std::chrono::steady_clock::now() - welcomed_at : std::chrono::steady_clock::duration{}};
 }
 
 }  // namespace vantage::probe

@@ -2,7 +2,9 @@
 // Ships results to the coordinator over ProbeService.Connect and carries the
 // coordinator's messages (assignments, acks, re-checks) back. Reconnects with
 // backoff when the coordinator goes away; each new stream starts by resending
-// everything unacknowledged.
+// everything unacknowledged. What the coordinator says about checks goes to
+// an AssignmentSink (the agent wires the scheduler); every wait is on the
+// injected Timers' clock.
 
 #include <atomic>
 #include <chrono>
@@ -16,8 +18,9 @@
 #include <thread>
 
 #include "common/backoff.h"
+#include "common/timer.h"
+#include "probe/assignment_sink.h"
 #include "probe/spool.h"
-#include "probe/scheduler.h"
 
 namespace grpc {
 class ClientContext;
@@ -33,7 +36,7 @@ struct StreamerOptions {
   std::string version;
   std::string tls_ca_file;  // empty: plaintext (loopback and tests only)
   // PEM client certificate and its key (with tls_ca_file), for a coordinator
-  // that verifies its probes' certificates (--tls-client-ca).
+  // that verifies its probes' certificates.
   std::string tls_client_cert_file;
   std::string tls_client_key_file;
   size_t max_batch = 500;
@@ -84,22 +87,22 @@ class ReconnectPolicy {
   std::chrono::milliseconds healthy_session_;
 };
 
-// The PEM CA bundle named by --tls-ca; nullopt, with `error` naming the file
-// and what is wrong, when it cannot be read or holds no certificate.
+// A PEM file that must hold a "-----BEGIN ...<kind>-----" block (kind:
+// "CERTIFICATE", "PRIVATE KEY"); nullopt, with `error` naming the file and
+// what is wrong, when it cannot be read or holds no such block.
+std::optional<std::string> read_pem_file(const std::string& path, std::string_view kind, std::string* error);
+// The coordinator's PEM CA bundle (tls_ca_file): read_pem_file for a certificate.
 std::optional<std::string> read_ca_file(const std::string& path, std::string* error);
-// A PEM file given by `flag` that must hold a "-----BEGIN ...<kind>-----"
-// block (kind: "CERTIFICATE", "PRIVATE KEY"); as read_ca_file.
-std::optional<std::string> read_pem_file(const std::string& path, std::string_view flag, std::string_view kind,
-                                         std::string* error);
-// The TLS flags together: empty when they fit (files readable, pairs
-// complete), else what is wrong.
-std::string check_tls_options(const StreamerOptions& options);
+// The TLS options together (files readable, pairs complete). Throws
+// OptionError naming the option as AgentOptions does ("stream.tls_ca_file").
+void check_tls_options(const StreamerOptions& options);
 
 class Streamer {
  public:
   enum class State { kIdle, kConnecting, kConnected, kBackingOff };
 
-  Streamer(StreamerOptions options, Spool& spool, Scheduler& scheduler,
+  // `spool`, `sink` and `timers` outlive the streamer.
+  Streamer(StreamerOptions options, Spool& spool, AssignmentSink& sink, Timers& timers,
            std::function<double()> uniform);
   ~Streamer();
 
@@ -108,22 +111,38 @@ class Streamer {
   State state() const { return state_; }
   // Streams that reached the Welcome; for tests and metrics.
   uint64_t sessions() const { return sessions_; }
+  // Waits until the spool holds nothing unacknowledged (true) or the clock
+  // reaches `deadline` (false); each ack wakes it.
+  bool wait_until_drained(std::chrono::steady_clock::time_point deadline);
 
  private:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  struct Session;  // one stream: its context, its gRPC stream, what it saw
+
   void loop();
+  void log_stream_end(const ReconnectPolicy& policy, std::chrono::milliseconds delay);
   // One stream, from Connect to its end.
   void run_session();
-  void sleep_interruptibly(std::chrono::milliseconds d);
+  // Connect, the hello, the welcome: false when no welcome came.
+  bool handshake(Session& session);
+  // The coordinator's messages until the stream ends (on a thread of its own).
+  void read_messages(Session& session);
+  // Results and heartbeats until the stream ends or the streamer stops.
+  void write_messages(Session& session);
+  // Until `deadline` (true) or stop() (false).
+  bool sleep_until(TimePoint deadline);
+  TimePoint now() const { return timers_.clock().steady_now(); }
 
   StreamerOptions options_;
   Spool& spool_;
-  Scheduler& scheduler_;
+  AssignmentSink& sink_;
+  Timers& timers_;
   std::function<double()> uniform_;
   std::atomic<State> state_{State::kIdle};
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> sessions_{0};
-  std::mutex mu_;  // guards context_ and wakes sleep
-  std::condition_variable cv_;
+  std::mutex mu_;  // guards context_; the mutex of wake_
+  ClockCondition wake_{timers_, mu_};  // stop, and acks (for wait_until_drained)
   grpc::ClientContext* context_ = nullptr;
   // How the last stream ended; streamer thread only.
   int last_code_ = 0;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/timer.h"
 #include "common/proto_time.h"
 #include "coordinator/ingest.h"
 #include "tests/support/fake_store.h"
@@ -93,7 +94,7 @@ struct TrackerTest : ::testing::Test {
       }
     };
     tracker = std::make_unique<IncidentTracker>(
-        incidents, results, metrics, clock, options,
+        incidents, results, metrics, timers, options,
         [this](int64_t check_id, const std::vector<std::string>& regions, const std::string&, const std::string&) {
           std::lock_guard lock(mu);
           rechecks.push_back({check_id, regions});
@@ -170,6 +171,17 @@ struct TrackerTest : ::testing::Test {
     commit(180s, {kUs, kEu, kAp});
   }
 
+  // A region outage opens and resolves while every save fails: the tracker
+  // has tried (and failed) at least twice, and nothing is stored yet.
+  void outage_while_the_database_is_down() {
+    incidents.faults.fail_next(StorageFaults::kForever, StorageError::Kind::kUnavailable);
+    ASSERT_NO_FATAL_FAILURE(quiet_minute());
+    ASSERT_NO_FATAL_FAILURE(until_opened());
+    ASSERT_NO_FATAL_FAILURE(until_resolved());
+    ASSERT_TRUE(testing::eventually([&] { return incidents.faults.failed() >= 2; }, 10s));
+    EXPECT_THAT(incidents.events(), IsEmpty());
+  }
+
   // Results the tracker's thread has taken (counted before it correlates
   // them), summed over every label.
   size_t taken() {
@@ -198,6 +210,9 @@ struct TrackerTest : ::testing::Test {
   }
 
   FakeClock clock{kT0 - 2min};
+  // The tracker's rounds wait on it; commits move `clock` alone (a round
+  // starts with each commit), timers.advance also wakes the tracker for a tick.
+  FakeTimers timers{clock};
   testing::FakeIncidentStore incidents;
   testing::FakeResultStore results;
   CoordinatorMetrics metrics{std::make_shared<prometheus::Registry>()};
@@ -248,12 +263,7 @@ TEST_F(TrackerTest, StoresIncidentsAndEventsAndAnnouncesThemAfterTheSave) {
 
 TEST_F(TrackerTest, WhileTheDatabaseIsDownEventsWaitAndAreSavedOnceItIsBack) {
   ASSERT_NO_FATAL_FAILURE(start());
-  incidents.faults.fail_next(StorageFaults::kForever, StorageError::Kind::kUnavailable);
-  ASSERT_NO_FATAL_FAILURE(quiet_minute());
-  ASSERT_NO_FATAL_FAILURE(until_opened());
-  ASSERT_NO_FATAL_FAILURE(until_resolved());
-  ASSERT_TRUE(testing::eventually([&] { return incidents.faults.failed() >= 2; }, 10s));
-  EXPECT_THAT(incidents.events(), IsEmpty());
+  ASSERT_NO_FATAL_FAILURE(outage_while_the_database_is_down());
   EXPECT_THAT(heard(), IsEmpty()) << "nothing is announced before it is stored";
 
   incidents.faults.stop_failing();
@@ -266,6 +276,19 @@ TEST_F(TrackerTest, WhileTheDatabaseIsDownEventsWaitAndAreSavedOnceItIsBack) {
   EXPECT_THAT(describe(heard()), ElementsAre("opened region 60s", "resolved region 180s"));
   EXPECT_EQ(announced_unsaved, 0);
   EXPECT_EQ(incidents.incidents().at(incident_id_at(0s)).state(), v1::INCIDENT_STATE_RESOLVED);
+}
+
+TEST_F(TrackerTest, OnceTheDatabaseIsBackTheNextTickSavesWithoutANewCommit) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(outage_while_the_database_is_down());
+
+  incidents.faults.stop_failing();
+  // One tick (options.tick, 1 s) of simulated time: a round, no result in it.
+  timers.advance(1s);
+  ASSERT_TRUE(testing::eventually([&] { return heard().size() == 2; }, 10s));
+  EXPECT_THAT(describe(incidents.events()), ElementsAre("opened region 60s", "resolved region 180s"));
+  EXPECT_EQ(announced_unsaved, 0);
+  ASSERT_NO_FATAL_FAILURE(stop());
 }
 
 TEST_F(TrackerTest, ASlowSaveDoesNotHoldUpResultsHandedOver) {

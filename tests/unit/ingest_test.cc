@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/proto_time.h"
+#include "common/timer.h"
 #include "tests/support/fake_store.h"
 #include "tests/support/process.h"
 
@@ -133,6 +134,31 @@ TEST_F(IngestTest, AnUnavailableDatabaseIsRetriedAndNothingIsAcknowledgedBeforeT
   EXPECT_EQ(sink.commits().size(), 1u);
   EXPECT_EQ(announced_batches, 1);
   EXPECT_EQ(errors("storage_unavailable"), static_cast<double>(sink.faults.failed()));
+}
+
+TEST_F(IngestTest, TheRetryBackoffWaitsOnTheInjectedClock) {
+  FakeClock clock;
+  FakeTimers timers(clock);
+  auto o = options();
+  o.timers = &timers;
+  o.retry_initial = 1h;  // on real time the retry would not come within the test
+  o.retry_max = 1h;
+  o.writers = 1;
+  start(o);
+  sink.faults.fail_next(1, StorageError::Kind::kUnavailable);
+  auto& outcome = submit(batch(kUs, {1, 2}));
+  ASSERT_TRUE(eventually([&] { return sink.faults.failed() == 1; }));
+  EXPECT_TRUE(still_waiting(outcome));
+  // An hour of simulated time (again, should the writer not be waiting yet).
+  ASSERT_TRUE(eventually([&] {
+    timers.advance(1h);
+    return outcome.wait_for(0s) == std::future_status::ready;
+  }));
+  const auto result = outcome.get();
+  EXPECT_TRUE(result.ok) << result.error;
+  EXPECT_EQ(result.write.acked_sequence, 2u);
+  EXPECT_EQ(sink.commits().size(), 1u);
+  ingest.reset();  // before the timers it waits on go
 }
 
 TEST_F(IngestTest, ABatchRefusedAloneFailsAtOnceAndIngestGoesOn) {
