@@ -1,15 +1,22 @@
-// Probe efficiency: checks per CPU-second and peak memory of the real
-// vantage-probe (a child process, fed by an in-process fake coordinator),
-// next to Prometheus blackbox_exporter probing the same local origin at the
-// same rate (driven the way Prometheus drives it, by /probe requests from an
-// in-process load generator), in the same run. For each number of checks N,
-// both run one after the other against a fresh vantage-lab origin; each is
-// measured over the same window after the same warm-up: its own CPU time
-// (utime + stime) and its peak RSS (VmHWM). The fake coordinator and the load
-// generator stand for the other side (coordinator, Prometheus) and are not
-// counted.
+// Probe efficiency: checks per CPU-second, CPU microseconds per check and
+// peak memory of the real vantage-probe (a child process, fed by an
+// in-process fake coordinator), next to Prometheus blackbox_exporter probing
+// the same local origin at the same rate (driven the way Prometheus drives
+// it, by /probe requests from an in-process load generator), in the same run.
+// For each number of checks N, each tool runs one after the other against
+// the same fresh vantage-lab origin; each is measured over the same window
+// after the same warm-up: its own CPU time (utime + stime) and its peak RSS
+// (VmHWM). The fake coordinator and the load generator stand for the other
+// side (coordinator, Prometheus) and are not counted.
+//
+// Before and after in one run: --baseline-probe PATH measures a second
+// vantage-probe binary (e.g. one built from an older commit) first, then the
+// current one (--probe-bin), then blackbox_exporter (skipped, with a note,
+// when it is not installed), and prints the CPU per check of each and the
+// ratio current/baseline.
 //
 //   build/bench/vantage-probe-bench [--checks 1000,10000] [--seconds 60] [--interval 10]
+//   build/bench/vantage-probe-bench --baseline-probe /path/to/old/vantage-probe [--checks 1000,10000]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
@@ -35,9 +42,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -93,6 +102,23 @@ Usage usage_of(pid_t pid) {
     if (line.starts_with("VmHWM:")) usage.peak_rss_kib = std::stoull(line.substr(6));
   }
   return usage;
+}
+
+// The 1-, 5- and 15-minute load averages.
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
+
+std::string utc_time() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char text[16];
+  std::strftime(text, sizeof text, "%H:%M:%S", &tm);
+  return text;
 }
 
 uint16_t free_port() {
@@ -309,6 +335,8 @@ struct Phase {
   uint64_t peak_rss_kib = 0;
   double achieved() const { return static_cast<double>(ok) / seconds; }
   double per_cpu_second() const { return static_cast<double>(ok) / cpu_seconds; }
+  // CPU microseconds per successful check (issue 13's figure).
+  double us_per_check() const { return cpu_seconds * 1e6 / static_cast<double>(ok); }
   double kib_per_check() const { return static_cast<double>(peak_rss_kib) / static_cast<double>(checks); }
 };
 
@@ -333,6 +361,8 @@ Phase measure(const std::string& tool, Process& process, size_t checks, double i
   const auto u0 = usage_of(process.pid());
   const Counts c0 = count();
   const auto t0 = Clock::now();
+  const auto started_at = utc_time();
+  const auto load_at_start = load_average();
   at = t0;
   for (long s = 1; s <= seconds; ++s) {
     std::this_thread::sleep_until(at += 1s);
@@ -342,7 +372,10 @@ Phase measure(const std::string& tool, Process& process, size_t checks, double i
   const auto u1 = usage_of(process.pid());
   const Counts c1 = count();
   const auto t1 = Clock::now();
-  std::fprintf(stderr, "\n");
+  // The machine is shared: when the window ran and how busy it was.
+  std::fprintf(stderr, "\n%s N=%zu: window %s to %s UTC, load average %s at its start, %s at its end\n",
+               tool.c_str(), checks, started_at.c_str(), utc_time().c_str(), load_at_start.c_str(),
+               load_average().c_str());
   Phase phase;
   phase.tool = tool;
   phase.checks = checks;
@@ -357,6 +390,8 @@ Phase measure(const std::string& tool, Process& process, size_t checks, double i
 
 struct Settings {
   std::string probe_bin, lab_bin, blackbox_bin;
+  std::string baseline_probe_bin;  // empty: no baseline
+  bool blackbox = true;            // false: not installed, skipped (only with a baseline)
   std::chrono::milliseconds interval;
   std::chrono::milliseconds timeout;  // 5 s, or the interval when shorter
   std::chrono::seconds warmup;
@@ -365,7 +400,9 @@ struct Settings {
   std::string dir;  // temp files
 };
 
-Phase run_vantage(const Settings& s, size_t n, uint16_t origin_port) {
+// `tool` names the phase; `probe_bin` is the vantage-probe binary measured.
+Phase run_vantage(const Settings& s, const std::string& tool, const std::string& probe_bin, size_t n,
+                  uint16_t origin_port) {
   std::vector<v1::Check> checks;
   checks.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -378,31 +415,33 @@ Phase run_vantage(const Settings& s, size_t n, uint16_t origin_port) {
     *check.mutable_interval() = vantage::to_duration(s.interval);
     *check.mutable_timeout() = vantage::to_duration(s.timeout);
     // As the coordinator does: defaults filled (expected status 200-399).
-    if (auto problem = vantage::normalize_check(check); !problem.empty()) throw std::runtime_error(problem);
+    if (std::string problem; !vantage::normalize_check(check, &problem)) throw std::runtime_error(problem);
     checks.push_back(std::move(check));
   }
   FakeCoordinator coordinator(std::move(checks));
-  Process probe({s.probe_bin, "--coordinator", fmt::format("127.0.0.1:{}", coordinator.port()), "--probe-id", "bench",
+  Process probe({probe_bin, "--coordinator", fmt::format("127.0.0.1:{}", coordinator.port()), "--probe-id", "bench",
                  "--region", "bench", "--keepalive-interval", "0"},
                 {{"VANTAGE_PROBE_TOKEN", "bench-token"}});
   const auto deadline = Clock::now() + 15s;
   while (coordinator.sessions() == 0) {
-    if (!probe.running()) throw std::runtime_error("vantage-probe exited:\n" + probe.output());
-    if (Clock::now() > deadline) throw std::runtime_error("vantage-probe did not connect:\n" + probe.output());
+    if (!probe.running()) throw std::runtime_error(tool + " exited:\n" + probe.output());
+    if (Clock::now() > deadline) throw std::runtime_error(tool + " did not connect:\n" + probe.output());
     std::this_thread::sleep_for(10ms);
   }
+  // For profiling a phase by hand, e.g. perf record -g -p PID -- sleep 20.
+  std::fprintf(stderr, "%s: %s, pid %d\n", tool.c_str(), probe_bin.c_str(), static_cast<int>(probe.pid()));
   const double intended = static_cast<double>(n) * 1000.0 / static_cast<double>(s.interval.count());
   uint64_t batches0 = 0;
-  auto phase = measure("vantage-probe", probe, n, intended, s.warmup, s.seconds, [&] {
+  auto phase = measure(tool, probe, n, intended, s.warmup, s.seconds, [&] {
     const auto batches = coordinator.batches();
     if (batches0 == 0) batches0 = batches;
     return Counts{coordinator.ok(), coordinator.failed()};
   });
-  std::fprintf(stderr, "note: vantage-probe sent %.1f results per ResultBatch in the window\n",
+  std::fprintf(stderr, "note: %s sent %.1f results per ResultBatch in the window\n", tool.c_str(),
                static_cast<double>(phase.ok + phase.failed) /
                    static_cast<double>(std::max<uint64_t>(1, coordinator.batches() - batches0)));
   if (coordinator.sessions() != 1) {
-    std::fprintf(stderr, "note: vantage-probe connected %llu times (results counted once)\n",
+    std::fprintf(stderr, "note: %s connected %llu times (results counted once)\n", tool.c_str(),
                  static_cast<unsigned long long>(coordinator.sessions()));
   }
   stop(probe);
@@ -445,10 +484,17 @@ Phase run_blackbox(const Settings& s, size_t n, uint16_t origin_port) {
 std::string mib(uint64_t kib) { return fmt::format("{:.1f} MiB", static_cast<double>(kib) / 1024.0); }
 
 void print_row(const Phase& p) {
-  std::printf("%7zu  %-18s %10.1f %10.1f %7llu %8.2f %12.0f %11s %10.2f\n", p.checks, p.tool.c_str(), p.intended,
-              p.achieved(), static_cast<unsigned long long>(p.failed), p.cpu_seconds, p.per_cpu_second(),
-              mib(p.peak_rss_kib).c_str(), p.kib_per_check());
+  std::printf("%7zu  %-18s %10.1f %10.1f %7llu %8.2f %12.0f %12.1f %11s %10.2f\n", p.checks, p.tool.c_str(),
+              p.intended, p.achieved(), static_cast<unsigned long long>(p.failed), p.cpu_seconds, p.per_cpu_second(),
+              p.us_per_check(), mib(p.peak_rss_kib).c_str(), p.kib_per_check());
 }
+
+// One number of checks: the phases run for it (baseline and blackbox optional).
+struct Row {
+  std::optional<Phase> baseline;
+  Phase vantage;
+  std::optional<Phase> blackbox;
+};
 
 std::string self_dir() {
   std::error_code ec;
@@ -485,11 +531,17 @@ int main(int argc, char** argv) {
                  "the load generator's /probe requests in flight at most (vantage-probe's --max-concurrent is 256)")
       ->capture_default_str();
   app.add_option("--probe-bin", settings.probe_bin, "vantage-probe")->capture_default_str();
+  app.add_option("--baseline-probe", settings.baseline_probe_bin,
+                 "a second vantage-probe binary (e.g. an older build) measured first for each N, on the same origin "
+                 "and window; prints CPU per check of both and current/baseline; blackbox_exporter becomes optional");
   app.add_option("--lab-bin", settings.lab_bin, "vantage-lab")->capture_default_str();
   app.add_option("--blackbox-bin", settings.blackbox_bin, "blackbox_exporter")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  for (const auto& [flag, path] : {std::pair{"--probe-bin", settings.probe_bin}, {"--lab-bin", settings.lab_bin}}) {
+  std::vector<std::pair<const char*, std::string>> binaries{{"--probe-bin", settings.probe_bin},
+                                                             {"--lab-bin", settings.lab_bin}};
+  if (!settings.baseline_probe_bin.empty()) binaries.emplace_back("--baseline-probe", settings.baseline_probe_bin);
+  for (const auto& [flag, path] : binaries) {
     if (access(path.c_str(), X_OK) != 0) {
       std::fprintf(stderr,
                    "vantage-probe-bench: %s not found (%s): build it (cmake --build BUILD --target vantage-probe "
@@ -499,9 +551,14 @@ int main(int argc, char** argv) {
     }
   }
   if (access(settings.blackbox_bin.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "vantage-probe-bench: %s not found: install it with `%s`\n", settings.blackbox_bin.c_str(),
-                 kInstallHint);
-    return 2;
+    if (settings.baseline_probe_bin.empty()) {
+      std::fprintf(stderr, "vantage-probe-bench: %s not found: install it with `%s`\n", settings.blackbox_bin.c_str(),
+                   kInstallHint);
+      return 2;
+    }
+    std::fprintf(stderr, "note: %s not found, blackbox_exporter skipped (install it with `%s`)\n",
+                 settings.blackbox_bin.c_str(), kInstallHint);
+    settings.blackbox = false;
   }
   settings.interval = std::chrono::milliseconds(static_cast<long long>(interval_seconds * 1000));
   settings.timeout = std::min(settings.interval, std::chrono::milliseconds(5000));
@@ -522,7 +579,7 @@ int main(int argc, char** argv) {
     std::getline(loadavg, load);
     std::fprintf(stderr, "%ld CPUs, load average at start: %s\n", sysconf(_SC_NPROCESSORS_ONLN), load.c_str());
   }
-  std::vector<std::pair<Phase, Phase>> results;
+  std::vector<Row> results;
   int exit_code = 0;
   try {
     for (const auto n : sizes) {
@@ -530,9 +587,13 @@ int main(int argc, char** argv) {
       Process lab({settings.lab_bin, "--listen", "127.0.0.1:0"});
       if (!lab.wait_for_output("msg=listening", 10s)) throw std::runtime_error("vantage-lab did not start:\n" + lab.output());
       const auto origin_port = static_cast<uint16_t>(vantage::testing::number_after(lab.output(), "address=127.0.0.1:"));
-      auto vantage = run_vantage(settings, n, origin_port);
-      auto blackbox = run_blackbox(settings, n, origin_port);
-      results.emplace_back(vantage, blackbox);
+      Row row;
+      if (!settings.baseline_probe_bin.empty()) {
+        row.baseline = run_vantage(settings, "vantage (baseline)", settings.baseline_probe_bin, n, origin_port);
+      }
+      row.vantage = run_vantage(settings, "vantage-probe", settings.probe_bin, n, origin_port);
+      if (settings.blackbox) row.blackbox = run_blackbox(settings, n, origin_port);
+      results.push_back(std::move(row));
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nvantage-probe-bench: %s\n", e.what());
@@ -546,46 +607,69 @@ int main(int argc, char** argv) {
               "vantage-lab; failed = checks that did not succeed\n",
               interval_seconds, static_cast<double>(settings.timeout.count()) / 1000.0,
               static_cast<long long>(settings.warmup.count()), seconds);
-  std::printf("%7s  %-18s %10s %10s %7s %8s %12s %11s %10s\n", "checks", "tool", "intended/s", "achieved/s", "failed",
-              "CPU s", "checks/CPU-s", "peak RSS", "KiB/check");
-  for (const auto& [v, b] : results) {
-    print_row(v);
-    print_row(b);
+  std::printf("%7s  %-18s %10s %10s %7s %8s %12s %12s %11s %10s\n", "checks", "tool", "intended/s", "achieved/s",
+              "failed", "CPU s", "checks/CPU-s", "CPU us/check", "peak RSS", "KiB/check");
+  for (const auto& row : results) {
+    if (row.baseline) print_row(*row.baseline);
+    print_row(row.vantage);
+    if (row.blackbox) print_row(*row.blackbox);
   }
   std::printf("\n");
-  for (const auto& [v, b] : results) {
-    const double cpu_ratio = v.per_cpu_second() / b.per_cpu_second();
-    const double memory_ratio = b.kib_per_check() / v.kib_per_check();
-    std::printf("N=%-6zu checks per CPU-second vantage/blackbox %.2fx (target >= 3x: %s); memory per check "
-                "blackbox/vantage %.2fx (target >= 3x: %s)\n",
-                v.checks, cpu_ratio, cpu_ratio >= 3 ? "met" : "MISSED", memory_ratio,
-                memory_ratio >= 3 ? "met" : "MISSED");
-    for (const auto* p : {&v, &b}) {
-      if (p->achieved() < 0.9 * p->intended) {
-        std::printf("WARNING: %s at N=%zu achieved %.1f checks/s of the intended %.1f (more than 10 %% short)\n",
-                    p->tool.c_str(), p->checks, p->achieved(), p->intended);
-      }
-      if (p->failed > 0) {
-        std::printf("WARNING: %s at N=%zu: %llu checks failed in the window\n", p->tool.c_str(), p->checks,
-                    static_cast<unsigned long long>(p->failed));
-      }
+  auto warn_short = [](const Phase& p) {
+    if (p.achieved() < 0.9 * p.intended) {
+      std::printf("WARNING: %s at N=%zu achieved %.1f checks/s of the intended %.1f (more than 10 %% short)\n",
+                  p.tool.c_str(), p.checks, p.achieved(), p.intended);
     }
+    if (p.failed > 0) {
+      std::printf("WARNING: %s at N=%zu: %llu checks failed in the window\n", p.tool.c_str(), p.checks,
+                  static_cast<unsigned long long>(p.failed));
+    }
+  };
+  for (const auto& row : results) {
+    const auto& v = row.vantage;
+    if (row.baseline) {
+      const auto& base = *row.baseline;
+      std::printf("N=%-6zu CPU per check: baseline %.1f us, current %.1f us, current/baseline %.3f; peak RSS "
+                  "current/baseline %.3f\n",
+                  v.checks, base.us_per_check(), v.us_per_check(), v.us_per_check() / base.us_per_check(),
+                  static_cast<double>(v.peak_rss_kib) / static_cast<double>(base.peak_rss_kib));
+    }
+    if (row.blackbox) {
+      const auto& b = *row.blackbox;
+      const double cpu_ratio = v.per_cpu_second() / b.per_cpu_second();
+      const double memory_ratio = b.kib_per_check() / v.kib_per_check();
+      std::printf("N=%-6zu checks per CPU-second vantage/blackbox %.2fx (target >= 3x: %s); memory per check "
+                  "blackbox/vantage %.2fx (target >= 3x: %s)\n",
+                  v.checks, cpu_ratio, cpu_ratio >= 3 ? "met" : "MISSED", memory_ratio,
+                  memory_ratio >= 3 ? "met" : "MISSED");
+    }
+    if (v.checks == 10000) {
+      std::printf("N=%-6zu CPU per check vantage %.1f us (issue 13 target <= 80 us: %s)\n", v.checks,
+                  v.us_per_check(), v.us_per_check() <= 80 ? "met" : "MISSED");
+    }
+    if (row.baseline) warn_short(*row.baseline);
+    warn_short(v);
+    if (row.blackbox) warn_short(*row.blackbox);
   }
   // The fixed size of each process (its libraries, runtime, threads) weighs
   // on peak RSS / N; between two sizes it cancels out, leaving what each
   // added check costs.
   for (size_t i = 1; i < results.size(); ++i) {
-    const auto& [v0, b0] = results[i - 1];
-    const auto& [v1, b1] = results[i];
-    const double added = static_cast<double>(v1.checks) - static_cast<double>(v0.checks);
+    const auto& r0 = results[i - 1];
+    const auto& r1 = results[i];
+    const double added = static_cast<double>(r1.vantage.checks) - static_cast<double>(r0.vantage.checks);
     if (added <= 0) continue;
     auto per_added = [added](const Phase& from, const Phase& to) {
       return (static_cast<double>(to.peak_rss_kib) - static_cast<double>(from.peak_rss_kib)) / added;
     };
-    const double v_kib = per_added(v0, v1);
-    const double b_kib = per_added(b0, b1);
-    std::printf("N=%zu -> %zu: peak RSS per added check vantage %.2f KiB, blackbox %.2f KiB, blackbox/vantage %.2fx\n",
-                v0.checks, v1.checks, v_kib, b_kib, v_kib > 0 ? b_kib / v_kib : 0.0);
+    const double v_kib = per_added(r0.vantage, r1.vantage);
+    std::printf("N=%zu -> %zu: peak RSS per added check vantage %.2f KiB", r0.vantage.checks, r1.vantage.checks, v_kib);
+    if (r0.baseline && r1.baseline) std::printf(", baseline %.2f KiB", per_added(*r0.baseline, *r1.baseline));
+    if (r0.blackbox && r1.blackbox) {
+      const double b_kib = per_added(*r0.blackbox, *r1.blackbox);
+      std::printf(", blackbox %.2f KiB, blackbox/vantage %.2fx", b_kib, v_kib > 0 ? b_kib / v_kib : 0.0);
+    }
+    std::printf("\n");
   }
   return exit_code;
 }

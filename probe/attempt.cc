@@ -11,22 +11,24 @@
 #include "common/diagnosis.h"
 #include "common/failure_class.h"
 #include "common/proto_time.h"
+#include "common/text.h"
 #include "common/url.h"
+#include "probe/classifier.h"
 #include "probe/edge.h"
 
 namespace vantage::probe {
 
 namespace {
 
-// HOST:PORT:ADDRESS[:PORT2] (ADDRESS may be an IPv6 literal in brackets), for
-// the flag named `flag`; PORT2 only when `with_port`.
-std::optional<ResolveOverride> parse_override(std::string_view text, const char* flag, bool with_port,
+// HOST:PORT:ADDRESS[:PORT2] (ADDRESS may be an IPv6 literal in brackets), an
+// override of the kind `what` names; PORT2 only when `with_port`.
+std::optional<ResolveOverride> parse_override(std::string_view text, const char* what, bool with_port,
                                               std::string* error) {
   const char* form = with_port ? "HOST:PORT:ADDRESS:PORT2" : "HOST:PORT:ADDRESS";
   const auto first = text.find(':');
   const auto second = first == std::string_view::npos ? first : text.find(':', first + 1);
   if (second == std::string_view::npos) {
-    *error = fmt::format("{} \"{}\": expected {}", flag, text, form);
+    *error = fmt::format("{} \"{}\": expected {}", what, text, form);
     return std::nullopt;
   }
   ResolveOverride out;
@@ -34,7 +36,7 @@ std::optional<ResolveOverride> parse_override(std::string_view text, const char*
   std::string port_error;
   auto hp = parse_host_port(fmt::format("x:{}", text.substr(first + 1, second - first - 1)), 0, &port_error);
   if (out.host.empty() || !hp) {
-    *error = fmt::format("{} \"{}\": {}", flag, text, out.host.empty() ? "missing host" : port_error);
+    *error = fmt::format("{} \"{}\": {}", what, text, out.host.empty() ? "missing host" : port_error);
     return std::nullopt;
   }
   out.port = hp->port;
@@ -45,7 +47,7 @@ std::optional<ResolveOverride> parse_override(std::string_view text, const char*
                       ? std::nullopt
                       : parse_host_port(fmt::format("x:{}", address.substr(last + 1)), 0, &port_error);
     if (!target || target->port == 0) {
-      *error = fmt::format("{} \"{}\": expected {} (PORT2 missing or not a port)", flag, text, form);
+      *error = fmt::format("{} \"{}\": expected {} (PORT2 missing or not a port)", what, text, form);
       return std::nullopt;
     }
     out.connect_port = target->port;
@@ -53,7 +55,7 @@ std::optional<ResolveOverride> parse_override(std::string_view text, const char*
   }
   if (address.starts_with('[') && address.ends_with(']')) address = address.substr(1, address.size() - 2);
   if (address.empty()) {
-    *error = fmt::format("{} \"{}\": missing address", flag, text);
+    *error = fmt::format("{} \"{}\": missing address", what, text);
     return std::nullopt;
   }
   out.address = std::string(address);
@@ -63,56 +65,38 @@ std::optional<ResolveOverride> parse_override(std::string_view text, const char*
 }  // namespace
 
 std::optional<ResolveOverride> parse_resolve(std::string_view text, std::string* error) {
-  return parse_override(text, "--resolve", false, error);
+  return parse_override(text, "resolve override", false, error);
 }
 
 std::optional<ResolveOverride> parse_connect_to(std::string_view text, std::string* error) {
-  return parse_override(text, "--connect-to", true, error);
+  return parse_override(text, "connect-to override", true, error);
 }
 
-std::string parse_overrides(const std::vector<std::string>& resolve, const std::vector<std::string>& connect_to,
-                            std::vector<ResolveOverride>* out) {
-  std::string error;
+bool parse_overrides(const std::vector<std::string>& resolve, const std::vector<std::string>& connect_to,
+                     std::vector<ResolveOverride>* out, std::string* error) {
   for (const auto& text : resolve) {
-    auto r = parse_resolve(text, &error);
-    if (!r) return error;
+    auto r = parse_resolve(text, error);
+    if (!r) return false;
     out->push_back(*r);
   }
   for (const auto& text : connect_to) {
-    auto r = parse_connect_to(text, &error);
-    if (!r) return error;
+    auto r = parse_connect_to(text, error);
+    if (!r) return false;
     out->push_back(*r);
   }
-  return {};
+  return true;
 }
 
 LegTarget origin_target(const v1::Check& check) {
-  LegTarget target;
   std::string error;
-  auto url = parse_url(check.url(), &error);
-  const auto& origin = check.origin();
-  target.scheme = origin.scheme().empty() ? (url ? url->scheme : "http") : origin.scheme();
-  auto hp = parse_host_port(origin.address(), target.scheme == "https" ? 443 : 80, &error);
-  if (hp) {
-    target.connect_host = hp->host;
-    target.connect_port = hp->port;
-  }
-  target.host_header = origin.host().empty() ? (url ? url->host_header : "") : origin.host();
-  target.sni = origin.sni();
-  return target;
+  const auto url = parse_url(check.url(), &error);
+  return origin_target_of(check, url ? &*url : nullptr);
 }
 
 LegTarget edge_target(const v1::Check& check, const AttemptOptions& options) {
-  LegTarget target;
   std::string error;
-  if (auto url = parse_url(check.url(), &error)) {
-    for (const auto& r : options.resolve) {
-      if (r.host != url->host || r.port != url->port) continue;
-      target.connect_host = r.address;
-      if (r.connect_port != 0) target.connect_port = r.connect_port;
-    }
-  }
-  return target;
+  const auto url = parse_url(check.url(), &error);
+  return url ? edge_target_of(*url, options) : LegTarget{};
 }
 
 LegTarget keep_alive_target(const v1::Check& check, const AttemptOptions& options) {
@@ -123,35 +107,64 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::string seconds_text(std::chrono::steady_clock::duration d) {
-  return fmt::format("{:.1f} s", std::chrono::duration<double>(d).count());
+using std::chrono::steady_clock;
+
+// Why the follow-ups (`which`) are not sent at all, or empty: never sooner
+// than the 5xx's Retry-After (`wait`), and not at all when it is longer than
+// the probe waits or than the attempt has `left`.
+std::string skip_reason(const char* which, std::chrono::seconds wait, steady_clock::duration left,
+                        std::chrono::milliseconds max_wait) {
+  if (left <= steady_clock::duration::zero()) {
+    return fmt::format("{} skipped: the edge leg used the whole timeout", which);
+  }
+  if (wait <= max_wait && wait < left) return {};
+  return fmt::format("{} skipped: the edge said Retry-After {} s, more than {}", which, wait.count(),
+                     wait > max_wait ? fmt::format("the {} the probe waits", seconds_text(max_wait))
+                                     : fmt::format("the {} left of the attempt", seconds_text(left)));
+}
+
+// The JSON follow-up settles who produced the 5xx (rule 1); what it found,
+// for the diagnosis' evidence.
+asio::awaitable<std::string> json_follow_up(const LegPlan& plan, const Clock& clock, v1::LegResult& edge) {
+  const uint32_t status = edge.response().status();
+  const auto seen = co_await run_leg(plan, clock);
+  if (settle_with_json_follow_up(edge, seen)) {
+    co_return fmt::format("JSON follow-up: Cloudflare error {} {} ({})",
+                          seen.edge().edge_error_code() ? seen.edge().edge_error_code() : seen.edge().edge_code(),
+                          seen.edge().error_name(), seen.edge().error_category());
+  }
+  co_return fmt::format("JSON follow-up: no Cloudflare JSON error for {} ({}{})", status,
+                        seen.response().status() ? fmt::format("status {}", seen.response().status())
+                                                 : std::string(failure_class_name(seen.failure_class())),
+                        seen.edge().rule() == v1::EDGE_RULE_JSON ? ", another code" : "");
+}
+
+// /cdn-cgi/trace confirms the colo; what it found, for the evidence.
+asio::awaitable<std::string> trace_follow_up(const LegPlan& plan, const Clock& clock, v1::LegResult& edge) {
+  std::string body;
+  const auto seen = co_await run_leg(plan, clock, &body);
+  const auto trace = seen.failure_class() == v1::FAILURE_CLASS_OK ? parse_trace(body) : std::nullopt;
+  if (!trace) {
+    co_return fmt::format("trace follow-up: no trace ({})", seen.error().empty() ? "not a trace body" : seen.error());
+  }
+  apply_trace(*trace, edge.mutable_edge());
+  co_return fmt::format("trace follow-up: colo {}, loc {}", edge.edge().trace_colo(), edge.edge().trace_loc());
 }
 
 // The check's follow-ups after a 5xx through the edge (diagnosis.md section
 // 2), each sent at most once, after the 5xx's Retry-After and before the edge
-// leg's `deadline`: a JSON error (Accept: application/json) to settle who
-// produced the 5xx, and /cdn-cgi/trace to confirm the colo. What they find
-// goes into `edge`; the returned lines (diagnosis evidence) say what each did.
-asio::awaitable<std::vector<std::string>> follow_up(const v1::Check& check, const Clock& clock,
-                                                    const HttpLimits& attempt_limits, const LegTarget& target,
-                                                    std::chrono::steady_clock::time_point deadline,
+// leg's `deadline`, as plans derived from the edge leg's. What they find goes
+// into `edge`; the returned lines (diagnosis evidence) say what each did.
+asio::awaitable<std::vector<std::string>> follow_up(const v1::Check& check, const LegPlan& edge_plan,
+                                                    const Clock& clock, steady_clock::time_point deadline,
                                                     std::chrono::milliseconds max_wait, v1::LegResult& edge) {
   std::vector<std::string> notes;
   const char* which = check.follow_up_json() && check.follow_up_trace() ? "follow-ups (JSON, trace)"
                       : check.follow_up_json()                         ? "JSON follow-up"
                                                                        : "trace follow-up";
-  // Respect Retry-After: never sooner, and not at all when it is longer than
-  // the probe waits or than the attempt has left.
   const std::chrono::seconds wait(edge.response().retry_after_seconds());
-  const auto left = deadline - clock.steady_now();
-  if (left <= std::chrono::steady_clock::duration::zero()) {
-    notes.push_back(fmt::format("{} skipped: the edge leg used the whole timeout", which));
-    co_return notes;
-  }
-  if (wait > max_wait || wait >= left) {
-    notes.push_back(fmt::format("{} skipped: the edge said Retry-After {} s, more than {}", which, wait.count(),
-                                wait > max_wait ? fmt::format("the {} the probe waits", seconds_text(max_wait))
-                                                : fmt::format("the {} left of the attempt", seconds_text(left))));
+  if (auto skipped = skip_reason(which, wait, deadline - clock.steady_now(), max_wait); !skipped.empty()) {
+    notes.push_back(std::move(skipped));
     co_return notes;
   }
   if (wait.count() > 0) {
@@ -160,60 +173,28 @@ asio::awaitable<std::vector<std::string>> follow_up(const v1::Check& check, cons
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     notes.push_back(fmt::format("{} sent after the Retry-After of {} s", which, wait.count()));
   }
-  auto remaining = [&] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock.steady_now());
-  };
-  // Follow-ups read small bodies: an error page or a trace.
-  HttpLimits limits;
-  limits.targets = attempt_limits.targets;
-  limits.parser.max_body_bytes = 64 * 1024;
-  const uint32_t status = edge.response().status();
-
-  auto out_of_time = [&](const char* name) {
-    if (remaining().count() > 0) return false;
+  // Each follow-up gets what is left of the edge leg's time, or is skipped.
+  auto time_left = [&](const char* name) -> std::optional<std::chrono::milliseconds> {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock.steady_now());
+    if (left.count() > 0) return left;
     notes.push_back(fmt::format("{} follow-up skipped: the attempt's deadline passed", name));
-    return true;
+    return std::nullopt;
   };
-  if (check.follow_up_json() && !out_of_time("JSON")) {
-    v1::Check json = check;
-    json.set_method("GET");  // the same resource, never a repeated POST
-    (*json.mutable_headers())["Accept"] = "application/json";
-    *json.mutable_timeout() = to_duration(remaining());
-    const auto seen = co_await run_http_attempt(json, clock, limits, target);
-    if (apply_json_follow_up(seen.edge(), status, edge.mutable_edge())) {
-      edge.set_failure_class(classify_5xx(edge.edge(), status));
-      notes.push_back(fmt::format("JSON follow-up: Cloudflare error {} {} ({})", seen.edge().edge_error_code()
-                                      ? seen.edge().edge_error_code() : seen.edge().edge_code(),
-                                  seen.edge().error_name(), seen.edge().error_category()));
-    } else {
-      notes.push_back(fmt::format("JSON follow-up: no Cloudflare JSON error for {} ({}{})", status,
-                                  seen.response().status() ? fmt::format("status {}", seen.response().status())
-                                                           : std::string(failure_class_name(seen.failure_class())),
-                                  seen.edge().rule() == v1::EDGE_RULE_JSON ? ", another code" : ""));
-    }
+  if (auto left = check.follow_up_json() ? time_left("JSON") : std::nullopt) {
+    const auto plan = json_follow_up_plan(edge_plan, *left);
+    notes.push_back(co_await json_follow_up(plan, clock, edge));
   }
-  if (check.follow_up_trace() && !out_of_time("trace")) {
-    std::string error;
-    const auto url = parse_url(check.url(), &error);
-    v1::Check trace_check = check;
-    trace_check.set_method("GET");
-    trace_check.set_url(fmt::format("{}://{}/cdn-cgi/trace", url ? url->scheme : "http", url ? url->host_header : ""));
-    trace_check.clear_expected_status();
-    auto* ok = trace_check.add_expected_status();
-    ok->set_min(200);
-    ok->set_max(200);
-    *trace_check.mutable_timeout() = to_duration(remaining());
-    std::string body;
-    const auto seen = co_await run_http_attempt(trace_check, clock, limits, target, &body);
-    const auto trace = seen.failure_class() == v1::FAILURE_CLASS_OK ? parse_trace(body) : std::nullopt;
-    if (trace) {
-      apply_trace(*trace, edge.mutable_edge());
-      notes.push_back(fmt::format("trace follow-up: colo {}, loc {}", edge.edge().trace_colo(), edge.edge().trace_loc()));
-    } else {
-      notes.push_back(fmt::format("trace follow-up: no trace ({})", seen.error().empty() ? "not a trace body" : seen.error()));
-    }
+  if (auto left = check.follow_up_trace() ? time_left("trace") : std::nullopt) {
+    const auto plan = trace_follow_up_plan(edge_plan, *left);
+    notes.push_back(co_await trace_follow_up(plan, clock, edge));
   }
   co_return notes;
+}
+
+bool wants_follow_up(const v1::Check& check, const v1::LegResult& edge) {
+  const auto status = edge.response().status();
+  return edge.failure_class() != v1::FAILURE_CLASS_OK && status >= 500 && status <= 599 &&
+         edge.edge().via_cloudflare() && (check.follow_up_json() || check.follow_up_trace());
 }
 
 }  // namespace
@@ -225,23 +206,22 @@ boost::asio::awaitable<v1::CheckResult> run_attempt(const v1::Check& check, cons
   result.set_check_version(check.version());
   *result.mutable_start_time() = to_timestamp(clock.now());
 
-  const auto target = edge_target(check, options);
-  const auto edge_deadline = clock.steady_now() + to_millis(check.timeout());
-  *result.mutable_edge() = co_await run_http_attempt(check, clock, limits, target);
-  const bool edge_failed = result.edge().failure_class() != v1::FAILURE_CLASS_OK;
+  const auto plan = plan_attempt(check, limits, options);
+  const auto edge_deadline = clock.steady_now() + plan.edge.timeout;
+  auto& edge = *result.mutable_edge();
+  edge = co_await run_leg(plan.edge, clock);
+  const bool edge_failed = edge.failure_class() != v1::FAILURE_CLASS_OK;
   std::vector<std::string> follow_up_notes;
-  const auto status = result.edge().response().status();
-  if (edge_failed && status >= 500 && status <= 599 && result.edge().edge().via_cloudflare() &&
-      (check.follow_up_json() || check.follow_up_trace())) {
-    follow_up_notes = co_await follow_up(check, clock, limits, target, edge_deadline, options.follow_up_max_wait,
-                                         *result.mutable_edge());
+  if (wants_follow_up(check, edge)) {
+    follow_up_notes = co_await follow_up(check, plan.edge, clock, edge_deadline, options.follow_up_max_wait, edge);
   }
-  if (!check.origin().address().empty() && (edge_failed || options.origin_always)) {
-    *result.mutable_origin() = co_await run_http_attempt(check, clock, limits, origin_target(check));
+  if (plan.origin && (edge_failed || options.origin_always)) {
+    *result.mutable_origin() = co_await run_leg(*plan.origin, clock);
+    settle_with_origin(edge, result.origin());
   }
   const bool origin_failed = result.has_origin() && result.origin().failure_class() != v1::FAILURE_CLASS_OK;
   if (edge_failed || origin_failed) {
-    *result.mutable_diagnosis() = diagnose(result.edge(), result.has_origin() ? &result.origin() : nullptr);
+    *result.mutable_diagnosis() = diagnose(edge, result.has_origin() ? &result.origin() : nullptr);
     for (auto& note : follow_up_notes) result.mutable_diagnosis()->add_evidence(std::move(note));
   }
   co_return result;

@@ -60,6 +60,84 @@ struct Channel {
   }
 };
 
+// A socket c-ares asks to be watched, and for what.
+struct Watched {
+  ares_socket_t socket;
+  bool read, write;
+};
+
+std::vector<Watched> watched_sockets(ares_channel channel) {
+  ares_socket_t sockets[ARES_GETSOCK_MAXNUM];
+  const int bits = ares_getsock(channel, sockets, ARES_GETSOCK_MAXNUM);
+  std::vector<Watched> watched;
+  for (int i = 0; i < ARES_GETSOCK_MAXNUM; ++i) {
+    const bool read = ARES_GETSOCK_READABLE(bits, i), write = ARES_GETSOCK_WRITABLE(bits, i);
+    if (read || write) watched.push_back({sockets[i], read, write});
+  }
+  return watched;
+}
+
+// c-ares's next timeout, at most `left`.
+std::chrono::microseconds next_timeout(ares_channel channel, std::chrono::microseconds left) {
+  timeval max_wait{};
+  max_wait.tv_sec = static_cast<time_t>(left.count() / 1'000'000);
+  max_wait.tv_usec = static_cast<suseconds_t>(left.count() % 1'000'000);
+  timeval wait{};
+  timeval* chosen = ares_timeout(channel, &max_wait, &wait);
+  return std::chrono::seconds(chosen->tv_sec) + std::chrono::microseconds(chosen->tv_usec);
+}
+
+// One turn of c-ares's event loop: waits for a watched socket to turn ready
+// (or for c-ares's next timeout, at most `left`), then lets c-ares process.
+// c-ares's sockets: UDP, and TCP when an answer came back truncated (TC) or
+// was too long for UDP. A TCP socket first wants to be writable (its connect,
+// then the query), so every socket is watched for what c-ares asks of it,
+// read and write; watching only one readable socket left a TCP retry waiting
+// forever.
+asio::awaitable<void> process_once(ares_channel channel, const std::shared_ptr<asio::steady_timer>& timer,
+                                   std::chrono::microseconds left) {
+  const auto executor = co_await asio::this_coro::executor;
+  const auto watched = watched_sockets(channel);
+  timer->expires_after(next_timeout(channel, left));
+  // Which sockets turned ready; shared with the wait handlers, which may
+  // run (cancelled) after this turn of the loop.
+  struct Ready {
+    std::vector<bool> read, write;
+    bool any = false;
+  };
+  auto ready = std::make_shared<Ready>();
+  ready->read.resize(watched.size());
+  ready->write.resize(watched.size());
+  std::vector<std::unique_ptr<asio::posix::stream_descriptor>> descriptors;
+  for (size_t i = 0; i < watched.size(); ++i) {
+    // Borrowed: released below, c-ares owns the socket.
+    auto& descriptor = *descriptors.emplace_back(std::make_unique<asio::posix::stream_descriptor>(executor, watched[i].socket));
+    auto on_ready = [ready, i, timer](bool write) {
+      return [ready, i, write, timer](const boost::system::error_code& ec) {
+        if (ec) return;  // cancelled: the loop has moved on
+        (write ? ready->write : ready->read)[i] = true;
+        if (!ready->any) timer->cancel();
+        ready->any = true;
+      };
+    };
+    if (watched[i].read) descriptor.async_wait(asio::posix::descriptor_base::wait_read, on_ready(false));
+    if (watched[i].write) descriptor.async_wait(asio::posix::descriptor_base::wait_write, on_ready(true));
+  }
+  boost::system::error_code ignored;
+  co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  // Releasing a descriptor ends its pending waits (operation_aborted)
+  // without closing the socket.
+  for (auto& descriptor : descriptors) descriptor->release();
+  bool processed = false;
+  for (size_t i = 0; i < watched.size(); ++i) {
+    if (!ready->read[i] && !ready->write[i]) continue;
+    processed = true;
+    ares_process_fd(channel, ready->read[i] ? watched[i].socket : ARES_SOCKET_BAD,
+                    ready->write[i] ? watched[i].socket : ARES_SOCKET_BAD);
+  }
+  if (!processed) ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
+}
+
 }  // namespace
 
 asio::awaitable<DnsAnswer> resolve_host(const std::string& host, std::chrono::milliseconds timeout,
@@ -69,7 +147,6 @@ asio::awaitable<DnsAnswer> resolve_host(const std::string& host, std::chrono::mi
   if (!literal_error) co_return DnsAnswer{{literal}, {}, false};
 
   init_library();
-  auto executor = co_await asio::this_coro::executor;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto query = std::make_shared<Query>();
   Channel channel;
@@ -86,13 +163,8 @@ asio::awaitable<DnsAnswer> resolve_host(const std::string& host, std::chrono::mi
   hints.ai_family = AF_UNSPEC;
   ares_getaddrinfo(channel.channel, host.c_str(), nullptr, &hints, on_answer, query.get());
 
-  // c-ares's sockets: UDP, and TCP when an answer came back truncated (TC)
-  // or was too long for UDP. A TCP socket first wants to be writable (its
-  // connect, then the query), so every socket is watched for what c-ares
-  // asks of it, read and write; watching only one readable socket left a
-  // TCP retry waiting forever.
   // Shared with the wait handlers, which may complete after this coroutine.
-  const auto timer = std::make_shared<asio::steady_timer>(executor);
+  const auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
   while (!query->done) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
@@ -100,62 +172,7 @@ asio::awaitable<DnsAnswer> resolve_host(const std::string& host, std::chrono::mi
       query->answer.error = "timed out";
       break;
     }
-    ares_socket_t sockets[ARES_GETSOCK_MAXNUM];
-    const int bits = ares_getsock(channel.channel, sockets, ARES_GETSOCK_MAXNUM);
-    struct Watched {
-      ares_socket_t socket;
-      bool read, write;
-    };
-    std::vector<Watched> watched;
-    for (int i = 0; i < ARES_GETSOCK_MAXNUM; ++i) {
-      const bool read = ARES_GETSOCK_READABLE(bits, i), write = ARES_GETSOCK_WRITABLE(bits, i);
-      if (read || write) watched.push_back({sockets[i], read, write});
-    }
-    // Wake on a socket turning ready, or on c-ares's next timeout.
-    timeval max_wait{};
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now);
-    max_wait.tv_sec = static_cast<time_t>(left.count() / 1'000'000);
-    max_wait.tv_usec = static_cast<suseconds_t>(left.count() % 1'000'000);
-    timeval wait{};
-    timeval* chosen = ares_timeout(channel.channel, &max_wait, &wait);
-    timer->expires_after(std::chrono::seconds(chosen->tv_sec) + std::chrono::microseconds(chosen->tv_usec));
-    // Which sockets turned ready; shared with the wait handlers, which may
-    // run (cancelled) after this turn of the loop.
-    struct Ready {
-      std::vector<bool> read, write;
-      bool any = false;
-    };
-    auto ready = std::make_shared<Ready>();
-    ready->read.resize(watched.size());
-    ready->write.resize(watched.size());
-    std::vector<std::unique_ptr<asio::posix::stream_descriptor>> descriptors;
-    for (size_t i = 0; i < watched.size(); ++i) {
-      // Borrowed: released below, c-ares owns the socket.
-      auto& descriptor = *descriptors.emplace_back(std::make_unique<asio::posix::stream_descriptor>(executor, watched[i].socket));
-      auto on_ready = [ready, i, timer](bool write) {
-        return [ready, i, write, timer](const boost::system::error_code& ec) {
-          if (ec) return;  // cancelled: the loop has moved on
-          (write ? ready->write : ready->read)[i] = true;
-          if (!ready->any) timer->cancel();
-          ready->any = true;
-        };
-      };
-      if (watched[i].read) descriptor.async_wait(asio::posix::descriptor_base::wait_read, on_ready(false));
-      if (watched[i].write) descriptor.async_wait(asio::posix::descriptor_base::wait_write, on_ready(true));
-    }
-    boost::system::error_code ignored;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    // Releasing a descriptor ends its pending waits (operation_aborted)
-    // without closing the socket.
-    for (auto& descriptor : descriptors) descriptor->release();
-    bool processed = false;
-    for (size_t i = 0; i < watched.size(); ++i) {
-      if (!ready->read[i] && !ready->write[i]) continue;
-      processed = true;
-      ares_process_fd(channel.channel, ready->read[i] ? watched[i].socket : ARES_SOCKET_BAD,
-                      ready->write[i] ? watched[i].socket : ARES_SOCKET_BAD);
-    }
-    if (!processed) ares_process_fd(channel.channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
+    co_await process_once(channel.channel, timer, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
   }
   DnsAnswer answer = std::move(query->answer);
   co_return answer;
@@ -170,7 +187,8 @@ std::string refused_target(const asio::ip::address& address, bool literal, bool 
   if (unspecified) return address.to_string() + " is an unspecified address: a connection to it reaches the probe's own host";
   if (literal) return {};
   if (judged.is_loopback() && !allow_loopback) {
-    return address.to_string() + " is a loopback address (the probe's own host); allowed only with --allow-loopback-targets";
+    return address.to_string() +
+           " is a loopback address (the probe's own host): this probe does not allow loopback targets";
   }
   const bool link_local = judged.is_v4() ? (judged.to_v4().to_uint() >> 16) == 0xA9FE : judged.to_v6().is_link_local();
   if (link_local) return address.to_string() + " is a link-local address (e.g. a cloud metadata service)";

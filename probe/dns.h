@@ -27,10 +27,10 @@ boost::asio::awaitable<DnsAnswer> resolve_host(const std::string& host, std::chr
 // - the unspecified address (0.0.0.0/8, ::) never: a connection to it reaches
 //   the probe's own host, and a "site" there would look healthy;
 // - loopback (127.0.0.0/8, ::1) only with `allow_loopback`
-//   (--allow-loopback-targets: tests and labs on this machine);
+//   (TargetRules::allow_loopback: tests and labs on this machine);
 // - link-local (169.254.0.0/16, fe80::/10: cloud metadata services) never.
-// An address `literal` (in the URL, an origin address, --resolve or
-// --connect-to) was written by whoever configured the check: that is consent
+// An address `literal` (in the URL, an origin address, a resolve or
+// connect-to override) was written by whoever configured the check: that is consent
 // for loopback and link-local, but not for the unspecified address.
 // IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
 std::string refused_target(const boost::asio::ip::address& address, bool literal, bool allow_loopback);

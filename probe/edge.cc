@@ -24,26 +24,11 @@ constexpr size_t kTextLimit = 128;
 // A trace's loc is a country code; a little room for what else may come.
 constexpr size_t kLocBytes = 16;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 bool is_hex(char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(),
-                    [](char x, char y) { return to_lower(x) == to_lower(y); });
-}
-
 // Digits only (no sign, no spaces), value <= max.
 std::optional<uint32_t> parse_uint(std::string_view s, uint32_t max) {
   if (s.empty() || s.size() > 10) return std::nullopt;
@@ -79,8 +64,8 @@ void set_codes(uint32_t code, uint32_t status, v1::EdgeEvidence* evidence) {
 }
 
 bool is_json_content_type(std::string_view content_type) {
-  auto media = trim(content_type.substr(0, content_type.find(';')));
-  return iequals(media, "application/json") || iequals(media, "application/problem+json");
+  auto media = trim_ascii(content_type.substr(0, content_type.find(';')));
+  return iequals_ascii(media, "application/json") || iequals_ascii(media, "application/problem+json");
 }
 
 // A JSON number or a string of digits (seen both ways in the wild).
@@ -92,7 +77,7 @@ std::optional<uint32_t> json_uint(const nlohmann::json& value) {
     auto v = value.get<int64_t>();
     if (v >= 0 && v <= INT32_MAX) return static_cast<uint32_t>(v);
   } else if (value.is_string()) {
-    return parse_uint(trim(value.get_ref<const std::string&>()), UINT32_MAX);
+    return parse_uint(trim_ascii(value.get_ref<const std::string&>()), UINT32_MAX);
   }
   return std::nullopt;
 }
@@ -197,9 +182,9 @@ bool match_template(const EdgeResponse& response, std::string_view html,
 // Rule 3: the whole body is "error code: NNN".
 bool match_compact(const EdgeResponse& response, v1::EdgeEvidence* evidence) {
   constexpr std::string_view kPrefix = "error code:";
-  auto body = trim(response.body);
+  auto body = trim_ascii(response.body);
   if (body.size() > kPrefix.size() + 16 || !body.starts_with(kPrefix)) return false;
-  auto code = parse_uint(trim(body.substr(kPrefix.size())), 9'999);
+  auto code = parse_uint(trim_ascii(body.substr(kPrefix.size())), 9'999);
   if (!code || *code < 100) return false;
 
   evidence->set_rule(v1::EDGE_RULE_COMPACT);
@@ -219,12 +204,6 @@ bool match_unbranded(const EdgeResponse& response, std::string_view html,
   evidence->set_edge_generated(true);
   evidence->set_edge_code(response.status);
   return true;
-}
-
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), to_lower);
-  return out;
 }
 
 }  // namespace
@@ -248,7 +227,7 @@ std::optional<AddressRanges> AddressRanges::parse(std::string_view text, std::st
     size_t eol = text.find('\n');
     auto raw = text.substr(0, eol);
     text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
-    auto line = trim(raw.substr(0, raw.find('#')));
+    auto line = trim_ascii(raw.substr(0, raw.find('#')));
     if (line.empty()) continue;
 
     size_t slash = line.find('/');
@@ -313,7 +292,7 @@ bool AddressRanges::contains(const boost::asio::ip::address& address) const {
 // cf-ray
 
 std::optional<CfRay> parse_cf_ray(std::string_view value) {
-  value = trim(value);
+  value = trim_ascii(value);
   size_t dash = value.rfind('-');
   if (dash == std::string_view::npos) return std::nullopt;
   auto id = value.substr(0, dash);
@@ -382,7 +361,7 @@ bool apply_json_follow_up(const v1::EdgeEvidence& follow_up, uint32_t status, v1
 }
 
 std::optional<uint32_t> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now) {
-  value = trim(value);
+  value = trim_ascii(value);
   if (auto seconds = parse_uint(value, UINT32_MAX)) return seconds;
   if (value.empty() || value.size() > 64) return std::nullopt;
   const std::string text(value);
@@ -417,7 +396,7 @@ std::optional<Trace> parse_trace(std::string_view body) {
   Trace trace;
   while (!body.empty()) {
     size_t eol = body.find('\n');
-    auto line = trim(body.substr(0, eol));
+    auto line = trim_ascii(body.substr(0, eol));
     body.remove_prefix(eol == std::string_view::npos ? body.size() : eol + 1);
     size_t eq = line.find('=');
     if (eq == 0 || eq == std::string_view::npos || eq > kMaxKey) continue;

@@ -108,7 +108,7 @@ std::optional<uint32_t> parse_retry_after(std::string_view value, std::chrono::s
 //   for rule 5 (a 52x/530 status with no markers): 52x is Cloudflare's own
 //   vocabulary, usually behind a custom error page, and edge_error carries the
 //   code the diagnosis table keys on; edge_generated stays false and the rule
-//   says the origin leg has the last word;
+//   says the origin leg has the last word (classifier.h settle_with_origin);
 // - FAILURE_CLASS_ORIGIN_5XX when the origin did: passed through (rule 6) or a
 //   branded 502/504 with the host box in error (rule 2, edge_generated false).
 // FAILURE_CLASS_UNSPECIFIED when `status` is not a 5xx: not this function's call.

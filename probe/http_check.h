@@ -13,46 +13,20 @@
 #include <string>
 
 #include "common/clock.h"
+#include "probe/classifier.h"
 #include "probe/http_parser.h"
+#include "probe/plan.h"
 #include "vantage/v1/types.pb.h"
 
 namespace vantage::probe {
 
-// Which addresses a leg may connect to (dns.h refused_target) and who
-// resolves names.
-struct TargetRules {
-  // --allow-loopback-targets: a name may resolve to this host's loopback
-  // addresses (tests and the fault lab on this machine). Address literals are
-  // always allowed except the unspecified address.
-  bool allow_loopback = false;
-  // "ip:port,..." instead of the system's resolvers (tests); empty: the system's.
-  std::string dns_servers;
-};
+// Runs one leg as `plan` says; the plan's timeout bounds it. `body`, when
+// given, receives the body read (at most the parser's body cap) of a complete
+// response. `plan` outlives the leg (the caller awaits it). Never throws.
+boost::asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, std::string* body = nullptr);
 
-struct HttpLimits {
-  // Header bytes and count are today's Cloudflare limits, body bytes what is
-  // read at most (the rest is not downloaded): settings, never constants.
-  HttpParserLimits parser;
-  // A successful response whose header block passes this share of the limit
-  // is headers_near_limit: the 520 before it happens.
-  double near_limit_share = 0.75;
-  TargetRules targets;
-};
-
-// Where one leg connects, when not simply where the URL points: the origin
-// leg (straight at the origin, with the URL's Host header), or curl-like
-// --resolve. Empty fields keep the URL's.
-struct LegTarget {
-  std::string connect_host;  // an address or a name to resolve
-  uint16_t connect_port = 0;
-  std::string host_header;
-  std::string scheme;
-  std::string sni;  // TLS server name (and name verified); default: the Host header's host
-};
-
-// Runs the check once; the check's timeout bounds the whole attempt.
-// `body`, when given, receives the body read (at most the parser's body cap)
-// of a complete response. Never throws.
+// Runs the check once (plan_leg, then run_leg); the check's timeout bounds the
+// whole attempt. `body` as for run_leg. Never throws.
 //
 // Everything the site (or its DNS) sends is untrusted: the text kept from it
 // (headers, parser and TLS errors, the error line) is valid UTF-8 and bounded
@@ -60,7 +34,7 @@ struct LegTarget {
 // "other", refused addresses (refused_target) are a dns_failure, and a
 // request whose method, target, Host or header would put CR, LF or NUL (or a
 // header name that is not a token) on the wire is never sent: the attempt
-// fails first, with FAILURE_CLASS_UNSPECIFIED like a bad URL.
+// fails first, with FAILURE_CLASS_INVALID_CHECK like a bad URL.
 boost::asio::awaitable<v1::LegResult> run_http_attempt(const v1::Check& check, const Clock& clock,
                                                        HttpLimits limits, LegTarget target = {},
                                                        std::string* body = nullptr);
@@ -107,8 +81,5 @@ struct KeepAliveOptions {
 // not be made says why in `error`. Never throws.
 boost::asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& check, const Clock& clock,
                                                                     LegTarget target, KeepAliveOptions options);
-
-// Whether `status` is in the check's expected set.
-bool status_expected(const v1::Check& check, uint32_t status);
 
 }  // namespace vantage::probe

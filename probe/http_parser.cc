@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "common/text.h"
+
 namespace vantage::probe {
 namespace {
 
@@ -33,13 +35,6 @@ int hex_value(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return to_lower(x) == to_lower(y); });
 }
 
 size_t leading_ows(std::string_view s) { return std::min(s.find_first_not_of(" \t"), s.size()); }
@@ -79,7 +74,7 @@ ResponseParser::ResponseParser(HttpParserLimits limits, bool head_request)
 
 std::optional<std::string_view> ResponseParser::header(std::string_view name) const {
   for (const auto& [field_name, value] : headers_) {
-    if (iequals(field_name, name)) return value;
+    if (iequals_ascii(field_name, name)) return value;
   }
   return std::nullopt;
 }
@@ -232,38 +227,20 @@ void ResponseParser::status_line_byte(char c) {
 }
 
 void ResponseParser::field_line_byte(char c, bool trailer) {
-  // Trailers share the field syntax, but a bad trailer means the chunked
-  // framing is broken, not the head.
-  const auto failure_class = trailer ? v1::FAILURE_CLASS_BAD_FRAMING : v1::FAILURE_CLASS_MALFORMED_HEADER;
-  const std::string kind = trailer ? "trailer" : "header";
-  const auto name_so_far = [&] {
-    const auto colon = line_.find(':');
-    return quoted(colon == std::string::npos ? std::string_view(line_) : std::string_view(line_).substr(0, colon));
-  };
-
   if (line_cr_) {
-    if (c != '\n') {
-      fail(failure_class, kind + " line " + name_so_far() + " has a CR not followed by LF", bytes_received_ - 1);
-      return;
-    }
-    if (line_.empty()) {
-      if (trailer) {
-        complete();
-      } else {
-        head_complete_line();
-      }
-      return;
-    }
-    field_line_complete();
+    field_line_end(c, trailer);
     return;
   }
+  const auto failure_class = field_failure_class(trailer);
+  const std::string_view kind = trailer ? "trailer" : "header";
   if (c == '\n') {
-    fail_here(failure_class, kind + " line " + name_so_far() + " ends with a bare LF; CRLF is required");
+    fail_here(failure_class,
+              std::string(kind) + " line " + quoted_field_name() + " ends with a bare LF; CRLF is required");
     return;
   }
   if (c == '\r') {
     if (!line_.empty() && !line_colon_) {
-      fail_here(failure_class, kind + " line " + quoted(line_) + " has no colon");
+      fail_here(failure_class, std::string(kind) + " line " + quoted(line_) + " has no colon");
       return;
     }
     line_cr_ = true;
@@ -271,29 +248,68 @@ void ResponseParser::field_line_byte(char c, bool trailer) {
   }
   if (line_.empty() && is_ows(c)) {
     const std::string previous = trailer || headers_.empty() ? std::string() : " (after " + quoted(headers_.back().first) + ")";
-    fail_here(failure_class, kind + " line starts with whitespace" + previous +
+    fail_here(failure_class, std::string(kind) + " line starts with whitespace" + previous +
                                  ": obsolete line folding is not allowed");
     return;
   }
   if (!line_colon_) {
-    if (c == ':') {
-      if (line_.empty()) {
-        fail_here(failure_class, kind + " line has an empty field name");
-        return;
-      }
-      line_colon_ = true;
-    } else if (is_ows(c)) {
-      fail_here(failure_class, "whitespace between " + kind + " name " + quoted(line_) + " and its colon");
-      return;
-    } else if (!is_tchar(c)) {
-      fail_here(failure_class, "invalid byte " + byte_name(c) + " in " + kind + " name " + quoted(line_));
-      return;
-    }
+    if (!field_name_byte(c, trailer)) return;
   } else if (is_forbidden_ctl(c)) {
-    fail_here(failure_class, "control character " + byte_name(c) + " in the value of " + kind + " " + name_so_far());
+    fail_here(failure_class,
+              "control character " + byte_name(c) + " in the value of " + std::string(kind) + " " + quoted_field_name());
     return;
   }
   line_.push_back(c);
+}
+
+// Trailers share the field syntax, but a bad trailer means the chunked
+// framing is broken, not the head.
+v1::FailureClass ResponseParser::field_failure_class(bool trailer) {
+  return trailer ? v1::FAILURE_CLASS_BAD_FRAMING : v1::FAILURE_CLASS_MALFORMED_HEADER;
+}
+
+// The field line's name as far as it goes, quoted for a message.
+std::string ResponseParser::quoted_field_name() const {
+  const auto colon = line_.find(':');
+  return quoted(colon == std::string::npos ? std::string_view(line_) : std::string_view(line_).substr(0, colon));
+}
+
+// The LF after a field line's CR: the end of the line, or of the head (or
+// trailers) when the line is empty.
+void ResponseParser::field_line_end(char c, bool trailer) {
+  if (c != '\n') {
+    fail(field_failure_class(trailer),
+         std::string(trailer ? "trailer" : "header") + " line " + quoted_field_name() + " has a CR not followed by LF",
+         bytes_received_ - 1);
+    return;
+  }
+  if (!line_.empty()) {
+    field_line_complete();
+  } else if (trailer) {
+    complete();
+  } else {
+    head_complete_line();
+  }
+}
+
+// A byte of a field name (before the colon). False when it failed the parse.
+bool ResponseParser::field_name_byte(char c, bool trailer) {
+  const auto failure_class = field_failure_class(trailer);
+  const std::string_view kind = trailer ? "trailer" : "header";
+  if (c == ':') {
+    if (line_.empty()) {
+      fail_here(failure_class, std::string(kind) + " line has an empty field name");
+      return false;
+    }
+    line_colon_ = true;
+  } else if (is_ows(c)) {
+    fail_here(failure_class, "whitespace between " + std::string(kind) + " name " + quoted(line_) + " and its colon");
+    return false;
+  } else if (!is_tchar(c)) {
+    fail_here(failure_class, "invalid byte " + byte_name(c) + " in " + std::string(kind) + " name " + quoted(line_));
+    return false;
+  }
+  return true;
 }
 
 void ResponseParser::field_line_complete() {
@@ -312,9 +328,9 @@ void ResponseParser::field_line_complete() {
       return;
     }
     const std::string_view name = std::string_view(line_).substr(0, colon);
-    if (iequals(name, "set-cookie")) ++set_cookie_count_;
-    if (iequals(name, "content-length")) check_content_length(value, value_offset);
-    if (iequals(name, "transfer-encoding")) check_transfer_encoding(value, value_offset);
+    if (iequals_ascii(name, "set-cookie")) ++set_cookie_count_;
+    if (iequals_ascii(name, "content-length")) check_content_length(value, value_offset);
+    if (iequals_ascii(name, "transfer-encoding")) check_transfer_encoding(value, value_offset);
     if (state_ == State::kError) return;
     headers_.emplace_back(std::string(name), std::string(value));
   }
@@ -388,7 +404,7 @@ void ResponseParser::check_transfer_encoding(std::string_view value, uint64_t va
         return;
       }
       final_coding_.clear();
-      for (char c : coding) final_coding_ += to_lower(c);
+      for (char c : coding) final_coding_ += ascii_lower(c);
       any_coding = true;
     }
     start = comma + 1;
@@ -474,90 +490,99 @@ size_t ResponseParser::take_body(std::string_view bytes, uint64_t available_in_f
 }
 
 void ResponseParser::chunk_byte(char c) {
-  constexpr auto kClass = v1::FAILURE_CLASS_BAD_FRAMING;
   if (phase_ == Phase::kChunkDataCr || phase_ == Phase::kChunkDataLf) {
-    const char expected = phase_ == Phase::kChunkDataCr ? '\r' : '\n';
-    if (c != expected) {
-      fail_here(kClass, "chunk data is not followed by CRLF (got " + byte_name(c) +
-                            "); the chunk is longer than its size says");
-      return;
-    }
-    if (phase_ == Phase::kChunkDataCr) {
-      phase_ = Phase::kChunkDataLf;
-    } else {
-      phase_ = Phase::kChunkSize;
-      chunk_size_ = 0;
-      chunk_size_digits_ = 0;
-      chunk_line_bytes_ = 0;
-    }
+    chunk_data_end_byte(c);
     return;
   }
-
   if (++chunk_line_bytes_ > kMaxChunkLineBytes) {
-    fail_here(kClass, "chunk-size line is longer than " + std::to_string(kMaxChunkLineBytes) + " bytes");
+    fail_here(v1::FAILURE_CLASS_BAD_FRAMING,
+              "chunk-size line is longer than " + std::to_string(kMaxChunkLineBytes) + " bytes");
     return;
   }
   switch (phase_) {
-    case Phase::kChunkSize: {
-      const int digit = hex_value(c);
-      if (digit >= 0) {
-        if (chunk_size_ > (std::numeric_limits<uint64_t>::max() >> 4)) {
-          fail_here(kClass, "chunk size overflows 64 bits");
-          return;
-        }
-        chunk_size_ = (chunk_size_ << 4) | static_cast<uint64_t>(digit);
-        ++chunk_size_digits_;
-      } else if (chunk_size_digits_ == 0) {
-        fail_here(kClass, "chunk size must start with a hex digit, got " + byte_name(c));
-      } else if (c == ';') {
-        phase_ = Phase::kChunkExt;
-      } else if (is_ows(c)) {
-        phase_ = Phase::kChunkSizeSpace;
-      } else if (c == '\r') {
-        phase_ = Phase::kChunkSizeLf;
-      } else {
-        fail_here(kClass, "invalid byte " + byte_name(c) + " after chunk size");
-      }
-      return;
-    }
+    case Phase::kChunkSize: chunk_size_byte(c); return;
     case Phase::kChunkSizeSpace:
       // Whitespace after the size is allowed only before an extension.
       if (c == ';') {
         phase_ = Phase::kChunkExt;
       } else if (!is_ows(c)) {
-        fail_here(kClass, "invalid byte " + byte_name(c) + " after chunk size");
+        fail_here(v1::FAILURE_CLASS_BAD_FRAMING, "invalid byte " + byte_name(c) + " after chunk size");
       }
       return;
     case Phase::kChunkExt:
       if (c == '\r') {
         phase_ = Phase::kChunkSizeLf;
       } else if (is_forbidden_ctl(c)) {
-        fail_here(kClass, "control character " + byte_name(c) + " in a chunk extension");
+        fail_here(v1::FAILURE_CLASS_BAD_FRAMING, "control character " + byte_name(c) + " in a chunk extension");
       }
       return;
-    case Phase::kChunkSizeLf:
-      if (c != '\n') {
-        fail(kClass, "chunk-size line has a CR not followed by LF", bytes_received_ - 1);
-        return;
-      }
-      if (chunk_size_ == 0) {
-        phase_ = Phase::kTrailerLine;
-        line_.clear();
-        line_cr_ = false;
-        line_colon_ = false;
-        line_offset_ = bytes_received_ + 1;
-        trailer_bytes_ = 0;
-        return;
-      }
-      frame_remaining_ = chunk_size_;
-      phase_ = Phase::kChunkData;
-      if (body_.size() >= limits_.max_body_bytes) {
-        body_capped_ = true;
-        complete();
-      }
+    case Phase::kChunkSizeLf: chunk_size_line_end(c); return;
+    default: return;
+  }
+}
+
+// The CRLF after a chunk's data.
+void ResponseParser::chunk_data_end_byte(char c) {
+  const char expected = phase_ == Phase::kChunkDataCr ? '\r' : '\n';
+  if (c != expected) {
+    fail_here(v1::FAILURE_CLASS_BAD_FRAMING, "chunk data is not followed by CRLF (got " + byte_name(c) +
+                                                 "); the chunk is longer than its size says");
+    return;
+  }
+  if (phase_ == Phase::kChunkDataCr) {
+    phase_ = Phase::kChunkDataLf;
+    return;
+  }
+  phase_ = Phase::kChunkSize;
+  chunk_size_ = 0;
+  chunk_size_digits_ = 0;
+  chunk_line_bytes_ = 0;
+}
+
+void ResponseParser::chunk_size_byte(char c) {
+  constexpr auto kClass = v1::FAILURE_CLASS_BAD_FRAMING;
+  const int digit = hex_value(c);
+  if (digit >= 0) {
+    if (chunk_size_ > (std::numeric_limits<uint64_t>::max() >> 4)) {
+      fail_here(kClass, "chunk size overflows 64 bits");
       return;
-    default:
-      return;
+    }
+    chunk_size_ = (chunk_size_ << 4) | static_cast<uint64_t>(digit);
+    ++chunk_size_digits_;
+  } else if (chunk_size_digits_ == 0) {
+    fail_here(kClass, "chunk size must start with a hex digit, got " + byte_name(c));
+  } else if (c == ';') {
+    phase_ = Phase::kChunkExt;
+  } else if (is_ows(c)) {
+    phase_ = Phase::kChunkSizeSpace;
+  } else if (c == '\r') {
+    phase_ = Phase::kChunkSizeLf;
+  } else {
+    fail_here(kClass, "invalid byte " + byte_name(c) + " after chunk size");
+  }
+}
+
+// The LF ending a chunk-size line: the chunk's data, or the trailers after
+// the last chunk.
+void ResponseParser::chunk_size_line_end(char c) {
+  if (c != '\n') {
+    fail(v1::FAILURE_CLASS_BAD_FRAMING, "chunk-size line has a CR not followed by LF", bytes_received_ - 1);
+    return;
+  }
+  if (chunk_size_ == 0) {
+    phase_ = Phase::kTrailerLine;
+    line_.clear();
+    line_cr_ = false;
+    line_colon_ = false;
+    line_offset_ = bytes_received_ + 1;
+    trailer_bytes_ = 0;
+    return;
+  }
+  frame_remaining_ = chunk_size_;
+  phase_ = Phase::kChunkData;
+  if (body_.size() >= limits_.max_body_bytes) {
+    body_capped_ = true;
+    complete();
   }
 }
 

@@ -107,9 +107,16 @@ class ResponseParser {
   size_t step(std::string_view bytes);
   void status_line_byte(char c);
   void field_line_byte(char c, bool trailer);
+  void field_line_end(char c, bool trailer);
+  bool field_name_byte(char c, bool trailer);
+  static v1::FailureClass field_failure_class(bool trailer);
+  std::string quoted_field_name() const;
   void field_line_complete();
   void head_complete_line();
   void chunk_byte(char c);
+  void chunk_data_end_byte(char c);
+  void chunk_size_byte(char c);
+  void chunk_size_line_end(char c);
   size_t take_body(std::string_view bytes, uint64_t available_in_frame);
 
   // Framing headers are checked as each field line completes, so the error

@@ -1,6 +1,7 @@
 #include "probe/spool.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -13,6 +14,7 @@
 #include <stdexcept>
 
 #include "common/log.h"
+#include "common/option_error.h"
 
 namespace vantage::probe {
 
@@ -339,10 +341,13 @@ void Spool::write_state_file(Clock::time_point now, bool force) {
   state_written_acked_ = acked_sequence_;
 }
 
-void Spool::recover() {
+std::vector<std::pair<uint64_t, std::string>> Spool::segment_files() const {
+  const auto unusable = [&](const std::string& why) {
+    return OptionError("spool.directory", fmt::format("spool directory {}: {}", options_.directory, why));
+  };
   std::error_code ec;
   fs::create_directories(options_.directory, ec);
-  if (ec) throw std::runtime_error("--spool-dir " + options_.directory + ": " + ec.message());
+  if (ec) throw unusable(ec.message());
   std::vector<std::pair<uint64_t, std::string>> found;  // first sequence, path
   for (const auto& entry : fs::directory_iterator(options_.directory, ec)) {
     const auto name = entry.path().filename().string();
@@ -353,11 +358,43 @@ void Spool::recover() {
       log::warn("ignoring a file in the spool directory that is not a segment", "path", entry.path().string());
     }
   }
-  if (ec) throw std::runtime_error("--spool-dir " + options_.directory + ": " + ec.message());
-  if (!fs::exists(options_.directory) || access(options_.directory.c_str(), W_OK) != 0) {
-    throw std::runtime_error("--spool-dir " + options_.directory + ": not writable");
-  }
+  if (ec) throw unusable(ec.message());
+  if (!fs::exists(options_.directory) || access(options_.directory.c_str(), W_OK) != 0) throw unusable("not writable");
   std::sort(found.begin(), found.end());
+  return found;
+}
+
+bool Spool::recover_segment(Segment& segment, uint64_t tail_last, uint64_t& recovered) {
+  // What is found is numbered before it is counted (lose_corrupt counts
+  // only up to the last sequence known).
+  auto on_record = [&](uint64_t sequence, std::string_view payload, uint64_t) {
+    last_sequence_ = std::max(last_sequence_, sequence);
+    v1::CheckResult result;
+    if (!result.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      lose_corrupt(sequence, sequence);
+    } else if (sequence > acked_sequence_) {
+      ++recovered;
+    }
+    segment.last = std::max(segment.last, sequence);
+    return true;
+  };
+  auto on_damage = [&](uint64_t first, uint64_t last) {
+    last_sequence_ = std::max(last_sequence_, last);
+    lose_corrupt(first, last);
+    segment.last = std::max(segment.last, last);
+  };
+  // Lost in an earlier process (which may have counted it): not held, not counted again.
+  auto on_gap = [&](uint64_t first, uint64_t last) { insert(corrupt_counted_, first, last); };
+  if (segment.legacy) {
+    scan_legacy_records(segment.path, 0, segment.first, tail_last, on_record, on_damage, on_gap);
+  } else {
+    scan_records(segment.path, 0, segment.first, tail_last, on_record, on_damage);
+  }
+  return segment.last >= segment.first;
+}
+
+void Spool::recover() {
+  const auto found = segment_files();
   read_state_file();
   // What the oldest segment starts with was not acknowledged (its segment
   // would have been deleted otherwise).
@@ -369,37 +406,13 @@ void Spool::recover() {
   uint64_t recovered = 0, legacy = 0;
   const uint64_t corrupt_before = dropped_[static_cast<size_t>(DropReason::kCorrupt)];
   for (size_t i = 0; i < found.size(); ++i) {
+    std::error_code ec;
     Segment segment{found[i].first, found[i].first - 1, fs::file_size(found[i].second, ec), found[i].second,
                     is_legacy_segment(found[i].second)};
     if (ec) segment.bytes = 0;
+    if (segment.legacy) ++legacy;
     const uint64_t tail_last = i + 1 < found.size() ? found[i + 1].first - 1 : 0;
-    // What is found is numbered before it is counted (lose_corrupt counts
-    // only up to the last sequence known).
-    auto on_record = [&](uint64_t sequence, std::string_view payload, uint64_t) {
-      last_sequence_ = std::max(last_sequence_, sequence);
-      v1::CheckResult result;
-      if (!result.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-        lose_corrupt(sequence, sequence);
-      } else if (sequence > acked_sequence_) {
-        ++recovered;
-      }
-      segment.last = std::max(segment.last, sequence);
-      return true;
-    };
-    auto on_damage = [&](uint64_t first, uint64_t last) {
-      last_sequence_ = std::max(last_sequence_, last);
-      lose_corrupt(first, last);
-      segment.last = std::max(segment.last, last);
-    };
-    // Lost in an earlier process (which may have counted it): not held, not counted again.
-    auto on_gap = [&](uint64_t first, uint64_t last) { insert(corrupt_counted_, first, last); };
-    if (segment.legacy) {
-      ++legacy;
-      scan_legacy_records(segment.path, 0, segment.first, tail_last, on_record, on_damage, on_gap);
-    } else {
-      scan_records(segment.path, 0, segment.first, tail_last, on_record, on_damage);
-    }
-    if (segment.last < segment.first) {  // empty
+    if (!recover_segment(segment, tail_last, recovered)) {  // empty
       fs::remove(segment.path, ec);
       continue;
     }
@@ -739,6 +752,10 @@ std::vector<v1::CheckResult> Spool::next_unsent(size_t max, std::chrono::millise
   std::vector<v1::CheckResult> out;
   const bool disk = !options_.directory.empty();
   next_to_send_ = std::max(next_to_send_, acked_sequence_ + 1);
+  // Sized once: growing it moved every result copied so far, each time.
+  if (!closed_ && next_to_send_ <= last_sequence_) {
+    out.reserve(static_cast<size_t>(std::min<uint64_t>(max, last_sequence_ - next_to_send_ + 1)));
+  }
   while (!closed_ && out.size() < max && next_to_send_ <= last_sequence_) {
     const uint64_t first_in_memory = memory_first();
     if (next_to_send_ >= first_in_memory) {

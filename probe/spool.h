@@ -71,8 +71,8 @@ uint64_t effective_segment_bytes(const SpoolOptions& options);
 
 class Spool {
  public:
-  // Opens (and recovers) the directory. Throws std::runtime_error naming the
-  // path when it cannot be used.
+  // Opens (and recovers) the directory. Throws OptionError (option
+  // "spool.directory", a std::runtime_error) naming the path when it cannot be used.
   explicit Spool(SpoolOptions options);
   ~Spool();
 
@@ -127,7 +127,14 @@ class Spool {
     DropReason reason;
   };
 
+  // Reads what an earlier process left in the directory (throws
+  // OptionError when it cannot be used).
   void recover();
+  // The segment files, oldest first: (first sequence, path).
+  std::vector<std::pair<uint64_t, std::string>> segment_files() const;
+  // Reads one segment's records, counting the unacknowledged ones into
+  // `recovered`; false when it holds none. `tail_last`: see scan_records.
+  bool recover_segment(Segment& segment, uint64_t tail_last, uint64_t& recovered);
   void read_state_file();
   void write_state_file(std::chrono::steady_clock::time_point now, bool force);
   // Writes `result` to the active segment; false (nothing left behind) when it failed.

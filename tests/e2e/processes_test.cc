@@ -96,7 +96,7 @@ TEST(Diagnose, JsonReportsBothLegsAndTheCause) {
 
   r = run_command({kProbe, "diagnose", "http://" + lab_address + "/", "--resolve", "nonsense"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("--resolve \"nonsense\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resolve override \"nonsense\""), std::string::npos) << r.output;
 }
 
 TEST(Diagnose, KeepAliveMeasuresTheOriginsLimits) {
@@ -127,7 +127,7 @@ TEST(StartupErrors, AnUnreadableTlsCaIsOneLine) {
                    "shop.test:80"},
                   {{"VANTAGE_PROBE_TOKEN", "t"}});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("--connect-to \"shop.test:80\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("connect-to override \"shop.test:80\""), std::string::npos) << r.output;
 }
 
 TEST(Stack, ThreeRegionsReportAndEveryResultIsStoredOnce) {

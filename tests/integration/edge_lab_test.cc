@@ -58,7 +58,8 @@ v1::Check make_check(uint16_t edge_port, const std::string& path, uint16_t origi
   check.mutable_origin()->set_address(address(origin_port));
   *check.mutable_timeout() = to_duration(timeout);
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   return check;
 }
 

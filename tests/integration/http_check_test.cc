@@ -35,7 +35,8 @@ v1::LegResult attempt(const std::string& url, std::chrono::milliseconds timeout 
   check.set_url(url);
   *check.mutable_timeout() = to_duration(timeout);
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   asio::io_context io;
   auto future = asio::co_spawn(io, run_http_attempt(check, RealClock::instance(), HttpLimits{}),
                                asio::use_future);
@@ -187,7 +188,8 @@ v1::Check normalized(const std::string& url, std::chrono::milliseconds timeout =
   check.set_url(url);
   *check.mutable_timeout() = to_duration(timeout);
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   return check;
 }
 

@@ -45,7 +45,8 @@ v1::LegResult attempt(const std::string& url, milliseconds timeout = std::chrono
   check.set_url(url);
   *check.mutable_timeout() = to_duration(timeout);
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   asio::io_context io;
   auto future = asio::co_spawn(io, probe::run_http_attempt(check, RealClock::instance(), probe::HttpLimits{}),
                                asio::use_future);
@@ -336,7 +337,8 @@ v1::KeepAliveMeasurement measure(const std::string& url, probe::KeepAliveOptions
   check.set_url(url);
   *check.mutable_timeout() = to_duration(std::chrono::seconds(2));
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   asio::io_context io;
   auto future = asio::co_spawn(io, probe::measure_keep_alive(check, RealClock::instance(), {}, std::move(options)),
                                asio::use_future);
@@ -399,7 +401,8 @@ TEST(Lab, KeepAliveCancelEndsTheIdleWaitAtOnce) {
   v1::Check check;
   check.set_name("lab");
   check.set_url(base_url(origin) + "/");
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   asio::io_context io;
   auto cancel = std::make_shared<probe::KeepAliveCancel>();
   asio::steady_timer later(io);
@@ -441,7 +444,8 @@ v1::CheckResult full_attempt(const std::string& url) {
   check.set_url(url);
   *check.mutable_timeout() = to_duration(std::chrono::seconds(5));
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   asio::io_context io;
   auto future = asio::co_spawn(io, probe::run_attempt(check, RealClock::instance(), probe::HttpLimits{}),
                                asio::use_future);

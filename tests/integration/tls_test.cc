@@ -95,7 +95,8 @@ v1::LegResult attempt(uint16_t port, const std::string& name = "localhost") {
   check.set_url("https://" + name + ":" + std::to_string(port) + "/");
   *check.mutable_timeout() = to_duration(std::chrono::seconds(5));
   *check.mutable_interval() = to_duration(std::chrono::seconds(60));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
   LegTarget target;
   target.connect_host = "127.0.0.1";  // the name is only for SNI and verification
   asio::io_context io;

@@ -33,14 +33,15 @@ TEST(Overrides, ConnectToChangesAddressAndPort) {
   EXPECT_EQ(edge_target(check, options).connect_host, "") << "another port of the host is not redirected";
 }
 
-TEST(Overrides, BadValuesNameTheFlagAndTheForm) {
+TEST(Overrides, BadValuesNameTheKindAndTheForm) {
   std::string error;
   EXPECT_FALSE(parse_connect_to("shop.test:8080:127.0.0.1", &error));
-  EXPECT_EQ(error, "--connect-to \"shop.test:8080:127.0.0.1\": expected HOST:PORT:ADDRESS:PORT2 (PORT2 missing or not a port)");
+  EXPECT_EQ(error, "connect-to override \"shop.test:8080:127.0.0.1\": expected HOST:PORT:ADDRESS:PORT2 (PORT2 missing or not a port)");
   EXPECT_FALSE(parse_resolve("shop.test", &error));
-  EXPECT_EQ(error, "--resolve \"shop.test\": expected HOST:PORT:ADDRESS");
+  EXPECT_EQ(error, "resolve override \"shop.test\": expected HOST:PORT:ADDRESS");
   std::vector<ResolveOverride> out;
-  EXPECT_EQ(parse_overrides({"a:1:10.0.0.1"}, {"b:2::3"}, &out), "--connect-to \"b:2::3\": missing address");
+  EXPECT_FALSE(parse_overrides({"a:1:10.0.0.1"}, {"b:2::3"}, &out, &error));
+  EXPECT_EQ(error, "connect-to override \"b:2::3\": missing address");
 }
 
 }  // namespace
