@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/check_config.h"
+#include "common/enum_label.h"
 #include "common/proto_time.h"
 #include "common/text.h"
 
@@ -20,12 +21,6 @@ namespace {
 size_t width(std::string_view text) {
   return static_cast<size_t>(
       std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-}
-
-std::string lower_name(std::string name, std::string_view prefix) {
-  if (name.starts_with(prefix)) name.erase(0, prefix.size());
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  return name;
 }
 
 }  // namespace
@@ -121,11 +116,7 @@ std::string printable(std::string_view text, size_t max_bytes) {
 
 std::optional<int> enum_from_name(const google::protobuf::EnumDescriptor* descriptor, std::string_view prefix,
                                   std::string_view name) {
-  for (int i = 0; i < descriptor->value_count(); ++i) {
-    const auto* value = descriptor->value(i);
-    if (value->number() != 0 && lower_name(value->name(), prefix) == name) return value->number();
-  }
-  return std::nullopt;
+  return enum_from_label(descriptor, prefix, name);
 }
 
 std::string enum_names(const google::protobuf::EnumDescriptor* descriptor, std::string_view prefix) {
@@ -133,7 +124,7 @@ std::string enum_names(const google::protobuf::EnumDescriptor* descriptor, std::
   for (int i = 0; i < descriptor->value_count(); ++i) {
     if (descriptor->value(i)->number() == 0) continue;
     if (!out.empty()) out += "|";
-    out += lower_name(descriptor->value(i)->name(), prefix);
+    out += enum_label(descriptor->value(i)->name(), prefix);
   }
   return out;
 }

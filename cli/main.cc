@@ -29,6 +29,7 @@
 #include "common/failure_class.h"
 #include "common/incident_names.h"
 #include "common/proto_time.h"
+#include "common/text.h"
 #include "vantage/v1/check_service.grpc.pb.h"
 #include "vantage/v1/fleet_service.grpc.pb.h"
 #include "vantage/v1/incident_service.grpc.pb.h"
@@ -74,12 +75,6 @@ std::string join_map(const google::protobuf::Map<std::string, std::string>& map,
   std::string out;
   for (const auto& [k, v] : sorted) out += (out.empty() ? "" : ", ") + k + sep + v;
   return out.empty() ? "-" : out;
-}
-
-std::string trim(std::string text) {
-  const auto begin = text.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
 std::string or_dash(const std::string& text) { return text.empty() ? "-" : text; }
@@ -259,7 +254,7 @@ int checks_get(const Client& client, bool json, const std::string& name) {
       {"assertions", assertions_text(c)},
       {"origin", origin_text(c)},
       {"correlation", correlation_text(c)},
-      {"follow_up", or_dash(trim(follow_up))},
+      {"follow_up", or_dash(std::string(trim_ascii(follow_up)))},
       {"created", format_time(c.create_time())},
       {"updated", format_time(c.update_time())},
   });
@@ -803,7 +798,7 @@ int run(int argc, char** argv) {
   if (!token_file.empty()) {
     auto text = read_small_file(token_file, 4096);
     if (!text) return usage_error("--token-file " + printable(token_file, 200) + ": cannot read it (or over 4 KiB)");
-    connection.token = trim(*text);
+    connection.token = std::string(trim_ascii(*text));
   }
   if (connection.token.find_first_of(" \t\r\n") != std::string::npos ||
       connection.token.find('\0') != std::string::npos) {

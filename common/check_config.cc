@@ -125,12 +125,6 @@ bool is_token(std::string_view text) {
   return true;
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
-}
-
 // The path of a map entry's field, e.g. "headers.X-Api-Key"; its key
 // made printable, as it ends up in a one-line message.
 std::string key_path(std::string_view map, std::string_view key) {
@@ -186,14 +180,14 @@ void validate_headers(const v1::Check& check, Problems& problems) {
                           "no spaces or control characters; RFC 9110 section 5.1)");
       continue;
     }
-    if (auto [it, fresh] = seen.emplace(lower(name), name); !fresh) {
+    if (auto [it, fresh] = seen.emplace(ascii_lower(name), name); !fresh) {
       problems.add(field, fmt::format("the same header as \"{}\" (names are case-insensitive)", it->second));
     }
     if (auto p = text_problem(value, kMaxHeaderValueBytes, /*tab_ok=*/true); !p.empty()) {
       problems.add(field, "the value " + p + " (CR, LF and NUL would split or end the request)");
       continue;
     }
-    const auto key = lower(name);
+    const auto key = ascii_lower(name);
     if (key == "host") {
       std::string error;
       if (!parse_host_port(value, 1, &error)) problems.add(field, "the value is not a host[:port]: " + error);
@@ -268,6 +262,86 @@ void validate_assertions(const v1::Check& check, Problems& problems) {
     }
     if (a.pattern().empty()) problems.add(field + ".pattern", "is empty");
     problems.add_if(field + ".pattern", text_problem(a.pattern(), kMaxPatternBytes, /*tab_ok=*/true));
+  }
+}
+
+// The URL and the method (GET when unset).
+void validate_request(v1::Check& check, Problems& problems) {
+  std::string url_error;
+  if (auto p = text_problem(check.url(), kMaxUrlBytes); !p.empty()) {
+    problems.add("url", p);
+  } else if (!parse_url(check.url(), &url_error)) {
+    problems.add("url", fmt::format("\"{}\": {}", check.url(), url_error));
+  }
+
+  if (check.method().empty()) check.set_method("GET");
+  static const std::set<std::string> kMethods{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+  if (!kMethods.contains(check.method())) {
+    problems.add("method", fmt::format("\"{}\" is not one of GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH",
+                                       safe_text(check.method(), 16)));
+  }
+}
+
+// The interval and the timeout (defaults filled in), the timeout within the interval.
+void validate_timing(v1::Check& check, Problems& problems) {
+  if (!check.has_interval()) *check.mutable_interval() = to_duration(kDefaultInterval);
+  const auto interval = problems.duration("interval", check.interval(), kIntervalRange);
+  if (!check.has_timeout()) {
+    *check.mutable_timeout() = to_duration(std::min(kDefaultTimeout, interval.value_or(kDefaultTimeout)));
+  }
+  const auto timeout = problems.duration("timeout", check.timeout(), kTimeoutRange);
+  if (interval && timeout && *timeout > *interval) {
+    problems.add("timeout", fmt::format("{} is longer than the interval {}", format_duration(*timeout),
+                                        format_duration(*interval)));
+  }
+}
+
+// 200-399 when none is given.
+void validate_expected_status(v1::Check& check, Problems& problems) {
+  if (check.expected_status_size() == 0) {
+    auto* range = check.add_expected_status();
+    range->set_min(200);
+    range->set_max(399);
+  }
+  if (static_cast<size_t>(check.expected_status_size()) > kMaxStatusRanges) {
+    problems.add("expected_status", fmt::format("{} ranges, over the limit of {}", check.expected_status_size(),
+                                                kMaxStatusRanges));
+  }
+  for (int i = 0; i < check.expected_status_size(); ++i) {
+    const auto& r = check.expected_status(i);
+    if (r.min() < 100 || r.max() > 599 || r.min() > r.max()) {
+      problems.add(fmt::format("expected_status[{}]", i),
+                   fmt::format("{}-{} is not a status code or range from 100 to 599", r.min(), r.max()));
+    }
+  }
+}
+
+void validate_regions(const v1::Check& check, Problems& problems) {
+  if (static_cast<size_t>(check.regions_size()) > kMaxRegions) {
+    problems.add("regions", fmt::format("{} regions, over the limit of {}", check.regions_size(), kMaxRegions));
+  }
+  for (int i = 0; i < check.regions_size(); ++i) {
+    const auto& region = check.regions(i);
+    const auto field = fmt::format("regions[{}]", i);
+    if (region.empty()) {
+      problems.add(field, "an empty region name");
+    } else if (auto p = text_problem(region, kMaxRegionBytes); !p.empty()) {
+      problems.add(field, p);
+    } else if (region.find(' ') != std::string::npos) {
+      problems.add(field, fmt::format("\"{}\" contains a space", region));
+    }
+  }
+}
+
+void validate_labels(const v1::Check& check, Problems& problems) {
+  if (static_cast<size_t>(check.labels_size()) > kMaxLabels) {
+    problems.add("labels", fmt::format("{} labels, over the limit of {}", check.labels_size(), kMaxLabels));
+  }
+  for (const auto& [key, value] : check.labels()) {
+    const auto field = key_path("labels", key);
+    if (key.empty()) problems.add(field, "an empty label name");
+    if (auto p = text_problem(key, kMaxLabelKeyBytes); !p.empty()) problems.add(field, "the name " + p);
+    if (auto p = text_problem(value, kMaxLabelValueBytes); !p.empty()) problems.add(field, "the value " + p);
   }
 }
 
@@ -412,6 +486,13 @@ struct ReadCheck {
   std::map<std::string, YAML::Mark> marks;  // field path -> position
 };
 
+// A duration field of the file ("30s") into its proto field, remembering where it was written.
+void read_duration(std::string_view origin, const YAML::Node& node, const std::string& field, Range range,
+                   google::protobuf::Duration* out, ReadCheck& read) {
+  *out = to_duration(duration_field(origin, node, field, range));
+  read.marks[field] = node.Mark();
+}
+
 void string_map(std::string_view origin, const YAML::Node& node, std::string_view field, size_t limit,
                 google::protobuf::Map<std::string, std::string>& out, ReadCheck& read) {
   if (!node.IsMap()) fail(origin, node, fmt::format("{} must be a mapping of names to values", field));
@@ -492,11 +573,9 @@ void correlation_block(std::string_view origin, const YAML::Node& node, ReadChec
     set(n);
   };
   auto duration = [&](const char* key, auto target) {
-    const auto value = node[key];
-    if (!value) return;
-    const auto field = fmt::format("correlation.{}", key);
-    *target() = to_duration(duration_field(origin, value, field, kCorrelationRange));
-    read.marks[field] = value.Mark();
+    if (const auto value = node[key]) {
+      read_duration(origin, value, fmt::format("correlation.{}", key), kCorrelationRange, target(), read);
+    }
   };
   count("confirm_consecutive", [&](uint32_t n) { out.set_confirm_consecutive(n); });
   count("resolve_consecutive", [&](uint32_t n) { out.set_resolve_consecutive(n); });
@@ -537,12 +616,8 @@ ReadCheck read_check(std::string_view origin, const YAML::Node& node, const YAML
   if (!node["url"]) fail(origin, node, fmt::format("check \"{}\" needs a url", safe_text(check.name(), 64)));
   check.set_url(scalar(origin, *field("url"), "url"));
   if (auto n = field("method")) check.set_method(scalar(origin, *n, "method"));
-  if (auto n = field("interval")) {
-    *check.mutable_interval() = to_duration(duration_field(origin, *n, "interval", kIntervalRange));
-  }
-  if (auto n = field("timeout")) {
-    *check.mutable_timeout() = to_duration(duration_field(origin, *n, "timeout", kTimeoutRange));
-  }
+  if (auto n = field("interval")) read_duration(origin, *n, "interval", kIntervalRange, check.mutable_interval(), read);
+  if (auto n = field("timeout")) read_duration(origin, *n, "timeout", kTimeoutRange, check.mutable_timeout(), read);
   if (auto n = field("expected_status")) status_ranges(origin, *n, check);
   if (auto n = field("regions")) {
     if (!n->IsSequence()) fail(origin, *n, "regions must be a list");
@@ -572,8 +647,7 @@ ReadCheck read_check(std::string_view origin, const YAML::Node& node, const YAML
     text("sni", [&](std::string v) { o->set_sni(std::move(v)); });
     text("scheme", [&](std::string v) { o->set_scheme(std::move(v)); });
     if (n["interval"]) {
-      *o->mutable_interval() = to_duration(duration_field(origin, n["interval"], "origin.interval", kIntervalRange));
-      read.marks["origin.interval"] = n["interval"].Mark();
+      read_duration(origin, n["interval"], "origin.interval", kIntervalRange, o->mutable_interval(), read);
     }
   }
   if (defaults && defaults["correlation"]) correlation_block(origin, defaults["correlation"], read);
@@ -666,76 +740,12 @@ std::vector<CheckProblem> validate_check(v1::Check& check) {
                                      "letter or digit",
                                      safe_text(check.name(), 80)));
   }
-
-  std::string url_error;
-  if (auto p = text_problem(check.url(), kMaxUrlBytes); !p.empty()) {
-    problems.add("url", p);
-  } else if (!parse_url(check.url(), &url_error)) {
-    problems.add("url", fmt::format("\"{}\": {}", check.url(), url_error));
-  }
-
-  if (check.method().empty()) check.set_method("GET");
-  static const std::set<std::string> kMethods{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
-  if (!kMethods.contains(check.method())) {
-    problems.add("method", fmt::format("\"{}\" is not one of GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH",
-                                       safe_text(check.method(), 16)));
-  }
-
-  if (!check.has_interval()) *check.mutable_interval() = to_duration(kDefaultInterval);
-  const auto interval = problems.duration("interval", check.interval(), kIntervalRange);
-  if (!check.has_timeout()) {
-    *check.mutable_timeout() = to_duration(std::min(kDefaultTimeout, interval.value_or(kDefaultTimeout)));
-  }
-  const auto timeout = problems.duration("timeout", check.timeout(), kTimeoutRange);
-  if (interval && timeout && *timeout > *interval) {
-    problems.add("timeout", fmt::format("{} is longer than the interval {}", format_duration(*timeout),
-                                        format_duration(*interval)));
-  }
-
-  if (check.expected_status_size() == 0) {
-    auto* range = check.add_expected_status();
-    range->set_min(200);
-    range->set_max(399);
-  }
-  if (static_cast<size_t>(check.expected_status_size()) > kMaxStatusRanges) {
-    problems.add("expected_status", fmt::format("{} ranges, over the limit of {}", check.expected_status_size(),
-                                                kMaxStatusRanges));
-  }
-  for (int i = 0; i < check.expected_status_size(); ++i) {
-    const auto& r = check.expected_status(i);
-    if (r.min() < 100 || r.max() > 599 || r.min() > r.max()) {
-      problems.add(fmt::format("expected_status[{}]", i),
-                   fmt::format("{}-{} is not a status code or range from 100 to 599", r.min(), r.max()));
-    }
-  }
-
-  if (static_cast<size_t>(check.regions_size()) > kMaxRegions) {
-    problems.add("regions", fmt::format("{} regions, over the limit of {}", check.regions_size(), kMaxRegions));
-  }
-  for (int i = 0; i < check.regions_size(); ++i) {
-    const auto& region = check.regions(i);
-    const auto field = fmt::format("regions[{}]", i);
-    if (region.empty()) {
-      problems.add(field, "an empty region name");
-    } else if (auto p = text_problem(region, kMaxRegionBytes); !p.empty()) {
-      problems.add(field, p);
-    } else if (region.find(' ') != std::string::npos) {
-      problems.add(field, fmt::format("\"{}\" contains a space", region));
-    }
-  }
-
+  validate_request(check, problems);
+  validate_timing(check, problems);
+  validate_expected_status(check, problems);
+  validate_regions(check, problems);
   validate_headers(check, problems);
-
-  if (static_cast<size_t>(check.labels_size()) > kMaxLabels) {
-    problems.add("labels", fmt::format("{} labels, over the limit of {}", check.labels_size(), kMaxLabels));
-  }
-  for (const auto& [key, value] : check.labels()) {
-    const auto field = key_path("labels", key);
-    if (key.empty()) problems.add(field, "an empty label name");
-    if (auto p = text_problem(key, kMaxLabelKeyBytes); !p.empty()) problems.add(field, "the name " + p);
-    if (auto p = text_problem(value, kMaxLabelValueBytes); !p.empty()) problems.add(field, "the value " + p);
-  }
-
+  validate_labels(check, problems);
   validate_origin(check, problems);
   validate_correlation(check, problems);
   validate_assertions(check, problems);
@@ -748,10 +758,12 @@ std::vector<CheckProblem> validate_check(v1::Check& check) {
   return problems.take();
 }
 
-std::string normalize_check(v1::Check& check) {
-  std::string out;
-  for (const auto& problem : validate_check(check)) out += (out.empty() ? "" : "; ") + problem.describe();
-  return out;
+bool normalize_check(v1::Check& check, std::string* error) {
+  const auto problems = validate_check(check);
+  if (problems.empty()) return true;
+  error->clear();
+  for (const auto& problem : problems) *error += (error->empty() ? "" : "; ") + problem.describe();
+  return false;
 }
 
 std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view origin) {

@@ -97,9 +97,9 @@ bool valid_check_name(std::string_view name);
 // API call it.
 std::vector<CheckProblem> validate_check(v1::Check& check);
 
-// validate_check() for callers that want one line: empty when the check is
-// valid, else its problems joined by "; ".
-std::string normalize_check(v1::Check& check);
+// validate_check() for callers that want one line: false when the check is
+// not valid, with its problems joined by "; " in `error`.
+bool normalize_check(v1::Check& check, std::string* error);
 
 // Thrown with one line per problem, each naming the file, line, column and
 // field at fault ("checks.yaml:12:7: check \"shop\": interval: ...").

@@ -1,7 +1,6 @@
 #include "common/failure_class.h"
 
-#include <algorithm>
-#include <cctype>
+#include "common/enum_label.h"
 
 namespace vantage {
 
@@ -9,20 +8,12 @@ namespace {
 constexpr std::string_view kPrefix = "FAILURE_CLASS_";
 }
 
-std::string failure_class_name(v1::FailureClass c) {
-  std::string name = v1::FailureClass_Name(c);
-  if (name.rfind(kPrefix, 0) == 0) name.erase(0, kPrefix.size());
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  return name;
-}
+std::string failure_class_name(v1::FailureClass c) { return enum_label(v1::FailureClass_Name(c), kPrefix); }
 
 std::optional<v1::FailureClass> failure_class_from_name(std::string_view name) {
-  std::string upper(kPrefix);
-  for (char ch : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(ch))));
-  v1::FailureClass c;
-  if (!v1::FailureClass_Parse(upper, &c) || c == v1::FAILURE_CLASS_UNSPECIFIED) return std::nullopt;
-  return c;
+  const auto number = enum_from_label(v1::FailureClass_descriptor(), kPrefix, name);
+  if (!number) return std::nullopt;
+  return static_cast<v1::FailureClass>(*number);
 }
 
 }  // namespace vantage

@@ -6,14 +6,16 @@
 #include <regex>
 #include <stdexcept>
 
+#include "common/option_error.h"
+
 namespace vantage::log {
 
 void init(std::string_view component, std::string_view level) {
   auto parsed = spdlog::level::from_str(std::string(level));
   // from_str answers "off" for anything it does not know.
   if (parsed == spdlog::level::off && level != "off") {
-    throw std::invalid_argument(fmt::format(
-        "--log-level: unknown level \"{}\" (expected debug, info, warn or error)", level));
+    throw OptionError("log_level",
+                      fmt::format("unknown log level \"{}\" (expected debug, info, warn or error)", level));
   }
   // Not registered by name, so init() may run again (tests, subcommands).
   auto logger = std::make_shared<spdlog::logger>(

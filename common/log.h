@@ -12,7 +12,7 @@
 namespace vantage::log {
 
 // Sets the level ("debug", "info", "warn", "error") and the component name.
-// Throws std::invalid_argument naming the bad level.
+// Throws OptionError (option "log_level") naming the bad level.
 void init(std::string_view component, std::string_view level = "info");
 
 // Appends ` key=value` to `out`, quoting the value when it needs it.

@@ -98,7 +98,9 @@ std::string_view trim_ascii(std::string_view text) {
 }
 
 std::string seconds_text(std::chrono::nanoseconds d, int decimals) {
-  return fmt::format("{:.{}f} s", std::chrono::duration<double>(d).count(), decimals);
+  const double seconds = std::chrono::duration<double>(d).count();
+  if (decimals == kShortest) return fmt::format("{:g} s", seconds);
+  return fmt::format("{:.{}f} s", seconds, decimals);
 }
 
 }  // namespace vantage

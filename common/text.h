@@ -31,8 +31,10 @@ bool iequals_ascii(std::string_view a, std::string_view b);
 // `text` without leading and trailing spaces, tabs, CR and LF.
 std::string_view trim_ascii(std::string_view text);
 
-// A duration for people: "1.5 s" (at most `decimals` decimals, trailing zeros
-// kept so columns line up).
+// A duration for people: "1.5 s" with `decimals` decimals (trailing zeros
+// kept so columns line up), or with as few as it needs ("900 s", "0.25 s")
+// when `decimals` is kShortest.
+constexpr int kShortest = -1;
 std::string seconds_text(std::chrono::nanoseconds d, int decimals = 1);
 
 

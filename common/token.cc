@@ -6,6 +6,8 @@
 #include <array>
 #include <stdexcept>
 
+#include "common/text.h"
+
 namespace vantage {
 
 namespace {
@@ -42,12 +44,7 @@ std::string_view bearer_token(std::string_view authorization) {
   constexpr std::string_view kScheme = "Bearer ";
   if (authorization.size() <= kScheme.size()) return {};
   // The scheme is case-insensitive (RFC 7235).
-  for (size_t i = 0; i < kScheme.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(authorization[i])) !=
-        std::tolower(static_cast<unsigned char>(kScheme[i]))) {
-      return {};
-    }
-  }
+  if (!iequals_ascii(authorization.substr(0, kScheme.size()), kScheme)) return {};
   authorization.remove_prefix(kScheme.size());
   while (!authorization.empty() && authorization.front() == ' ') authorization.remove_prefix(1);
   return authorization;

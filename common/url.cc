@@ -7,6 +7,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "common/text.h"
+
 namespace vantage {
 
 namespace {
@@ -140,7 +142,7 @@ std::optional<Url> parse_url(std::string_view text, std::string* error) {
     return std::nullopt;
   }
   url.scheme = std::string(text.substr(0, sep));
-  for (auto& ch : url.scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  url.scheme = ascii_lower(url.scheme);
   uint16_t default_port = 0;
   if (url.scheme == "http") {
     default_port = 80;

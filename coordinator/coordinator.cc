@@ -12,6 +12,7 @@
 
 #include "common/check_config.h"
 #include "common/log.h"
+#include "common/option_error.h"
 #include "coordinator/alertmanager_pusher.h"
 #include "coordinator/api_auth.h"
 #include "coordinator/check_registry.h"
@@ -34,9 +35,10 @@ namespace vantage::coordinator {
 
 namespace {
 
-std::string read_file(const std::string& path, const char* flag) {
+// A file named by `option`, which `what` describes ("TLS key file").
+std::string read_file(const std::string& path, const char* option, const char* what) {
   std::ifstream in(path);
-  if (!in) throw std::runtime_error(fmt::format("{} {}: cannot read: {}", flag, path, std::strerror(errno)));
+  if (!in) throw OptionError(option, fmt::format("{} {}: cannot read: {}", what, path, std::strerror(errno)));
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
@@ -47,42 +49,58 @@ bool is_loopback(const std::string& listen) {
 }
 
 // A PEM file that must hold a `-----BEGIN ...<kind>-----` block.
-std::string read_pem(const std::string& path, const char* flag, const char* kind) {
-  auto text = read_file(path, flag);
+std::string read_pem(const std::string& path, const char* option, const char* what, const char* kind) {
+  auto text = read_file(path, option, what);
   if (text.find(fmt::format("{}-----", kind)) == std::string::npos) {
-    throw std::runtime_error(fmt::format("{} {}: no PEM {} in the file", flag, path, kind));
+    throw OptionError(option, fmt::format("{} {}: no PEM {} in the file", what, path, kind));
   }
   return text;
 }
 
-// The gRPC port's credentials; throws naming the flag when the TLS options
-// do not fit or a file cannot be used.
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const CoordinatorOptions& o) {
+// Options that cannot work whatever the machine holds; checked before
+// anything starts (OptionError names the option).
+void check_options(const CoordinatorOptions& o) {
+  if (o.database_url.empty()) throw OptionError("database_url", "no database URL (a PostgreSQL URL is required)");
+  if (o.retention_days < 1) {
+    throw OptionError("retention_days", fmt::format("a retention of {} days: it must be at least 1", o.retention_days));
+  }
+  if (o.max_grpc_threads < 4) {
+    throw OptionError("max_grpc_threads", fmt::format("{} gRPC threads: at least 4 are needed", o.max_grpc_threads));
+  }
   if (!o.tls_client_ca_file.empty() && (o.tls_cert_file.empty() || o.tls_key_file.empty())) {
-    throw std::runtime_error("--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)");
+    throw OptionError("tls_client_ca_file",
+                      "a client CA needs the server's TLS certificate and key (client certificates need TLS)");
   }
   if (o.require_probe_client_cert && o.tls_client_ca_file.empty()) {
-    throw std::runtime_error("--require-probe-client-cert needs --tls-client-ca (the CA that signs the probes' "
-                             "certificates)");
+    throw OptionError("require_probe_client_cert",
+                      "requiring probes' client certificates needs a client CA (the CA that signs the probes' "
+                      "certificates)");
   }
-  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    throw OptionError(o.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+                      "the TLS certificate and key go together");
+  }
+}
+
+// The gRPC port's credentials; throws OptionError when a file cannot be used.
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const CoordinatorOptions& o) {
+  if (o.tls_cert_file.empty()) {
     if (!is_loopback(o.listen)) {
       log::warn("serving gRPC without TLS on a non-loopback address: tokens cross the network in clear",
                 "listen", o.listen);
     }
     return grpc::InsecureServerCredentials();
   }
-  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
-    throw std::runtime_error("--tls-cert and --tls-key go together");
-  }
   // Requested, not required, at the handshake: API clients authenticate
   // with their tokens; ProbeService decides for probes (require_probe_client_cert).
   // A certificate presented is verified: one of another CA fails the handshake.
   grpc::SslServerCredentialsOptions ssl(o.tls_client_ca_file.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  if (!o.tls_client_ca_file.empty()) ssl.pem_root_certs = read_pem(o.tls_client_ca_file, "--tls-client-ca", "CERTIFICATE");
-  ssl.pem_key_cert_pairs.push_back(
-      {read_pem(o.tls_key_file, "--tls-key", "PRIVATE KEY"), read_pem(o.tls_cert_file, "--tls-cert", "CERTIFICATE")});
+  if (!o.tls_client_ca_file.empty()) {
+    ssl.pem_root_certs = read_pem(o.tls_client_ca_file, "tls_client_ca_file", "client CA file", "CERTIFICATE");
+  }
+  ssl.pem_key_cert_pairs.push_back({read_pem(o.tls_key_file, "tls_key_file", "TLS key file", "PRIVATE KEY"),
+                                    read_pem(o.tls_cert_file, "tls_cert_file", "TLS certificate file", "CERTIFICATE")});
   return grpc::SslServerCredentials(ssl);
 }
 
@@ -144,6 +162,14 @@ struct Coordinator::Impl {
   std::condition_variable maintenance_cv;
   bool stopping = false;
 
+  // The steps of start(), in order: each uses what the ones before built.
+  void open_storage();   // connects and migrates
+  void start_metrics();  // metrics, partition upkeep, /metrics
+  void start_incidents();  // probe sessions, incident feed and alerts, the tracker, the checks
+  void start_ingest();     // RunCheck's waits and the result writers
+  void build_services();   // ProbeService and the public API
+  void serve(const std::shared_ptr<grpc::ServerCredentials>& credentials);
+
   void maintain_partitions() {
     const auto today = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
     auto [created, dropped] = store->maintain_partitions(today, options.partitions_ahead_days, options.retention_days);
@@ -175,8 +201,8 @@ Coordinator::Coordinator(CoordinatorOptions options) : impl_(std::make_unique<Im
 Coordinator::~Coordinator() { shutdown(); }
 
 void Coordinator::start() {
-  auto& o = impl_->options;
-  if (o.database_url.empty()) throw std::runtime_error("--database is required (a PostgreSQL URL)");
+  const auto& o = impl_->options;
+  check_options(o);
   // The TLS files too: read before anything starts, so that a wrong path
   // does not wait for the database.
   const auto credentials = server_credentials(o);
@@ -184,126 +210,145 @@ void Coordinator::start() {
   // database (the reloader loads it again once the database is there).
   if (!o.checks_file.empty()) load_checks_file(o.checks_file);
 
-  impl_->store = std::make_unique<storage::PgStore>(o.database_url, o.database_connections);
-  const int applied = impl_->store->migrate();
-  if (applied > 0) log::info("database migrated", "migrations_applied", applied);
-
-  impl_->metrics = std::make_unique<CoordinatorMetrics>(std::make_shared<prometheus::Registry>());
-  if (o.retention_days < 1) throw std::runtime_error("--retention-days must be at least 1");
-  impl_->maintain_partitions();
-  impl_->maintenance = std::thread([this] { impl_->maintenance_loop(); });
-  try {
-    impl_->exposer = std::make_unique<prometheus::Exposer>(o.metrics_listen);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("--metrics-listen {}: cannot listen: {}", o.metrics_listen, e.what()));
-  }
-  impl_->exposer->RegisterCollectable(impl_->metrics->registry);
-
-  impl_->sessions = std::make_unique<ProbeSessions>(impl_->checks, *impl_->metrics);
-  impl_->incident_feed = std::make_unique<IncidentFeed>(IncidentFeedOptions{}, impl_->metrics->registry.get());
-  AlertmanagerOptions alertmanager;
-  alertmanager.urls = o.alertmanager_urls;
-  impl_->alert_pusher = std::make_unique<AlertmanagerPusher>(alertmanager, *impl_->metrics, impl_->clock);
-  impl_->open_incident_series = std::make_unique<OpenIncidentSeries>(impl_->metrics->check_incident_open);
-  impl_->alert_pusher->start();
-  IncidentTrackerOptions tracker_options;
-  // What was open (or recently resolved) before a restart: the tracker
-  // announces only what it stores from now on. (Resolved alerts older than
-  // IncidentAlerts::keep_resolved are dropped by the pusher before it posts.)
-  tracker_options.on_restored = [impl = impl_.get()](const auto& restored) { impl->incidents_changed(restored); };
-  tracker_options.on_events_stored = [impl = impl_.get()](const auto& events, const auto& incidents) {
-    impl->incident_feed->publish(events, incidents);
-    std::vector<v1::Incident> changed;
-    changed.reserve(incidents.size());
-    for (const auto& [id, incident] : incidents) changed.push_back(incident);
-    impl->incidents_changed(changed);
-  };
-  // Incidents first: restored and replayed before new results arrive.
-  impl_->incidents = std::make_unique<IncidentTracker>(
-      *impl_->store, *impl_->store, *impl_->metrics, impl_->clock, std::move(tracker_options),
-      [sessions = impl_->sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
-                                         const std::string& request_id, const std::string& reason) {
-        return sessions->request_recheck(check_id, regions, request_id, reason);
-      });
-  impl_->publisher =
-      std::make_unique<CheckPublisher>(impl_->checks, *impl_->sessions, *impl_->incidents, *impl_->metrics);
-  // The checks: the file's (synced to PostgreSQL, then watched), or those stored.
-  if (o.checks_file.empty()) {
-    impl_->publisher->publish([store = impl_->store.get()] { return store->list_checks(); }, nullptr);
-  } else {
-    impl_->reloader = std::make_unique<ChecksReloader>(o.checks_file, *impl_->store, impl_->checks, *impl_->publisher,
-                                                       *impl_->metrics, o.checks_poll_interval);
-    impl_->reloader->load_initial();
-  }
-  impl_->incidents->start();
-  impl_->runner = std::make_unique<CheckRunner>(
-      [sessions = impl_->sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
-                                         const std::string& request_id) {
-        return sessions->request_run(check_id, regions, request_id);
-      },
-      *impl_->store, impl_->clock);
-  impl_->ingest = std::make_unique<Ingest>(*impl_->store, *impl_->metrics, IngestOptions{},
-                                           [impl = impl_.get()](const auto& batches) {
-                                             impl->result_rates.add(batches);
-                                             impl->export_certificates(batches);
-                                             impl->runner->committed(batches);
-                                             impl->incidents->add(batches);
-                                           });
-  ProbeServiceOptions probe_options;
-  probe_options.hello_timeout = o.hello_timeout;
-  probe_options.require_client_cert = o.require_probe_client_cert;
-  impl_->probe_service = std::make_unique<ProbeServiceImpl>(*impl_->store, *impl_->ingest, *impl_->sessions,
-                                                            *impl_->metrics, probe_options);
-  impl_->api_auth = std::make_unique<ApiAuthorizer>(*impl_->store, impl_->metrics->api_auth_failures, impl_->clock);
-  impl_->fleet_service = std::make_unique<FleetServiceImpl>(
-      *impl_->store, *impl_->api_auth, [sessions = impl_->sessions.get()] {
-        std::vector<ConnectedProbe> connected;
-        for (auto& session : sessions->list()) {
-          connected.push_back({std::move(session.probe), session.assigned_checks, session.produced_sequence});
-        }
-        return connected;
-      },
-      impl_->result_rates);
-  impl_->check_service = std::make_unique<CheckServiceImpl>(*impl_->store, *impl_->store, *impl_->api_auth,
-                                                            *impl_->publisher, *impl_->runner, o.checks_file);
-  impl_->result_service = std::make_unique<ResultServiceImpl>(*impl_->store, *impl_->api_auth, impl_->clock);
-  impl_->incident_service = std::make_unique<IncidentServiceImpl>(*impl_->store, *impl_->store, *impl_->api_auth,
-                                                                  *impl_->incident_feed, impl_->clock);
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(o.listen, credentials, &impl_->grpc_port);
-  // Streams are refused before they take a thread past this bound.
-  if (o.max_grpc_threads < 4) throw std::runtime_error("max_grpc_threads must be at least 4");
-  grpc::ResourceQuota quota("vantage-coordinator");
-  quota.SetMaxThreads(o.max_grpc_threads);
-  builder.SetResourceQuota(quota);
-  // A probe needs one stream; no single connection may take many threads.
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 32);
-  builder.RegisterService(impl_->probe_service.get());
-  builder.RegisterService(impl_->fleet_service.get());
-  builder.RegisterService(impl_->check_service.get());
-  builder.RegisterService(impl_->incident_service.get());
-  builder.RegisterService(impl_->result_service.get());
-  // Probes keep their stream for days: let their keepalive pings through,
-  // and ping them too, so a probe behind a dead path is noticed in ~40 s.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
-  impl_->server = builder.BuildAndStart();
-  if (!impl_->server || impl_->grpc_port == 0) {
-    throw std::runtime_error(fmt::format("--listen {}: cannot listen (address in use or not local?)", o.listen));
-  }
+  impl_->open_storage();
+  impl_->start_metrics();
+  impl_->start_incidents();
+  impl_->start_ingest();
+  impl_->build_services();
+  impl_->serve(credentials);
   // Watched only once probes can connect: a change before is in the first load.
   if (impl_->reloader) impl_->reloader->start_watching();
   log::info("coordinator started", "grpc", fmt::format("{}", o.listen), "grpc_port", impl_->grpc_port,
             "metrics_port", metrics_port(), "checks", impl_->checks.size());
 }
 
+void Coordinator::Impl::open_storage() {
+  store = std::make_unique<storage::PgStore>(options.database_url, options.database_connections);
+  const int applied = store->migrate();
+  if (applied > 0) log::info("database migrated", "migrations_applied", applied);
+}
+
+void Coordinator::Impl::start_metrics() {
+  metrics = std::make_unique<CoordinatorMetrics>(std::make_shared<prometheus::Registry>());
+  maintain_partitions();
+  maintenance = std::thread([this] { maintenance_loop(); });
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen);
+  } catch (const std::exception& e) {
+    throw OptionError("metrics_listen",
+                      fmt::format("metrics address {}: cannot listen: {}", options.metrics_listen, e.what()));
+  }
+  exposer->RegisterCollectable(metrics->registry);
+}
+
+void Coordinator::Impl::start_incidents() {
+  sessions = std::make_unique<ProbeSessions>(checks, *metrics);
+  incident_feed = std::make_unique<IncidentFeed>(IncidentFeedOptions{}, metrics->registry.get());
+  AlertmanagerOptions alertmanager;
+  alertmanager.urls = options.alertmanager_urls;
+  alert_pusher = std::make_unique<AlertmanagerPusher>(alertmanager, *metrics, clock);
+  open_incident_series = std::make_unique<OpenIncidentSeries>(metrics->check_incident_open);
+  alert_pusher->start();
+  IncidentTrackerOptions tracker_options;
+  // What was open (or recently resolved) before a restart: the tracker
+  // announces only what it stores from now on. (Resolved alerts older than
+  // IncidentAlerts::keep_resolved are dropped by the pusher before it posts.)
+  tracker_options.on_restored = [this](const auto& restored) { incidents_changed(restored); };
+  tracker_options.on_events_stored = [this](const auto& events, const auto& stored) {
+    incident_feed->publish(events, stored);
+    std::vector<v1::Incident> changed;
+    changed.reserve(stored.size());
+    for (const auto& [id, incident] : stored) changed.push_back(incident);
+    incidents_changed(changed);
+  };
+  // Incidents first: restored and replayed before new results arrive.
+  incidents = std::make_unique<IncidentTracker>(
+      *store, *store, *metrics, clock, std::move(tracker_options),
+      [sessions = sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
+                                  const std::string& request_id, const std::string& reason) {
+        return sessions->request_recheck(check_id, regions, request_id, reason);
+      });
+  publisher = std::make_unique<CheckPublisher>(checks, *sessions, *incidents, *metrics);
+  // The checks: the file's (synced to PostgreSQL, then watched), or those stored.
+  if (options.checks_file.empty()) {
+    publisher->publish([store = store.get()] { return store->list_checks(); }, nullptr);
+  } else {
+    reloader = std::make_unique<ChecksReloader>(options.checks_file, *store, checks, *publisher, *metrics,
+                                                options.checks_poll_interval);
+    reloader->load_initial();
+  }
+  incidents->start();
+}
+
+void Coordinator::Impl::start_ingest() {
+  runner = std::make_unique<CheckRunner>(
+      [sessions = sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
+                                  const std::string& request_id) {
+        return sessions->request_run(check_id, regions, request_id);
+      },
+      *store, clock);
+  ingest = std::make_unique<Ingest>(*store, *metrics, IngestOptions{}, [this](const auto& batches) {
+    result_rates.add(batches);
+    export_certificates(batches);
+    runner->committed(batches);
+    incidents->add(batches);
+  });
+}
+
+void Coordinator::Impl::build_services() {
+  ProbeServiceOptions probe_options;
+  probe_options.hello_timeout = options.hello_timeout;
+  probe_options.require_client_cert = options.require_probe_client_cert;
+  probe_service = std::make_unique<ProbeServiceImpl>(*store, *ingest, *sessions, *metrics, probe_options);
+  api_auth = std::make_unique<ApiAuthorizer>(*store, metrics->api_auth_failures, clock);
+  fleet_service = std::make_unique<FleetServiceImpl>(
+      *store, *api_auth,
+      [sessions = sessions.get()] {
+        std::vector<ConnectedProbe> connected;
+        for (auto& session : sessions->list()) {
+          connected.push_back({std::move(session.probe), session.assigned_checks, session.produced_sequence});
+        }
+        return connected;
+      },
+      result_rates);
+  check_service =
+      std::make_unique<CheckServiceImpl>(*store, *store, *api_auth, *publisher, *runner, options.checks_file);
+  result_service = std::make_unique<ResultServiceImpl>(*store, *api_auth, clock);
+  incident_service = std::make_unique<IncidentServiceImpl>(*store, *store, *api_auth, *incident_feed, clock);
+}
+
+void Coordinator::Impl::serve(const std::shared_ptr<grpc::ServerCredentials>& credentials) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &grpc_port);
+  // Streams are refused before they take a thread past this bound.
+  grpc::ResourceQuota quota("vantage-coordinator");
+  quota.SetMaxThreads(options.max_grpc_threads);
+  builder.SetResourceQuota(quota);
+  // A probe needs one stream; no single connection may take many threads.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 32);
+  builder.RegisterService(probe_service.get());
+  builder.RegisterService(fleet_service.get());
+  builder.RegisterService(check_service.get());
+  builder.RegisterService(incident_service.get());
+  builder.RegisterService(result_service.get());
+  // Probes keep their stream for days: let their keepalive pings through,
+  // and ping them too, so a probe behind a dead path is noticed in ~40 s.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) {
+    throw OptionError("listen",
+                      fmt::format("gRPC address {}: cannot listen (address in use or not local?)", options.listen));
+  }
+}
+
 bool Coordinator::reload_checks(std::vector<std::string>* problems) {
   if (!impl_->reloader) {
-    log::info("no checks file to reload (serve --checks FILE)");
+    log::info("no checks file to reload (the coordinator was started without one)");
     return false;
   }
   auto outcome = impl_->reloader->reload();

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/option_error.h"
+
 namespace vantage::coordinator {
 
 struct CoordinatorOptions {
@@ -48,7 +50,9 @@ class Coordinator {
   ~Coordinator();
 
   // Connects to PostgreSQL, migrates, loads the checks file and starts
-  // listening. Throws std::runtime_error with a one-line reason.
+  // listening. Throws OptionError naming the option (a field of
+  // CoordinatorOptions) when an option cannot be used, ConfigError for the
+  // checks file, else std::runtime_error; each with a one-line reason.
   void start();
   void shutdown();
   // Reloads the checks file now (SIGHUP). False, with every problem logged

@@ -5,6 +5,7 @@
 
 #include "common/incident_names.h"
 #include "common/proto_time.h"
+#include "common/text.h"
 
 namespace vantage::coordinator {
 
@@ -48,11 +49,7 @@ std::map<std::string, std::string> annotations_of(const v1::Incident& incident, 
                                     incident.diagnosis().advice().empty()
                                         ? std::string()
                                         : fmt::format(" Advice: {}.", incident.diagnosis().advice()));
-  out["runbook_url"] = "docs/runbook.md#" + [&] {
-    std::string anchor = name;
-    for (auto& c : anchor) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return anchor;
-  }();
+  out["runbook_url"] = "docs/runbook.md#" + ascii_lower(name);
   out["kind"] = incident_kind_name(incident.kind());
   out["scope"] = scope;
   out["incident"] = incident.id();

@@ -14,10 +14,12 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <map>
 
 #include "common/build_info.h"
 #include "common/check_config.h"
 #include "common/log.h"
+#include "common/option_error.h"
 #include "common/text.h"
 #include "coordinator/api_auth.h"
 #include "coordinator/coordinator.h"
@@ -108,22 +110,32 @@ int revoke_api_token(vantage::storage::PgStore& store, const std::string& name) 
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"vantage-coordinator: correlates probe results, stores them and serves the API"};
-  app.set_version_flag("--version", std::string(vantage::kVersion) + " (" + vantage::kRevision + ")");
-  app.require_subcommand(1);
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return std::string("vantage-coordinator: ") + e.what() + " (see --help)\n";
-  });
+// The flags of every subcommand, as given.
+struct Flags {
   std::string database_url;
-  if (const char* env = std::getenv("VANTAGE_DATABASE_URL")) database_url = env;
   std::string log_level = "info";
-
   vantage::coordinator::CoordinatorOptions options;
+  std::string probe_id, region;
+  std::string api_token_name, api_token_role;
+};
+
+struct Commands {
+  CLI::App* serve;
+  CLI::App* add_probe;
+  CLI::App* add_token;
+  CLI::App* list_tokens;
+  CLI::App* revoke_token;
+  CLI::App* check_config;
+};
+
+void add_database_flag(CLI::App* command, Flags& flags) {
+  command->add_option("--database", flags.database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
+}
+
+CLI::App* add_serve_command(CLI::App& app, Flags& flags) {
+  auto& options = flags.options;
   auto* serve = app.add_subcommand("serve", "run the coordinator");
-  serve->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
+  add_database_flag(serve, flags);
   serve->add_option("--checks", options.checks_file, "YAML file of checks to run");
   serve->add_option("--listen", options.listen, "gRPC address for probes and the API")->capture_default_str();
   serve->add_option("--metrics-listen", options.metrics_listen, "address of the Prometheus /metrics endpoint")
@@ -139,84 +151,130 @@ int main(int argc, char** argv) {
   serve->add_option("--alertmanager-url", options.alertmanager_urls,
                     "Alertmanager to push incidents to, e.g. http://127.0.0.1:9093 (repeat for several)");
   serve->add_option("--retention-days", options.retention_days, "days of results kept")->capture_default_str();
-  serve->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  serve->add_option("--log-level", flags.log_level, "debug, info, warn or error")->capture_default_str();
+  return serve;
+}
 
-  std::string probe_id, region;
-  auto* add_probe = app.add_subcommand(
+Commands add_commands(CLI::App& app, Flags& flags) {
+  Commands commands;
+  commands.serve = add_serve_command(app, flags);
+  commands.add_probe = app.add_subcommand(
       "add-probe", "register a probe (or give it a new token) and print its token once");
-  add_probe->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
-  add_probe->add_option("--probe-id", probe_id, "the probe's id")->required();
-  add_probe->add_option("--region", region, "the probe's region")->required();
+  add_database_flag(commands.add_probe, flags);
+  commands.add_probe->add_option("--probe-id", flags.probe_id, "the probe's id")->required();
+  commands.add_probe->add_option("--region", flags.region, "the probe's region")->required();
 
-  std::string api_token_name, api_token_role;
-  auto* add_token_cmd = app.add_subcommand(
+  commands.add_token = app.add_subcommand(
       "add-api-token", "create a token for the public API and print it once (only its hash is stored)");
-  add_token_cmd->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
-  add_token_cmd->add_option("--name", api_token_name, "a unique name: a-z, 0-9 and '-', up to 63")->required();
-  add_token_cmd->add_option("--role", api_token_role, "read, write or admin")->required();
-  auto* list_tokens_cmd = app.add_subcommand("list-api-tokens", "list API tokens (never the tokens themselves)");
-  list_tokens_cmd->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
-  auto* revoke_token_cmd = app.add_subcommand(
+  add_database_flag(commands.add_token, flags);
+  commands.add_token->add_option("--name", flags.api_token_name, "a unique name: a-z, 0-9 and '-', up to 63")
+      ->required();
+  commands.add_token->add_option("--role", flags.api_token_role, "read, write or admin")->required();
+  commands.list_tokens = app.add_subcommand("list-api-tokens", "list API tokens (never the tokens themselves)");
+  add_database_flag(commands.list_tokens, flags);
+  commands.revoke_token = app.add_subcommand(
       "revoke-api-token", "revoke an API token (a running coordinator refuses it within 10 s)");
-  revoke_token_cmd->add_option("--database", database_url, "PostgreSQL URL (default: $VANTAGE_DATABASE_URL)");
-  revoke_token_cmd->add_option("--name", api_token_name, "the token's name")->required();
+  add_database_flag(commands.revoke_token, flags);
+  commands.revoke_token->add_option("--name", flags.api_token_name, "the token's name")->required();
 
-  auto* check = app.add_subcommand("check-config", "validate a checks file and exit");
-  check->add_option("--checks", options.checks_file, "YAML file of checks")->required();
+  commands.check_config = app.add_subcommand("check-config", "validate a checks file and exit");
+  commands.check_config->add_option("--checks", flags.options.checks_file, "YAML file of checks")->required();
+  return commands;
+}
 
+// The API token subcommands: bad flag values are refused before the database is asked.
+int run_api_token_command(const Commands& commands, const Flags& flags) {
+  if (*commands.add_token || *commands.revoke_token) {
+    if (auto problem = api_token_name_problem(flags.api_token_name); !problem.empty()) return fail(problem);
+  }
+  if (*commands.add_token && !vantage::coordinator::parse_role(flags.api_token_role)) {
+    return fail(fmt::format("--role {}: must be read, write or admin (admin implies write, write implies read)",
+                            shown(flags.api_token_role)));
+  }
+  vantage::storage::PgStore store(flags.database_url, 1);
+  store.migrate();
+  if (*commands.add_token) return add_api_token(store, flags.api_token_name, flags.api_token_role);
+  if (*commands.list_tokens) return list_api_tokens(store);
+  return revoke_api_token(store, flags.api_token_name);
+}
+
+// Runs the coordinator until SIGINT or SIGTERM; SIGHUP reloads the checks file.
+int serve(const vantage::coordinator::CoordinatorOptions& options) {
+  // Blocked before any thread starts, so every thread inherits the mask and
+  // only sigwait() below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  vantage::coordinator::Coordinator coordinator(options);
+  coordinator.start();
+  int sig = 0;
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    vantage::log::info("SIGHUP: reloading the checks file");
+    coordinator.reload_checks();  // logs its outcome; a rejected file changes nothing
+  }
+  vantage::log::info("stopping", "signal", sig);
+  coordinator.shutdown();
+  return 0;
+}
+
+// An option the libraries refused, as the flag that set it.
+int fail(const vantage::OptionError& error) {
+  static const std::map<std::string, std::string> kFlags = {
+      {"database_url", "--database"},
+      {"listen", "--listen"},
+      {"metrics_listen", "--metrics-listen"},
+      {"tls_cert_file", "--tls-cert"},
+      {"tls_key_file", "--tls-key"},
+      {"tls_client_ca_file", "--tls-client-ca"},
+      {"require_probe_client_cert", "--require-probe-client-cert"},
+      {"retention_days", "--retention-days"},
+      {"alertmanager_urls", "--alertmanager-url"},
+      {"log_level", "--log-level"},
+  };
+  const auto flag = kFlags.find(error.option());
+  return fail(flag == kFlags.end() ? std::string(error.what()) : fmt::format("{}: {}", flag->second, error.what()));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vantage-coordinator: correlates probe results, stores them and serves the API"};
+  app.set_version_flag("--version", std::string(vantage::kVersion) + " (" + vantage::kRevision + ")");
+  app.require_subcommand(1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("vantage-coordinator: ") + e.what() + " (see --help)\n";
+  });
+  Flags flags;
+  if (const char* env = std::getenv("VANTAGE_DATABASE_URL")) flags.database_url = env;
+  const Commands commands = add_commands(app, flags);
   CLI11_PARSE(app, argc, argv);
 
   try {
-    vantage::log::init("coordinator", log_level);
-    if (*check) {
-      auto checks = vantage::load_checks_file(options.checks_file);
-      std::cout << options.checks_file << ": " << checks.size() << " checks, valid\n";
+    vantage::log::init("coordinator", flags.log_level);
+    if (*commands.check_config) {
+      auto checks = vantage::load_checks_file(flags.options.checks_file);
+      std::cout << flags.options.checks_file << ": " << checks.size() << " checks, valid\n";
       return 0;
     }
-    if (database_url.empty()) return fail("--database (or $VANTAGE_DATABASE_URL) is required");
-    if (*add_probe) {
-      vantage::storage::PgStore store(database_url, 1);
+    if (flags.database_url.empty()) return fail("--database (or $VANTAGE_DATABASE_URL) is required");
+    if (*commands.add_probe) {
+      vantage::storage::PgStore store(flags.database_url, 1);
       store.migrate();
-      std::cout << store.add_probe(probe_id, region) << "\n";
+      std::cout << store.add_probe(flags.probe_id, flags.region) << "\n";
       return 0;
     }
-    if (*add_token_cmd || *list_tokens_cmd || *revoke_token_cmd) {
-      // Bad flag values are refused before the database is asked.
-      if (*add_token_cmd || *revoke_token_cmd) {
-        if (auto problem = api_token_name_problem(api_token_name); !problem.empty()) return fail(problem);
-      }
-      if (*add_token_cmd && !vantage::coordinator::parse_role(api_token_role)) {
-        return fail(fmt::format("--role {}: must be read, write or admin (admin implies write, write implies read)",
-                                shown(api_token_role)));
-      }
-      vantage::storage::PgStore store(database_url, 1);
-      store.migrate();
-      if (*add_token_cmd) return add_api_token(store, api_token_name, api_token_role);
-      if (*list_tokens_cmd) return list_api_tokens(store);
-      return revoke_api_token(store, api_token_name);
+    if (*commands.add_token || *commands.list_tokens || *commands.revoke_token) {
+      return run_api_token_command(commands, flags);
     }
-    options.database_url = database_url;
-
-    // Blocked before any thread starts, so every thread inherits the mask and
-    // only sigwait() below sees them. SIGHUP reloads the checks file.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-    vantage::coordinator::Coordinator coordinator(options);
-    coordinator.start();
-    int sig = 0;
-    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
-      vantage::log::info("SIGHUP: reloading the checks file");
-      coordinator.reload_checks();  // logs its outcome; a rejected file changes nothing
-    }
-    vantage::log::info("stopping", "signal", sig);
-    coordinator.shutdown();
-    return 0;
+    flags.options.database_url = flags.database_url;
+    return serve(flags.options);
   } catch (const vantage::ConfigError& e) {
+    return fail(e);
+  } catch (const vantage::OptionError& e) {
     return fail(e);
   } catch (const std::exception& e) {
     return fail(e.what());

@@ -61,6 +61,9 @@ struct CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>& alertmanager_posts; // {result}: ok, error
   prometheus::Gauge& alertmanager_alerts;                      // alerts being sent (firing or just ended)
   prometheus::Counter& alertmanager_dropped;                   // changes dropped: the pusher was stuck
+
+ private:
+  void start_known_series_at_zero();
 };
 
 }  // namespace vantage::coordinator

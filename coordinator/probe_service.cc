@@ -50,7 +50,7 @@ grpc::Status ProbeServiceImpl::authenticate(grpc::ServerContext* context, storag
       metrics_.probe_auth_failures.Add({{"reason", "missing_client_cert"}}).Increment();
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           "this coordinator requires probes to present a TLS client certificate signed by its "
-                          "--tls-client-ca (vantage-probe --tls-client-cert/--tls-client-key)");
+                          "client CA; this connection presented none");
     }
   }
   const auto& metadata = context->client_metadata();
@@ -93,7 +93,7 @@ grpc::Status ProbeServiceImpl::accept_hello(grpc::ServerContext* context, const 
     log::warn("probe refused", "probe", probe->name, "hello_region", claimed, "registered_region", probe->region);
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         fmt::format("hello.region \"{}\" is not probe {}'s registered region \"{}\" "
-                                    "(vantage-coordinator add-probe --region sets it)",
+                                    "(the region is set when the probe is registered)",
                                     claimed, probe->name, probe->region));
   }
   // The version goes to a text column: no NUL, bounded.

@@ -13,10 +13,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "common/build_info.h"
 #include "common/check_config.h"
 #include "common/log.h"
+#include "common/option_error.h"
 #include "common/text.h"
 #include "probe/agent.h"
 #include "probe/attempt.h"
@@ -27,9 +29,9 @@ namespace {
 std::string read_token(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("--token-file " + path + ": cannot read: " + std::strerror(errno));
-  std::string token;
-  std::getline(in, token);
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  std::string line;
+  std::getline(in, line);
+  const std::string token(vantage::trim_ascii(line));
   if (token.empty()) throw std::runtime_error("--token-file " + path + ": the file is empty");
   return token;
 }
@@ -83,7 +85,7 @@ int diagnose(const DiagnoseArgs& args) {
     std::cerr << "vantage-probe diagnose: --keepalive-max-idle must be between 0 and 86400 seconds\n";
     return 2;
   }
-  if (auto problem = normalize_check(check); !problem.empty()) {
+  if (std::string problem; !normalize_check(check, &problem)) {
     std::cerr << "vantage-probe diagnose: " << problem << "\n";
     return 2;
   }
@@ -91,7 +93,7 @@ int diagnose(const DiagnoseArgs& args) {
   options.origin_always = true;
   probe::HttpLimits limits;
   limits.targets.allow_loopback = args.allow_loopback_targets;
-  if (auto error = probe::parse_overrides(args.resolve, args.connect_to, &options.resolve); !error.empty()) {
+  if (std::string error; !probe::parse_overrides(args.resolve, args.connect_to, &options.resolve, &error)) {
     std::cerr << "vantage-probe diagnose: " << error << "\n";
     return 2;
   }
@@ -123,23 +125,22 @@ int diagnose(const DiagnoseArgs& args) {
   return ok ? 0 : 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"vantage-probe: checks sites and streams the results to a Vantage coordinator"};
-  app.set_version_flag("--version", std::string(vantage::kVersion) + " (" + vantage::kRevision + ")");
-  app.require_subcommand(0, 1);
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return std::string("vantage-probe: ") + e.what() + " (see --help)\n";
-  });
+// The daemon's flags, as given; daemon_options() checks and completes them.
+struct DaemonFlags {
   vantage::probe::AgentOptions options;
-  auto& stream = options.stream;
   std::string token_file;
   std::string log_level = "info";
+  std::vector<std::string> resolve, connect_to;
+  double keep_alive_interval_hours = 6;
+};
+
+void add_daemon_flags(CLI::App& app, DaemonFlags& flags) {
+  auto& options = flags.options;
+  auto& stream = options.stream;
   app.add_option("--coordinator", stream.coordinator, "coordinator address, host:port (required)");
   app.add_option("--probe-id", stream.probe_id, "this probe's id, as registered with the coordinator (required)");
   app.add_option("--region", stream.region, "the region this probe runs in, e.g. eu-west (required)");
-  app.add_option("--token-file", token_file,
+  app.add_option("--token-file", flags.token_file,
                  "file holding this probe's bearer token (default: $VANTAGE_PROBE_TOKEN)");
   app.add_option("--tls-ca", stream.tls_ca_file, "PEM CA bundle: connect with TLS and verify the coordinator");
   app.add_option("--tls-client-cert", stream.tls_client_cert_file,
@@ -162,79 +163,94 @@ int main(int argc, char** argv) {
   app.add_option("--max-concurrent", options.scheduler.max_concurrent, "attempts in flight at once")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--log-level", log_level, "debug, info, warn or error");
-  std::vector<std::string> resolve, connect_to;
-  app.add_option("--resolve", resolve,
+  app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
+  app.add_option("--resolve", flags.resolve,
                  "HOST:PORT:ADDRESS, like curl's: connect to ADDRESS for URLs naming HOST:PORT (repeatable)");
-  app.add_option("--connect-to", connect_to,
+  app.add_option("--connect-to", flags.connect_to,
                  "HOST:PORT:ADDRESS:PORT2, like curl's: connect to ADDRESS:PORT2 instead, e.g. to reach a site "
                  "through one edge location (repeatable)");
   app.add_flag("--allow-loopback-targets", options.scheduler.limits.targets.allow_loopback,
                "let a check's host name resolve to this machine's loopback addresses (127.0.0.0/8, ::1): tests "
                "and labs on this machine; address literals in a URL, --resolve or --connect-to need no flag");
-  double keep_alive_interval_hours = 6;
-  app.add_option("--keepalive-interval", keep_alive_interval_hours,
+  app.add_option("--keepalive-interval", flags.keep_alive_interval_hours,
                  "hours between measurements of each origin's keep-alive behaviour (checks with an origin "
                  "address; 0: never)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+}
 
-  DiagnoseArgs diagnose_args;
-  auto* diagnose_cmd = app.add_subcommand(
-      "diagnose", "check a URL once, through the edge and (with --origin) straight at the origin, and say why it fails");
-  diagnose_cmd->add_option("url", diagnose_args.url, "the URL as visitors use it")->required();
-  diagnose_cmd->add_option("--origin", diagnose_args.origin, "the origin's address, HOST:PORT, for the origin leg");
-  diagnose_cmd->add_option("--resolve", diagnose_args.resolve, "HOST:PORT:ADDRESS, like curl's --resolve");
-  diagnose_cmd->add_option("--connect-to", diagnose_args.connect_to,
-                           "HOST:PORT:ADDRESS:PORT2, like curl's --connect-to");
-  diagnose_cmd->add_option("--timeout", diagnose_args.timeout_seconds, "seconds for each leg")->capture_default_str();
-  diagnose_cmd->add_flag("--json", diagnose_args.json, "print JSON instead of a report");
-  diagnose_cmd->add_flag("--follow-up-json", diagnose_args.follow_up_json,
-                         "after a 5xx through the edge, ask again with Accept: application/json");
-  diagnose_cmd->add_flag("--follow-up-trace", diagnose_args.follow_up_trace,
-                         "after a 5xx through the edge, GET /cdn-cgi/trace for the colo");
-  diagnose_cmd->add_flag("--keepalive", diagnose_args.keep_alive,
-                         "also measure the origin's (or the URL's) idle-close time and requests per connection");
-  diagnose_cmd->add_option("--keepalive-max-idle", diagnose_args.keep_alive_max_idle_seconds,
-                           "seconds to hold an idle connection open waiting for the server to close it")
+CLI::App* add_diagnose_command(CLI::App& app, DiagnoseArgs& args) {
+  auto* cmd = app.add_subcommand("diagnose",
+                                 "check a URL once, through the edge and (with --origin) straight at the origin, and "
+                                 "say why it fails");
+  cmd->add_option("url", args.url, "the URL as visitors use it")->required();
+  cmd->add_option("--origin", args.origin, "the origin's address, HOST:PORT, for the origin leg");
+  cmd->add_option("--resolve", args.resolve, "HOST:PORT:ADDRESS, like curl's --resolve");
+  cmd->add_option("--connect-to", args.connect_to, "HOST:PORT:ADDRESS:PORT2, like curl's --connect-to");
+  cmd->add_option("--timeout", args.timeout_seconds, "seconds for each leg")->capture_default_str();
+  cmd->add_flag("--json", args.json, "print JSON instead of a report");
+  cmd->add_flag("--follow-up-json", args.follow_up_json,
+                "after a 5xx through the edge, ask again with Accept: application/json");
+  cmd->add_flag("--follow-up-trace", args.follow_up_trace,
+                "after a 5xx through the edge, GET /cdn-cgi/trace for the colo");
+  cmd->add_flag("--keepalive", args.keep_alive,
+                "also measure the origin's (or the URL's) idle-close time and requests per connection");
+  cmd->add_option("--keepalive-max-idle", args.keep_alive_max_idle_seconds,
+                  "seconds to hold an idle connection open waiting for the server to close it")
       ->capture_default_str();
-  diagnose_cmd->add_flag("--allow-loopback-targets", diagnose_args.allow_loopback_targets,
-                         "let the URL's host name resolve to this machine's loopback addresses (an address literal "
-                         "needs no flag)");
+  cmd->add_flag("--allow-loopback-targets", args.allow_loopback_targets,
+                "let the URL's host name resolve to this machine's loopback addresses (an address literal "
+                "needs no flag)");
+  return cmd;
+}
 
-  CLI11_PARSE(app, argc, argv);
-
-  if (*diagnose_cmd) {
-    vantage::log::init("probe", "warn");
-    return diagnose(diagnose_args);
+// The agent's options from the flags; throws saying what is wrong (error_text()
+// names the flag of an OptionError's option).
+vantage::probe::AgentOptions daemon_options(DaemonFlags flags) {
+  auto& options = flags.options;
+  auto& stream = options.stream;
+  for (auto [flag, value] : {std::pair{"--coordinator", &stream.coordinator}, std::pair{"--probe-id", &stream.probe_id},
+                             std::pair{"--region", &stream.region}}) {
+    if (value->empty()) throw std::runtime_error(std::string(flag) + " is required");
   }
-  try {
-    vantage::log::init("probe", log_level);
-    for (auto [flag, value] : {std::pair{"--coordinator", &stream.coordinator}, std::pair{"--probe-id", &stream.probe_id},
-                               std::pair{"--region", &stream.region}}) {
-      if (value->empty()) throw std::runtime_error(std::string(flag) + " is required");
-    }
-    if (!token_file.empty()) {
-      stream.token = read_token(token_file);
-    } else if (const char* env = std::getenv("VANTAGE_PROBE_TOKEN"); env && *env) {
-      stream.token = env;
-    } else {
-      throw std::runtime_error("no token: pass --token-file or set VANTAGE_PROBE_TOKEN");
-    }
-    if (auto error = vantage::probe::check_tls_options(stream); !error.empty()) throw std::runtime_error(error);
-    if (auto error = vantage::probe::parse_overrides(resolve, connect_to, &options.scheduler.resolve);
-        !error.empty()) {
-      throw std::runtime_error(error);
-    }
-    options.scheduler.keep_alive.targets = options.scheduler.limits.targets;
-    options.scheduler.keep_alive_interval =
-        std::chrono::milliseconds(static_cast<long long>(keep_alive_interval_hours * 3'600'000));
-  } catch (const std::exception& e) {
-    std::cerr << "vantage-probe: " << e.what() << "\n";
-    return 2;
+  if (!flags.token_file.empty()) {
+    stream.token = read_token(flags.token_file);
+  } else if (const char* env = std::getenv("VANTAGE_PROBE_TOKEN"); env && *env) {
+    stream.token = env;
+  } else {
+    throw std::runtime_error("no token: pass --token-file or set VANTAGE_PROBE_TOKEN");
   }
+  vantage::probe::check_tls_options(stream);  // throws OptionError
+  if (std::string error; !vantage::probe::parse_overrides(flags.resolve, flags.connect_to,
+                                                          &options.scheduler.resolve, &error)) {
+    throw std::runtime_error(error);
+  }
+  options.scheduler.keep_alive.targets = options.scheduler.limits.targets;
+  options.scheduler.keep_alive_interval =
+      std::chrono::milliseconds(static_cast<long long>(flags.keep_alive_interval_hours * 3'600'000));
   stream.version = vantage::kVersion;
+  return std::move(options);
+}
 
+// What went wrong, for people: an option the libraries refused is named by
+// the flag that set it.
+std::string error_text(const std::exception& e) {
+  const auto* option = dynamic_cast<const vantage::OptionError*>(&e);
+  if (option == nullptr) return e.what();
+  static const std::map<std::string, std::string> kFlags = {
+      {"spool.directory", "--spool-dir"},
+      {"stream.tls_ca_file", "--tls-ca"},
+      {"stream.tls_client_cert_file", "--tls-client-cert"},
+      {"stream.tls_client_key_file", "--tls-client-key"},
+      {"metrics_listen", "--metrics-listen"},
+      {"log_level", "--log-level"},
+  };
+  const auto flag = kFlags.find(option->option());
+  return flag == kFlags.end() ? e.what() : flag->second + ": " + e.what();
+}
+
+// Runs the agent until SIGINT or SIGTERM.
+int run_daemon(const vantage::probe::AgentOptions& options) {
   // Signals are taken synchronously by this thread; block them before any
   // other thread starts so they inherit the mask.
   sigset_t signals;
@@ -247,10 +263,11 @@ int main(int argc, char** argv) {
   try {
     agent = std::make_unique<vantage::probe::Agent>(options, vantage::RealClock::instance());
   } catch (const std::exception& e) {
-    std::cerr << "vantage-probe: " << e.what() << "\n";
+    std::cerr << "vantage-probe: " << error_text(e) << "\n";
     return 1;
   }
   agent->start();
+  const auto& stream = options.stream;
   vantage::log::info("started", "probe", stream.probe_id, "region", stream.region, "coordinator",
                      stream.coordinator, "version", vantage::kVersion);
   int sig = 0;
@@ -258,4 +275,34 @@ int main(int argc, char** argv) {
   vantage::log::info("stopping", "signal", sig);
   agent->stop();
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vantage-probe: checks sites and streams the results to a Vantage coordinator"};
+  app.set_version_flag("--version", std::string(vantage::kVersion) + " (" + vantage::kRevision + ")");
+  app.require_subcommand(0, 1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("vantage-probe: ") + e.what() + " (see --help)\n";
+  });
+  DaemonFlags daemon_flags;
+  add_daemon_flags(app, daemon_flags);
+  DiagnoseArgs diagnose_args;
+  auto* diagnose_cmd = add_diagnose_command(app, diagnose_args);
+  CLI11_PARSE(app, argc, argv);
+
+  if (*diagnose_cmd) {
+    vantage::log::init("probe", "warn");
+    return diagnose(diagnose_args);
+  }
+  vantage::probe::AgentOptions options;
+  try {
+    vantage::log::init("probe", daemon_flags.log_level);
+    options = daemon_options(std::move(daemon_flags));
+  } catch (const std::exception& e) {
+    std::cerr << "vantage-probe: " << error_text(e) << "\n";
+    return 2;
+  }
+  return run_daemon(options);
 }

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/enum_label.h"
 #include "common/failure_class.h"
 #include "common/text.h"
 
@@ -24,12 +25,6 @@ nlohmann::json shown_or_null(std::string_view text) {
 
 double ms(uint64_t micros) { return static_cast<double>(micros) / 1000.0; }
 
-std::string lower_enum(std::string name, std::string_view prefix) {
-  if (name.rfind(prefix, 0) == 0) name.erase(0, prefix.size());
-  for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return name;
-}
-
 json leg_json(const v1::LegResult& leg) {
   const auto& r = leg.response();
   const auto& e = leg.edge();
@@ -40,7 +35,7 @@ json leg_json(const v1::LegResult& leg) {
   out["edge_code"] = e.edge_code() && (e.edge_generated() || e.edge_code() >= 520) ? json(e.edge_code()) : json(nullptr);
   out["edge_error_code"] = e.edge_error_code() ? json(e.edge_error_code()) : json(nullptr);
   out["edge_generated"] = e.edge_generated();
-  out["rule"] = lower_enum(v1::EdgeRule_Name(e.rule()), "EDGE_RULE_");
+  out["rule"] = enum_label(v1::EdgeRule_Name(e.rule()), "EDGE_RULE_");
   out["ray_id"] = shown_or_null(e.ray_id());
   out["colo"] = shown_or_null(e.colo());
   // From the body, or a JSON follow-up; the trace's from a trace follow-up.
@@ -54,7 +49,7 @@ json leg_json(const v1::LegResult& leg) {
   out["header_count"] = r.header_count();
   out["largest_header_bytes"] = r.largest_header_bytes();
   out["body_bytes"] = r.body_bytes();
-  out["transport_end"] = lower_enum(v1::TransportEnd_Name(r.transport_end()), "TRANSPORT_END_");
+  out["transport_end"] = enum_label(v1::TransportEnd_Name(r.transport_end()), "TRANSPORT_END_");
   out["parse_error"] = shown_or_null(r.parse_error());
   out["connected_address"] = shown(leg.connection().connected_address());
   out["error"] = shown_or_null(leg.error());

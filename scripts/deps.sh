@@ -19,6 +19,8 @@ packages=(
   # Prometheus (and promtool) and Alertmanager: the alert rules' tests, the
   # paging end-to-end test and the local run
   prometheus prometheus-alertmanager
+  # the function-size check (scripts/function-sizes.sh)
+  universal-ctags
 )
 
 missing=()

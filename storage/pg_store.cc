@@ -7,6 +7,7 @@
 #include <array>
 #include <set>
 #include <map>
+#include <optional>
 #include <pqxx/pqxx>
 
 #include "common/failure_class.h"
@@ -491,6 +492,138 @@ ApiCheckWrite PgStore::delete_api_check(const std::string& name, int64_t expecte
   });
 }
 
+namespace {
+
+using Batches = std::vector<const ResultBatch*>;
+
+// One result as the text fields of a COPY row; a null pointer is SQL NULL
+// (stream_to escapes).
+class ResultRow {
+ public:
+  static constexpr size_t kColumns = 13;
+  static std::vector<std::string> columns() {
+    return {"probe_id", "seq",     "check_id", "start_time", "region",   "class", "origin_class",
+            "status",   "edge_code", "colo",   "ttfb_us",    "total_us", "detail"};
+  }
+
+  const std::array<const char*, kColumns>& fill(const ProbeRecord& probe, const v1::CheckResult& r) {
+    const auto& edge = r.edge();
+    set(0, std::to_string(probe.key));
+    set(1, std::to_string(r.sequence()));
+    set(2, std::to_string(r.check_id()));
+    set(3, timestamptz_text(r.start_time()));
+    set(4, probe.region);
+    set(5, std::to_string(static_cast<int>(edge.failure_class())));
+    if (r.has_origin()) {
+      set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
+    } else {
+      fields_[6] = nullptr;
+    }
+    set_nonzero(7, edge.response().status());
+    set_nonzero(8, edge.edge().edge_code());
+    if (edge.edge().colo().empty()) {
+      fields_[9] = nullptr;
+    } else {
+      set(9, edge.edge().colo());
+    }
+    set_nonzero(10, edge.timings().first_byte_us());
+    set_nonzero(11, edge.timings().total_us());
+    // The whole result is kept only for failures (the evidence of an incident).
+    const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
+                        (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
+    if (failed) {
+      detail_.clear();
+      r.SerializeToString(&detail_);
+      set(12, bytea_hex(detail_));
+    } else {
+      fields_[12] = nullptr;
+    }
+    return fields_;
+  }
+
+ private:
+  void set(size_t i, std::string value) {
+    text_[i] = std::move(value);
+    fields_[i] = text_[i].c_str();
+  }
+  void set_nonzero(size_t i, uint64_t value) {
+    if (value == 0) {
+      fields_[i] = nullptr;
+    } else {
+      set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
+    }
+  }
+  std::array<std::string, kColumns> text_;
+  std::array<const char*, kColumns> fields_{};
+  std::string detail_;
+};
+
+// Writes every result of `batches` as COPY rows into `table`.
+void copy_rows(pqxx::transaction_base& tx, const char* table, const Batches& batches) {
+  pqxx::stream_to copy(tx, table, ResultRow::columns());
+  ResultRow row;
+  for (const auto* batch : batches) {
+    for (const auto& r : batch->results) copy << row.fill(batch->probe, r);
+  }
+  copy.complete();
+}
+
+// The rows stored through a staging table, only those not stored before:
+// (probe, seq) -> 1.
+using StoredRows = std::map<std::pair<int32_t, uint64_t>, size_t>;
+StoredRows copy_new_rows_through_staging(pqxx::work& tx, const Batches& batches) {
+  tx.exec0(
+      "CREATE TEMP TABLE IF NOT EXISTS results_incoming "
+      "(LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+  copy_rows(tx, "results_incoming", batches);
+  StoredRows inserted;
+  for (const auto& row : tx.exec("INSERT INTO results SELECT * FROM results_incoming "
+                                 "ON CONFLICT DO NOTHING RETURNING probe_id, seq")) {
+    ++inserted[{row[0].as<int32_t>(), row[1].as<uint64_t>()}];
+  }
+  return inserted;
+}
+
+// Each batch's stored and duplicate results (all stored when `staged` is
+// empty: the direct COPY took them all).
+void count_stored(const Batches& batches, const std::optional<StoredRows>& staged,
+                  std::vector<WriteOutcome>& outcomes) {
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const auto& b = *batches[i];
+    if (b.acknowledged_through() == 0 || b.results.empty()) continue;
+    if (!staged) {
+      outcomes[i].inserted = b.results.size();
+    } else {
+      auto lo = staged->lower_bound({b.probe.key, b.results.front().sequence()});
+      auto hi = staged->upper_bound({b.probe.key, b.results.back().sequence()});
+      for (auto it = lo; it != hi; ++it) outcomes[i].inserted += it->second;
+    }
+    outcomes[i].duplicates = b.results.size() - outcomes[i].inserted;
+  }
+}
+
+// Moves each probe's stored sequence to the highest its batches acknowledge;
+// the sequence stored now, per probe key.
+std::map<int32_t, uint64_t> advance_probe_sequences(pqxx::work& tx, const Batches& batches) {
+  std::map<int32_t, uint64_t> highest;
+  for (const auto* b : batches) {
+    if (b->acknowledged_through() == 0) continue;
+    auto& h = highest[b->probe.key];
+    h = std::max(h, b->acknowledged_through());
+  }
+  std::map<int32_t, uint64_t> acked;
+  for (const auto& [key, seq] : highest) {
+    acked[key] = tx.exec_params1(
+                       "UPDATE probes SET last_sequence = greatest(last_sequence, $2), "
+                       "last_seen_time = now() WHERE id = $1 RETURNING last_sequence",
+                       key, seq)[0]
+                     .as<uint64_t>();
+  }
+  return acked;
+}
+
+}  // namespace
+
 std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultBatch*>& batches) {
   std::vector<WriteOutcome> outcomes(batches.size());
   size_t total = 0;
@@ -500,119 +633,26 @@ std::vector<WriteOutcome> PgStore::write_results(const std::vector<const ResultB
     acknowledged = std::max(acknowledged, b->acknowledged_through());
   }
   if (acknowledged == 0) return outcomes;
-  // Writes every result of `batches` as COPY rows into `table`.
-  auto copy_rows = [&](pqxx::transaction_base& tx, const char* table) {
-    pqxx::stream_to copy(tx, table,
-                         std::vector<std::string>{"probe_id", "seq", "check_id", "start_time", "region", "class",
-                                                  "origin_class", "status", "edge_code", "colo", "ttfb_us",
-                                                  "total_us", "detail"});
-    // One row as text fields; a null pointer is SQL NULL. stream_to escapes.
-    constexpr size_t kColumns = 13;
-    std::array<std::string, kColumns> text;
-    std::array<const char*, kColumns> fields;
-    std::string detail;
-    for (const auto* batch : batches) {
-      const auto& probe = batch->probe;
-      for (const auto& r : batch->results) {
-        const auto& edge = r.edge();
-        const bool failed = edge.failure_class() != v1::FAILURE_CLASS_OK ||
-                            (r.has_origin() && r.origin().failure_class() != v1::FAILURE_CLASS_OK);
-        auto set = [&](size_t i, std::string value) {
-          text[i] = std::move(value);
-          fields[i] = text[i].c_str();
-        };
-        auto set_nonzero = [&](size_t i, uint64_t value) {
-          if (value == 0) {
-            fields[i] = nullptr;
-          } else {
-            set(i, std::to_string(std::min<uint64_t>(value, INT32_MAX)));
-          }
-        };
-        set(0, std::to_string(probe.key));
-        set(1, std::to_string(r.sequence()));
-        set(2, std::to_string(r.check_id()));
-        set(3, timestamptz_text(r.start_time()));
-        set(4, probe.region);
-        set(5, std::to_string(static_cast<int>(edge.failure_class())));
-        if (r.has_origin()) {
-          set(6, std::to_string(static_cast<int>(r.origin().failure_class())));
-        } else {
-          fields[6] = nullptr;
-        }
-        set_nonzero(7, edge.response().status());
-        set_nonzero(8, edge.edge().edge_code());
-        if (edge.edge().colo().empty()) {
-          fields[9] = nullptr;
-        } else {
-          set(9, edge.edge().colo());
-        }
-        set_nonzero(10, edge.timings().first_byte_us());
-        set_nonzero(11, edge.timings().total_us());
-        if (failed) {
-          detail.clear();
-          r.SerializeToString(&detail);
-          set(12, bytea_hex(detail));
-        } else {
-          fields[12] = nullptr;
-        }
-        copy << fields;
-      }
-    }
-    copy.complete();
-  };
   return with_connection("storing results", [&](pqxx::connection& c) {
     pqxx::work tx(c);
-    // (probe, seq) of the rows the staging path stored.
-    std::map<std::pair<int32_t, uint64_t>, size_t> inserted;
-    bool direct = true;
     // Fast path: COPY straight into results. A replayed result makes the
     // unique index refuse the COPY; then (rare) the rows go through a
     // staging table and only the new ones are moved. (Only refused results:
     // nothing to copy, the probe's sequence still moves past them.)
+    bool direct = true;
     if (total > 0) {
       try {
         pqxx::subtransaction attempt(tx, "direct_copy");
-        copy_rows(attempt, "results");
+        copy_rows(attempt, "results", batches);
         attempt.commit();
       } catch (const pqxx::unique_violation&) {
         direct = false;
       }
     }
-    if (!direct) {
-      tx.exec0(
-          "CREATE TEMP TABLE IF NOT EXISTS results_incoming "
-          "(LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
-      copy_rows(tx, "results_incoming");
-      for (const auto& row : tx.exec("INSERT INTO results SELECT * FROM results_incoming "
-                                     "ON CONFLICT DO NOTHING RETURNING probe_id, seq")) {
-        ++inserted[{row[0].as<int32_t>(), row[1].as<uint64_t>()}];
-      }
-    }
-    // Attribute the stored rows to their batches.
-    std::map<int32_t, uint64_t> highest;  // per probe
-    for (size_t i = 0; i < batches.size(); ++i) {
-      const auto& b = *batches[i];
-      if (b.acknowledged_through() == 0) continue;
-      auto& h = highest[b.probe.key];
-      h = std::max(h, b.acknowledged_through());
-      if (b.results.empty()) continue;
-      if (direct) {
-        outcomes[i].inserted = b.results.size();
-      } else {
-        auto lo = inserted.lower_bound({b.probe.key, b.results.front().sequence()});
-        auto hi = inserted.upper_bound({b.probe.key, b.results.back().sequence()});
-        for (auto it = lo; it != hi; ++it) outcomes[i].inserted += it->second;
-      }
-      outcomes[i].duplicates = b.results.size() - outcomes[i].inserted;
-    }
-    std::map<int32_t, uint64_t> acked;
-    for (const auto& [key, seq] : highest) {
-      acked[key] = tx.exec_params1(
-                         "UPDATE probes SET last_sequence = greatest(last_sequence, $2), "
-                         "last_seen_time = now() WHERE id = $1 RETURNING last_sequence",
-                         key, seq)[0]
-                       .as<uint64_t>();
-    }
+    std::optional<StoredRows> staged;
+    if (!direct) staged = copy_new_rows_through_staging(tx, batches);
+    count_stored(batches, staged, outcomes);
+    auto acked = advance_probe_sequences(tx, batches);
     tx.commit();
     for (size_t i = 0; i < batches.size(); ++i) outcomes[i].acked_sequence = acked[batches[i]->probe.key];
     return outcomes;

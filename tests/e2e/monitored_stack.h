@@ -29,9 +29,17 @@ inline std::filesystem::path temp_dir(const std::string& name) {
 inline void start_with_results(Stack& stack) {
   ASSERT_NO_FATAL_FAILURE(stack.start_coordinator());
   stack.start_probes();
-  ASSERT_TRUE(eventually([&] { return stack.stored(0) > 1 && stack.stored(1) > 1 && stack.stored(2) > 1; },
-                         std::chrono::seconds(30)))
-      << stack.coordinator().output();
+  const bool stored = eventually(
+      [&] { return stack.stored(0) > 1 && stack.stored(1) > 1 && stack.stored(2) > 1; }, std::chrono::seconds(30));
+  if (stored) return;
+  std::string probes;
+  for (size_t i = 0; i < stack.probe_count(); ++i) {
+    auto& probe = stack.probe(i);
+    probes += "--- " + probe.id + ": " + std::to_string(stack.stored(i)) + " stored\n" +
+              (probe.process ? probe.process->output() : std::string("(not running)\n"));
+  }
+  FAIL() << "not every probe had two results stored within 30 s\n--- coordinator\n"
+         << stack.coordinator().output() << probes;
 }
 
 // The coordinator's metrics, under the job name the alert rules use.

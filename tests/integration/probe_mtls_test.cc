@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "common/clock.h"
+#include "common/option_error.h"
 #include "coordinator/coordinator.h"
 #include "probe/agent.h"
 #include "probe/streamer.h"
@@ -154,7 +155,7 @@ TEST_F(ProbeMtlsTest, RealProbeWithItsClientCertificateFlagsConnects) {
   options.stream.tls_client_key_file = path("client.key");
   options.stream.backoff_initial = milliseconds(100);
   options.stream.backoff_max = milliseconds(500);
-  ASSERT_EQ(probe::check_tls_options(options.stream), "");
+  ASSERT_NO_THROW(probe::check_tls_options(options.stream));
   probe::Agent agent(options, RealClock::instance());
   agent.start();
   ASSERT_TRUE(testing::eventually([&] { return agent.streamer().sessions() >= 1; }, seconds(20)));
@@ -190,13 +191,16 @@ TEST_F(ProbeMtlsTest, ApiClientWithATokenNeedsNoCertificate) {
   EXPECT_EQ(response.probes(0).id(), "eu-1");
 }
 
-TEST_F(ProbeMtlsTest, CoordinatorOptionsThatDoNotFitAreRefusedNamingTheFlag) {
+// The library names the option (vantage-coordinator's main maps it to its flag).
+TEST_F(ProbeMtlsTest, CoordinatorOptionsThatDoNotFitAreRefusedNamingTheOption) {
   auto start_error = [](coordinator::CoordinatorOptions o) -> std::string {
     o.listen = "127.0.0.1:0";
     o.metrics_listen = "127.0.0.1:0";
     try {
       coordinator::Coordinator c(std::move(o));
       c.start();
+    } catch (const OptionError& e) {
+      return e.option() + ": " + e.what();
     } catch (const std::exception& e) {
       return e.what();
     }
@@ -205,45 +209,57 @@ TEST_F(ProbeMtlsTest, CoordinatorOptionsThatDoNotFitAreRefusedNamingTheFlag) {
   auto o = options();
   o.tls_cert_file.clear();
   o.tls_key_file.clear();
-  EXPECT_NE(start_error(o).find("--tls-client-ca needs --tls-cert and --tls-key"), std::string::npos);
+  EXPECT_NE(start_error(o).find("tls_client_ca_file: a client CA needs the server's TLS certificate and key"),
+            std::string::npos);
 
   o = options();
   o.tls_client_ca_file.clear();
-  EXPECT_NE(start_error(o).find("--require-probe-client-cert needs --tls-client-ca"), std::string::npos);
+  EXPECT_NE(start_error(o).find("require_probe_client_cert: requiring probes' client certificates needs a client CA"),
+            std::string::npos);
 
   o = options();
   o.tls_client_ca_file = path("missing.pem");
   auto error = start_error(o);
-  EXPECT_NE(error.find("--tls-client-ca"), std::string::npos) << error;
+  EXPECT_NE(error.find("tls_client_ca_file: "), std::string::npos) << error;
   EXPECT_NE(error.find("missing.pem"), std::string::npos) << error;
 
   o = options();
   o.tls_client_ca_file = path("server.key");  // no certificate in it
   error = start_error(o);
-  EXPECT_NE(error.find("--tls-client-ca"), std::string::npos) << error;
+  EXPECT_NE(error.find("tls_client_ca_file: "), std::string::npos) << error;
   EXPECT_NE(error.find("no PEM CERTIFICATE"), std::string::npos) << error;
 }
 
-TEST_F(ProbeMtlsTest, ProbeOptionsThatDoNotFitAreRefusedNamingTheFlag) {
+// The library names the option as AgentOptions does (vantage-probe's main maps it to its flag).
+TEST_F(ProbeMtlsTest, ProbeOptionsThatDoNotFitAreRefusedNamingTheOption) {
+  auto tls_error = [](const probe::StreamerOptions& o) -> std::string {
+    try {
+      probe::check_tls_options(o);
+    } catch (const OptionError& e) {
+      return e.option() + ": " + e.what();
+    }
+    return "";
+  };
   probe::StreamerOptions o;
   o.tls_ca_file = path("ca.pem");
   o.tls_client_cert_file = path("client.pem");
-  EXPECT_EQ(probe::check_tls_options(o), "--tls-client-cert and --tls-client-key go together");
+  EXPECT_EQ(tls_error(o), "stream.tls_client_key_file: a client certificate and its key go together: one is missing");
   o.tls_client_cert_file.clear();
   o.tls_client_key_file = path("client.key");
-  EXPECT_EQ(probe::check_tls_options(o), "--tls-client-cert and --tls-client-key go together");
+  EXPECT_EQ(tls_error(o), "stream.tls_client_cert_file: a client certificate and its key go together: one is missing");
   o.tls_client_cert_file = path("client.pem");
   o.tls_ca_file.clear();
-  EXPECT_NE(probe::check_tls_options(o).find("needs --tls-ca"), std::string::npos);
+  EXPECT_NE(tls_error(o).find("stream.tls_ca_file: a client certificate needs the coordinator's CA bundle"),
+            std::string::npos);
   o.tls_ca_file = path("ca.pem");
   o.tls_client_key_file = path("missing.key");
-  EXPECT_NE(probe::check_tls_options(o).find("--tls-client-key " + path("missing.key") + ": cannot read"),
+  EXPECT_NE(tls_error(o).find("stream.tls_client_key_file: client key " + path("missing.key") + ": cannot read"),
             std::string::npos)
-      << probe::check_tls_options(o);
+      << tls_error(o);
   o.tls_client_key_file = path("client.pem");  // a certificate, not a key
-  EXPECT_NE(probe::check_tls_options(o).find("no PEM private key"), std::string::npos) << probe::check_tls_options(o);
+  EXPECT_NE(tls_error(o).find("no PEM private key"), std::string::npos) << tls_error(o);
   o.tls_client_key_file = path("client.key");
-  EXPECT_EQ(probe::check_tls_options(o), "");
+  EXPECT_EQ(tls_error(o), "");
 }
 
 }  // namespace

@@ -390,7 +390,8 @@ TEST(ValidateCheck, FillsTheDefaultsOfAValidCheck) {
   EXPECT_EQ(check.method(), "GET");
   EXPECT_EQ(to_millis(check.interval()), milliseconds(60'000));
   EXPECT_EQ(to_millis(check.timeout()), milliseconds(10'000));
-  EXPECT_EQ(normalize_check(check), "");
+  std::string problem;
+  EXPECT_TRUE(normalize_check(check, &problem)) << problem;
 }
 
 TEST(ValidateCheck, DurationsOfAnySizeAreRangeCheckedWithoutOverflow) {
@@ -425,7 +426,9 @@ TEST(ValidateCheck, ReturnsEveryProblemWithItsField) {
                                               "correlation.global_quorum", "assertions[0].header_name",
                                               "assertions[0].pattern"}))
       << problems_of(check);
-  EXPECT_NE(normalize_check(check).find("name: \"A\" must be"), std::string::npos);
+  std::string problem;
+  EXPECT_FALSE(normalize_check(check, &problem));
+  EXPECT_NE(problem.find("name: \"A\" must be"), std::string::npos);
 }
 
 TEST(ValidateCheck, OriginFieldsAreHostsAndTheOriginNeedsAnAddress) {

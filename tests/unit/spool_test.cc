@@ -1,5 +1,7 @@
 #include "probe/spool.h"
 
+#include "common/option_error.h"
+
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -484,8 +486,10 @@ TEST(SpoolDirectory, AnUnusableDirectoryIsAClearError) {
   try {
     Spool spool(o);
     FAIL() << "expected an error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("--spool-dir /proc/vantage-cannot-be-here"), std::string::npos) << e.what();
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option(), "spool.directory");  // vantage-probe's main names its flag
+    EXPECT_NE(std::string(e.what()).find("spool directory /proc/vantage-cannot-be-here"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -90,4 +90,6 @@ TEST(AsciiText, SecondsForPeople) {
   EXPECT_EQ(vantage::seconds_text(1500ms), "1.5 s");
   EXPECT_EQ(vantage::seconds_text(500ms, 2), "0.50 s");
   EXPECT_EQ(vantage::seconds_text(0s), "0.0 s");
+  EXPECT_EQ(vantage::seconds_text(900s, vantage::kShortest), "900 s");
+  EXPECT_EQ(vantage::seconds_text(250ms, vantage::kShortest), "0.25 s");
 }

@@ -19,7 +19,8 @@ v1::Check check(const std::string& name, v1::CheckSource source = v1::CHECK_SOUR
   c.set_name(name);
   c.set_url("https://" + name + ".example.com/");
   *c.mutable_interval() = to_duration(30s);
-  EXPECT_EQ(normalize_check(c), "");  // defaults filled, as load_checks_file() does
+  std::string problem;
+  EXPECT_TRUE(normalize_check(c, &problem)) << problem;  // defaults filled, as load_checks_file() does
   c.set_source(source);
   return c;
 }
