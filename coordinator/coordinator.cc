@@ -13,6 +13,7 @@
 #include "common/check_config.h"
 #include "common/log.h"
 #include "common/option_error.h"
+#include "common/timer.h"
 #include "coordinator/alertmanager_pusher.h"
 #include "coordinator/api_auth.h"
 #include "coordinator/check_registry.h"
@@ -159,7 +160,7 @@ struct Coordinator::Impl {
   // Partition upkeep: at start, then hourly (creating ahead, dropping old).
   std::thread maintenance;
   std::mutex maintenance_mu;
-  std::condition_variable maintenance_cv;
+  ClockCondition maintenance_cv{RealTimers::instance(), maintenance_mu};
   bool stopping = false;
 
   // The steps of start(), in order: each uses what the ones before built.
@@ -171,7 +172,7 @@ struct Coordinator::Impl {
   void serve(const std::shared_ptr<grpc::ServerCredentials>& credentials);
 
   void maintain_partitions() {
-    const auto today = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+    const auto today = std::chrono::floor<std::chrono::days>(clock.now());
     auto [created, dropped] = store->maintain_partitions(today, options.partitions_ahead_days, options.retention_days);
     metrics->partitions_created.Set(created);
     metrics->partitions_dropped.Increment(dropped);

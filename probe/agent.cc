@@ -16,7 +16,7 @@ Agent::Agent(AgentOptions options, Timers& timers)
     : options_(std::move(options)),
       timers_(timers),
       work_(boost::asio::make_work_guard(io_)),
-      spool_(options_.spool),
+      spool_(options_.spool, timers_),
       metrics_timer_(timers_.make_timer(io_.get_executor())),
       attempts_(timers_.clock(), options_.scheduler.limits) {
   if (!options_.metrics_listen.empty()) {

@@ -282,12 +282,13 @@ uint64_t effective_segment_bytes(const SpoolOptions& options) {
   return std::min(std::clamp<uint64_t>(limit / 8, 4096, 4ull << 20), limit);
 }
 
-Spool::Spool(SpoolOptions options)
+Spool::Spool(SpoolOptions options, Timers& timers)
     : options_(std::move(options)),
       segment_bytes_(effective_segment_bytes(options_)),
       state_path_(options_.directory.empty() ? "" : (fs::path(options_.directory) / kStateFile).string()),
       // The first drop or disk error is logged at once.
-      last_drop_log_(Clock::now() - options_.log_interval) {
+      last_drop_log_(Clock::now() - options_.log_interval),
+      cv_(timers, mu_) {
   if (!options_.directory.empty()) recover();
 }
 

@@ -31,7 +31,6 @@
 
 #include <array>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -40,6 +39,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/timer.h"
 #include "vantage/v1/types.pb.h"
 
 namespace vantage::probe {
@@ -73,7 +73,8 @@ class Spool {
  public:
   // Opens (and recovers) the directory. Throws OptionError (option
   // "spool.directory", a std::runtime_error) naming the path when it cannot be used.
-  explicit Spool(SpoolOptions options);
+  // `timers`: the clock next_unsent's batch wait is on.
+  explicit Spool(SpoolOptions options, Timers& timers = RealTimers::instance());
   ~Spool();
 
   // Numbers and keeps `result`. Returns its sequence number.
@@ -162,7 +163,7 @@ class Spool {
   const std::string state_path_;
   std::chrono::steady_clock::time_point last_drop_log_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  ClockCondition cv_;  // appends and close, for next_unsent's batch wait
   std::deque<Held> memory_;         // the newest, contiguous, ending at last_sequence_
   std::deque<Segment> segments_;    // oldest first; the last one takes appends while active_fd_ is open
   int active_fd_ = -1;

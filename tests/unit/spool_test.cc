@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -84,6 +85,25 @@ TEST(Spool, NumbersResultsInOrder) {
   EXPECT_EQ(sequences(batch), (std::vector<uint64_t>{1, 2}));
   EXPECT_EQ(batch[1].check_id(), 2);
   EXPECT_TRUE(spool.next_unsent(10, milliseconds(0)).empty()) << "sent once per stream";
+}
+
+TEST(Spool, TheBatchWaitIsOnTheInjectedClock) {
+  FakeClock clock;
+  FakeTimers timers(clock);
+  Spool spool(memory_only(10), timers);
+  std::atomic<bool> returned = false;
+  std::thread sender([&] {
+    EXPECT_TRUE(spool.next_unsent(10, milliseconds(200)).empty());
+    returned = true;
+  });
+  // More than the wait in real time, none in simulated time: still waiting
+  // (a wait on the real clock would have ended). The clock stays at zero
+  // until then, so the wait ends at 200 ms whenever the thread began it.
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_FALSE(returned) << "the batch wait ended on real time";
+  timers.advance(milliseconds(200));
+  sender.join();
+  EXPECT_TRUE(returned);
 }
 
 TEST(Spool, AckForgetsAndRewindResendsTheRest) {
