@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
       publish_ns_max = std::max(publish_ns_max.load(), spent);
       ++publishes;
     };
-    coordinator::IncidentTracker tracker(store, store, metrics, RealClock::instance(), tracker_options, nullptr);
+    coordinator::IncidentTracker tracker(store, store, metrics, RealTimers::instance(), tracker_options, nullptr);
     tracker.set_checks(stored_checks);
     tracker.start();
     coordinator::ApiAuthorizer auth(store, metrics.api_auth_failures, RealClock::instance());

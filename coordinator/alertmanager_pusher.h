@@ -38,9 +38,6 @@ class AlertmanagerPusher {
   // names it) naming a URL that is not http://host[:port][/path].
   // Its resends and retries wait on `timers`' clock, which outlives it.
   AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, Timers& timers);
-  // On real time.
-  AlertmanagerPusher(AlertmanagerOptions options, CoordinatorMetrics& metrics, const RealClock&)
-      : AlertmanagerPusher(std::move(options), metrics, RealTimers::instance()) {}
   ~AlertmanagerPusher();
 
   void start();

@@ -247,7 +247,7 @@ void Coordinator::Impl::start_incidents() {
   incident_feed = std::make_unique<IncidentFeed>(IncidentFeedOptions{}, metrics->registry.get());
   AlertmanagerOptions alertmanager;
   alertmanager.urls = options.alertmanager_urls;
-  alert_pusher = std::make_unique<AlertmanagerPusher>(alertmanager, *metrics, clock);
+  alert_pusher = std::make_unique<AlertmanagerPusher>(alertmanager, *metrics, RealTimers::instance());
   open_incident_series = std::make_unique<OpenIncidentSeries>(metrics->check_incident_open);
   alert_pusher->start();
   IncidentTrackerOptions tracker_options;
@@ -264,7 +264,7 @@ void Coordinator::Impl::start_incidents() {
   };
   // Incidents first: restored and replayed before new results arrive.
   incidents = std::make_unique<IncidentTracker>(
-      *store, *store, *metrics, clock, std::move(tracker_options),
+      *store, *store, *metrics, RealTimers::instance(), std::move(tracker_options),
       [sessions = sessions.get()](int64_t check_id, const std::vector<std::string>& regions,
                                   const std::string& request_id, const std::string& reason) {
         return sessions->request_recheck(check_id, regions, request_id, reason);

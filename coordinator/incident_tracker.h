@@ -61,10 +61,6 @@ class IncidentTracker {
   // Its rounds (options.tick) run on `timers`' clock, which outlives it.
   IncidentTracker(storage::IncidentStore& incidents, storage::ResultHistory& history, CoordinatorMetrics& metrics,
                   Timers& timers, IncidentTrackerOptions options, RecheckFn recheck);
-  // On real time.
-  IncidentTracker(storage::IncidentStore& incidents, storage::ResultHistory& history, CoordinatorMetrics& metrics,
-                  const RealClock&, IncidentTrackerOptions options, RecheckFn recheck)
-      : IncidentTracker(incidents, history, metrics, RealTimers::instance(), std::move(options), std::move(recheck)) {}
   ~IncidentTracker();
 
   // Checks to correlate (all of them; replaces the previous set).

@@ -37,8 +37,6 @@ class Agent {
   // Throws OptionError ("spool.directory", "metrics_listen") when the spool
   // directory or the metrics address cannot be used. `timers` (and its clock) outlive the agent.
   Agent(AgentOptions options, Timers& timers);
-  // On real time (the form main.cc and the tests use).
-  Agent(AgentOptions options, const RealClock&) : Agent(std::move(options), RealTimers::instance()) {}
   ~Agent();
   void start();
   // Stops scheduling, gives the coordinator `drain_timeout` to acknowledge

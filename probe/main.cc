@@ -261,7 +261,7 @@ int run_daemon(const vantage::probe::AgentOptions& options) {
 
   std::unique_ptr<vantage::probe::Agent> agent;
   try {
-    agent = std::make_unique<vantage::probe::Agent>(options, vantage::RealClock::instance());
+    agent = std::make_unique<vantage::probe::Agent>(options, vantage::RealTimers::instance());
   } catch (const std::exception& e) {
     std::cerr << "vantage-probe: " << error_text(e) << "\n";
     return 1;

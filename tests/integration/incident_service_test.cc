@@ -93,7 +93,7 @@ class IncidentServiceTest : public ::testing::Test {
     feed_ = new coordinator::IncidentFeed({.queue_limit = kQueueLimit});
     coordinator::IncidentTrackerOptions options;
     options.on_events_stored = [](const auto& events, const auto& incidents) { feed_->publish(events, incidents); };
-    tracker_ = new coordinator::IncidentTracker(*store_, *store_, *metrics_, RealClock::instance(), options, nullptr);
+    tracker_ = new coordinator::IncidentTracker(*store_, *store_, *metrics_, RealTimers::instance(), options, nullptr);
     std::vector<v1::Check> all;
     for (const auto& [name, check] : *checks_) all.push_back(check);
     tracker_->set_checks(all);

@@ -156,7 +156,7 @@ TEST_F(ProbeMtlsTest, RealProbeWithItsClientCertificateFlagsConnects) {
   options.stream.backoff_initial = milliseconds(100);
   options.stream.backoff_max = milliseconds(500);
   ASSERT_NO_THROW(probe::check_tls_options(options.stream));
-  probe::Agent agent(options, RealClock::instance());
+  probe::Agent agent(options, RealTimers::instance());
   agent.start();
   ASSERT_TRUE(testing::eventually([&] { return agent.streamer().sessions() >= 1; }, seconds(20)));
   v1::ListProbesResponse response;

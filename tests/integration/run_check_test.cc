@@ -83,7 +83,7 @@ class RunCheckTest : public ::testing::Test {
     options.stream.version = "test";
     options.stream.backoff_initial = milliseconds(100);
     options.stream.backoff_max = milliseconds(500);
-    auto agent = std::make_unique<probe::Agent>(options, RealClock::instance());
+    auto agent = std::make_unique<probe::Agent>(options, RealTimers::instance());
     agent->start();
     return agent;
   }

@@ -67,7 +67,7 @@ class SliceTest : public ::testing::Test {
     options.stream.backoff_initial = std::chrono::milliseconds(100);
     options.stream.backoff_max = std::chrono::milliseconds(500);
     options.metrics_listen = "127.0.0.1:0";
-    auto agent = std::make_unique<probe::Agent>(options, RealClock::instance());
+    auto agent = std::make_unique<probe::Agent>(options, RealTimers::instance());
     agent->start();
     return agent;
   }
