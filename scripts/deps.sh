@@ -9,7 +9,7 @@ packages=(
   cmake g++ make pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libc-ares-dev
   libboost-dev libssl-dev libpqxx-dev prometheus-cpp-dev libfmt-dev libspdlog-dev
-  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libre2-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # running locally: PostgreSQL server and client, and curl for the status line
