@@ -12,13 +12,21 @@
 #   total          fault on -> the incident on the metric
 #
 #   ./scripts/build.sh && bench/detection.sh [ROUNDS] [INTERVAL]   (default 5 rounds, 60s)
+#
+# The binaries are those of ./build, or of the build directory named by
+# VANTAGE_BUILD_DIR (e.g. VANTAGE_BUILD_DIR=build-mine bench/detection.sh 20 60s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 interval=${2:-60s}
-bin=$PWD/build
+bin=$(realpath -m "${VANTAGE_BUILD_DIR:-build}")
+case $interval in
+  *s) interval_seconds=${interval%s} ;;
+  *m) interval_seconds=$((${interval%m} * 60)) ;;
+  *) echo "detection.sh: INTERVAL as 60s or 1m, not $interval" >&2; exit 1 ;;
+esac
 for b in coordinator/vantage-coordinator probe/vantage-probe tools/lab/vantage-lab; do
-  [ -x "$bin/$b" ] || { echo "detection.sh: $bin/$b missing; run ./scripts/build.sh first" >&2; exit 1; }
+  [ -x "$bin/$b" ] || { echo "detection.sh: $bin/$b missing; run ./scripts/build.sh first (or set VANTAGE_BUILD_DIR)" >&2; exit 1; }
 done
 command -v curl >/dev/null || { echo "detection.sh: needs curl (apt-get install curl)" >&2; exit 1; }
 
@@ -91,9 +99,14 @@ for _ in $(seq 1 900); do
   sleep 0.2
 done
 printf "%-6s %-15s %-15s %-10s\n" round "first failure" "confirmation" total
+totals=()
 for round in $(seq 1 "$rounds"); do
-  # Switch on at a random point of the probes' schedule.
-  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", rand() * 10 }')"
+  # Switch on at a random point of the probes' schedule: anywhere in one
+  # interval after the last round ended. (The rounds ended by the schedule
+  # itself: a probe's attempt resolves the incident. A shorter random wait
+  # would put every switch just after an attempt, and measure the longest
+  # wait for the next one, not a fault at any moment.)
+  sleep "$(awk -v s="$RANDOM" -v i="$interval_seconds" 'BEGIN { srand(s); printf "%.1f", rand() * i }')"
   on=$(now)
   fault "name=empty-reply"
   wait_metric 1 600
@@ -101,6 +114,10 @@ for round in $(seq 1 "$rounds"); do
   first=$(sql "SELECT extract(epoch FROM min(start_time)) FROM results WHERE class <> 1 AND start_time >= to_timestamp($on)")
   awk -v on="$on" -v first="$first" -v seen="$seen" -v r="$round" \
     'BEGIN { printf "%-6d %-15s %-15s %-10s\n", r, sprintf("%.2f s", first - on), sprintf("%.2f s", seen - first), sprintf("%.2f s", seen - on) }'
+  totals+=("$(awk -v on="$on" -v seen="$seen" 'BEGIN { printf "%.2f", seen - on }')")
   fault "name=none"
   wait_resolved 900
 done
+printf "%s\n" "${totals[@]}" |
+  awk '{ s += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 }
+       END { printf "total over %d rounds: mean %.2f s, min %.2f s, max %.2f s\n", NR, s / NR, lo, hi }'

@@ -1,14 +1,23 @@
 #include "common/check_config.h"
 
+#include <arpa/inet.h>
+
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <re2/re2.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -257,11 +266,135 @@ void validate_assertions(const v1::Check& check, Problems& problems) {
     if (a.target() != v1::Assertion::TARGET_BODY && a.target() != v1::Assertion::TARGET_HEADER) {
       problems.add(field + ".target", "must be body or header");
     }
-    if (a.target() == v1::Assertion::TARGET_HEADER && !is_token(a.header_name())) {
-      problems.add(field + ".header_name", "is not an HTTP field name");
+    if (a.target() == v1::Assertion::TARGET_HEADER &&
+        (a.header_name().size() > kMaxHeaderNameBytes || !is_token(a.header_name()))) {
+      problems.add(field + ".header_name", fmt::format("\"{}\" is not an HTTP field name (letters, digits and "
+                                                       "!#$%&'*+-.^_`|~ only; RFC 9110 section 5.1)",
+                                                       safe_text(a.header_name(), 80)));
     }
-    if (a.pattern().empty()) problems.add(field + ".pattern", "is empty");
-    problems.add_if(field + ".pattern", text_problem(a.pattern(), kMaxPatternBytes, /*tab_ok=*/true));
+    if (a.target() == v1::Assertion::TARGET_BODY && !a.header_name().empty()) {
+      problems.add(field + ".header_name", "is only for a header assertion");
+    }
+    if (a.pattern().empty()) {
+      problems.add(field + ".pattern", "is empty");
+    } else if (auto p = text_problem(a.pattern(), kMaxPatternBytes, /*tab_ok=*/true); !p.empty()) {
+      problems.add(field + ".pattern", p);
+    } else {
+      // Compiled as the probe compiles it (probe/assertions.cc): what passes here runs there.
+      re2::RE2::Options options;
+      options.set_log_errors(false);
+      const re2::RE2 re(a.pattern(), options);
+      if (!re.ok()) {
+        problems.add(field + ".pattern",
+                     fmt::format("is not an RE2 regular expression: {}", safe_text(re.error(), 200)));
+      }
+    }
+  }
+}
+
+// What is wrong with PEM text of trusted CA certificates, or empty.
+std::string ca_pem_problem(const std::string& pem) {
+  if (pem.size() > kMaxCaPemBytes) {
+    return fmt::format("is {} bytes long, over the limit of {}", pem.size(), kMaxCaPemBytes);
+  }
+  if (auto bad = first_invalid_utf8(pem); bad != std::string_view::npos) {
+    return fmt::format("is not PEM text (byte 0x{:02x} at offset {}; a DER file converts with "
+                       "`openssl x509 -inform der`)",
+                       static_cast<unsigned char>(pem[bad]), bad);
+  }
+  for (size_t i = 0; i < pem.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(pem[i]);
+    if ((byte < 0x20 && byte != '\t' && byte != '\r' && byte != '\n') || byte == 0x7f) {
+      return fmt::format("contains the control character 0x{:02x} at offset {}", byte, i);
+    }
+  }
+  // PEM_read_bio_X509 skips blocks of other kinds: a key would travel to every probe unnoticed.
+  if (pem.find("PRIVATE KEY-----") != std::string::npos) {
+    return "holds a private key: only the CA certificates are needed (and it would be sent to every probe)";
+  }
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return "cannot be read (out of memory)";
+  ERR_clear_error();
+  int certificates = 0;
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    X509_free(cert);
+    ++certificates;
+  }
+  BIO_free(bio);
+  // The loop ends at the first failure; "no start line" is the clean end of the text.
+  const unsigned long error = ERR_peek_last_error();
+  ERR_clear_error();
+  const bool clean_end = ERR_GET_LIB(error) == ERR_LIB_PEM && ERR_GET_REASON(error) == PEM_R_NO_START_LINE;
+  if (!clean_end) {
+    const char* reason = ERR_reason_error_string(error);
+    return fmt::format("certificate {} does not parse: {}", certificates + 1,
+                       reason != nullptr ? reason : "unknown error");
+  }
+  if (certificates == 0) return "holds no PEM certificate (-----BEGIN CERTIFICATE-----)";
+  return {};
+}
+
+void validate_tls(const v1::Check& check, Problems& problems) {
+  if (!check.has_tls() || check.tls().ca_pem().empty()) return;  // empty: the system's trust store
+  problems.add_if("tls.ca_pem", ca_pem_problem(check.tls().ca_pem()));
+}
+
+// RFC 3986 unreserved characters: the name goes into the query unescaped.
+bool valid_query_param(std::string_view name) {
+  if (name.empty() || name.size() > kMaxQueryParamBytes) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '~' || c == '-';
+  });
+}
+
+// 4 or 6 for an IPv4 or IPv6 literal (IPv4-mapped IPv6 is IPv4, as the probe
+// connects), 0 for a name.
+int literal_family(const std::string& host) {
+  in6_addr v6{};
+  if (in_addr v4{}; inet_pton(AF_INET, host.c_str(), &v4) == 1) return 4;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_V4MAPPED(&v6) ? 4 : 6;
+  return 0;
+}
+
+// An ip_family of one family only beside an address literal of the other (in
+// the URL or the origin address): the check could never run.
+void validate_family_literals(const v1::Check& check, Problems& problems) {
+  const int only = check.ip_family() == v1::IP_FAMILY_ONLY_V4 ? 4 : check.ip_family() == v1::IP_FAMILY_ONLY_V6 ? 6 : 0;
+  if (only == 0) return;
+  auto refuse = [&](const char* field, const std::string& host) {
+    if (const int family = literal_family(host); family != 0 && family != only) {
+      problems.add(field, fmt::format("{} is an IPv{} address and ip_family is {}", safe_text(host, 64), family,
+                                      ip_family_name(check.ip_family())));
+    }
+  };
+  std::string error;
+  if (auto url = parse_url(check.url(), &error)) refuse("url", url->host);
+  if (check.has_origin()) {
+    if (auto target = parse_host_port(check.origin().address(), 1, &error)) refuse("origin.address", target->host);
+  }
+}
+
+// body_limit_bytes, follow_redirects, ip_family, cache_busting_param.
+void validate_fetch_options(const v1::Check& check, Problems& problems) {
+  if (const auto n = check.body_limit_bytes(); n != 0 && (n < kMinBodyLimitBytes || n > kMaxBodyLimitBytes)) {
+    problems.add("body_limit_bytes", fmt::format("{} bytes is outside the range {} (1KiB) to {} (16MiB); 0: the "
+                                                 "probe's own limit",
+                                                 n, kMinBodyLimitBytes, kMaxBodyLimitBytes));
+  }
+  if (check.follow_redirects() > kMaxFollowRedirects) {
+    problems.add("follow_redirects", fmt::format("{} is outside the range 0 to {}", check.follow_redirects(),
+                                                 kMaxFollowRedirects));
+  }
+  if (!v1::IpFamily_IsValid(check.ip_family())) {
+    problems.add("ip_family", fmt::format("{} is not an IpFamily (0 to 4: any, prefer IPv4, prefer IPv6, IPv4 "
+                                          "only, IPv6 only)",
+                                          static_cast<int>(check.ip_family())));
+  }
+  validate_family_literals(check, problems);
+  if (const auto& param = check.cache_busting_param(); !param.empty() && !valid_query_param(param)) {
+    problems.add("cache_busting_param", fmt::format("\"{}\" is not a query parameter name (1 to {} of "
+                                                    "A-Z, a-z, 0-9 and ._~-)",
+                                                    safe_text(param, 80), kMaxQueryParamBytes));
   }
 }
 
@@ -484,6 +617,14 @@ void bounded(std::string_view origin, const YAML::Node& node, std::string_view f
 struct ReadCheck {
   v1::Check check;
   std::map<std::string, YAML::Mark> marks;  // field path -> position
+  std::string ca_file;  // the path tls.ca_pem was read from, if it was
+};
+
+// What reading a file needs beyond its text: where a relative tls.ca_file
+// is, and the CA files read so far (each read once, however many checks name it).
+struct FileContext {
+  std::string base_dir;
+  std::map<std::string, std::string> ca_files;  // path -> contents
 };
 
 // A duration field of the file ("30s") into its proto field, remembering where it was written.
@@ -587,14 +728,168 @@ void correlation_block(std::string_view origin, const YAML::Node& node, ReadChec
   duration("recheck_min_interval", [&] { return out.mutable_recheck_min_interval(); });
 }
 
+bool boolean(std::string_view origin, const YAML::Node& node, std::string_view field) {
+  const auto text = scalar(origin, node, field);
+  if (text != "true" && text != "false") fail(origin, node, fmt::format("{} must be true or false", field));
+  return text == "true";
+}
+
+// A whole number for a field whose range validate_check knows; `hint` says it.
+uint32_t whole_number(std::string_view origin, const YAML::Node& node, std::string_view field, std::string_view hint) {
+  const auto text = scalar(origin, node, field);
+  uint32_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    fail(origin, node, fmt::format("{}: \"{}\" is not a whole number {}", field, safe_text(text, 64), hint));
+  }
+  return n;
+}
+
+// "65536", "64KiB", "1MiB". The range: validate_check.
+uint32_t byte_size(std::string_view origin, const YAML::Node& node, std::string_view field) {
+  const auto text = scalar(origin, node, field);
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  const uint64_t scale = unit.empty() ? 1 : unit == "KiB" ? 1024 : unit == "MiB" ? 1024 * 1024 : 0;
+  if ((ec != std::errc() && ec != std::errc::result_out_of_range) || end == text.data() || scale == 0) {
+    fail(origin, node, fmt::format("{}: \"{}\" is not a size in bytes (e.g. 65536, 64KiB, 1MiB)", field,
+                                   safe_text(text, 64)));
+  }
+  if (ec == std::errc::result_out_of_range || value > std::numeric_limits<uint32_t>::max() / scale) {
+    fail(origin, node, fmt::format("{}: \"{}\" is outside the range 1KiB to 16MiB", field, safe_text(text, 64)));
+  }
+  return static_cast<uint32_t>(value * scale);
+}
+
+// assertions: [{body: PATTERN}, {header: NAME, pattern: PATTERN}, ...], each
+// with an optional negate. Patterns and names: validate_check.
+void assertion_list(std::string_view origin, const YAML::Node& node, ReadCheck& read) {
+  constexpr std::string_view kShape = "{body: PATTERN} or {header: NAME, pattern: PATTERN}, with an optional negate: true";
+  if (!node.IsSequence()) fail(origin, node, fmt::format("assertions must be a list of {}", kShape));
+  bounded(origin, node, "assertions", kMaxAssertions);
+  read.marks["assertions"] = node.Mark();
+  for (const auto& item : node) {
+    const auto field = fmt::format("assertions[{}]", read.check.assertions_size());
+    if (!item.IsMap()) fail(origin, item, fmt::format("{} must be {}", field, kShape));
+    reject_unknown_keys(origin, item, {"body", "header", "pattern", "negate"}, field);
+    read.marks[field] = item.Mark();
+    auto& assertion = *read.check.add_assertions();
+    const auto body = item["body"];
+    const auto header = item["header"];
+    const auto pattern = item["pattern"];
+    if (body && header) fail(origin, header, fmt::format("{}: body and header together; an assertion looks at one", field));
+    if (body) {
+      if (pattern) fail(origin, pattern, fmt::format("{}: a body assertion's pattern is the value of body:", field));
+      assertion.set_target(v1::Assertion::TARGET_BODY);
+      assertion.set_pattern(scalar(origin, body, field + ".body"));
+      read.marks[field + ".pattern"] = body.Mark();
+    } else if (header) {
+      if (!pattern) fail(origin, item, fmt::format("{}: a header assertion needs a pattern", field));
+      assertion.set_target(v1::Assertion::TARGET_HEADER);
+      assertion.set_header_name(scalar(origin, header, field + ".header"));
+      assertion.set_pattern(scalar(origin, pattern, field + ".pattern"));
+      read.marks[field + ".header_name"] = header.Mark();
+      read.marks[field + ".pattern"] = pattern.Mark();
+    } else {
+      fail(origin, item, fmt::format("{} needs body: or header: ({})", field, kShape));
+    }
+    if (auto n = item["negate"]) assertion.set_negate(boolean(origin, n, field + ".negate"));
+  }
+}
+
+// A CA file's text; a larger file is refused after one byte past the limit, not read whole.
+std::string read_ca_file(std::string_view origin, const YAML::Node& node, const std::string& path) {
+  std::error_code ignored;  // (a directory opens as a stream, then reads as empty)
+  if (std::filesystem::is_directory(path, ignored)) {
+    fail(origin, node, fmt::format("tls.ca_file: \"{}\": cannot read it: {}", path, std::strerror(EISDIR)));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(origin, node, fmt::format("tls.ca_file: \"{}\": cannot read it: {}", path, std::strerror(errno)));
+  std::string text(kMaxCaPemBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) fail(origin, node, fmt::format("tls.ca_file: \"{}\": cannot read it: {}", path, std::strerror(errno)));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxCaPemBytes) {
+    fail(origin, node, fmt::format("tls.ca_file: \"{}\": the file is over the limit of {} bytes", path, kMaxCaPemBytes));
+  }
+  if (text.empty()) fail(origin, node, fmt::format("tls.ca_file: \"{}\": the file is empty (expected PEM certificates)", path));
+  return text;
+}
+
+// tls: {ca_file: PATH | ca_pem: TEXT, skip_verify: BOOL}. A check's block
+// replaces the defaults' as a whole. The certificates: validate_check.
+void tls_block(std::string_view origin, const YAML::Node& node, FileContext& context, ReadCheck& read) {
+  if (!node.IsMap()) fail(origin, node, "tls must be a mapping (ca_file or ca_pem, skip_verify)");
+  reject_unknown_keys(origin, node, {"ca_file", "ca_pem", "skip_verify"}, "tls");
+  read.marks["tls"] = node.Mark();
+  auto& tls = *read.check.mutable_tls();
+  if (node["ca_file"] && node["ca_pem"]) {
+    fail(origin, node["ca_pem"], "tls: ca_file and ca_pem together; give one (the file is read into ca_pem)");
+  }
+  if (auto n = node["ca_pem"]) {
+    tls.set_ca_pem(scalar(origin, n, "tls.ca_pem"));
+    read.marks["tls.ca_pem"] = n.Mark();
+  }
+  if (auto n = node["ca_file"]) {
+    const auto written = scalar(origin, n, "tls.ca_file");
+    if (written.empty()) fail(origin, n, "tls.ca_file: empty (a path, relative to the checks file's directory)");
+    std::filesystem::path path(written);
+    if (path.is_relative() && !context.base_dir.empty()) path = std::filesystem::path(context.base_dir) / path;
+    read.ca_file = path.lexically_normal().string();
+    auto it = context.ca_files.find(read.ca_file);
+    if (it == context.ca_files.end()) it = context.ca_files.emplace(read.ca_file, read_ca_file(origin, n, read.ca_file)).first;
+    tls.set_ca_pem(it->second);
+    read.marks["tls.ca_pem"] = n.Mark();
+  }
+  if (auto n = node["skip_verify"]) {
+    tls.set_skip_verify(boolean(origin, n, "tls.skip_verify"));
+    read.marks["tls.skip_verify"] = n.Mark();
+  }
+}
+
+v1::IpFamily ip_family(std::string_view origin, const YAML::Node& node) {
+  const auto text = scalar(origin, node, "ip_family");
+  for (int value = v1::IpFamily_MIN; value <= v1::IpFamily_MAX; ++value) {
+    const auto family = static_cast<v1::IpFamily>(value);
+    if (v1::IpFamily_IsValid(value) && ip_family_name(family) == text) return family;
+  }
+  fail(origin, node, fmt::format("ip_family: \"{}\" is not one of any, prefer_ipv4, prefer_ipv6, ipv4, ipv6",
+                                 safe_text(text, 64)));
+}
+
 // Reads one entry of `checks:` into a Check, without validating its values
 // (validate_check does). Throws ConfigError when its shape is wrong.
-ReadCheck read_check(std::string_view origin, const YAML::Node& node, const YAML::Node& defaults) {
+// The `origin:` block of a check.
+void origin_block(std::string_view origin, const YAML::Node& n, ReadCheck& read) {
+  if (!n.IsMap()) fail(origin, n, "origin must be a mapping (address, host, sni, scheme, interval)");
+  reject_unknown_keys(origin, n, {"address", "host", "sni", "scheme", "interval"}, "origin");
+  read.marks["origin"] = n.Mark();
+  auto* o = read.check.mutable_origin();
+  if (!n["address"]) fail(origin, n, "origin needs an address (IP or host, with an optional :port)");
+  auto text = [&](const char* key, auto set) {
+    if (!n[key]) return;
+    const auto path = fmt::format("origin.{}", key);
+    set(scalar(origin, n[key], path));
+    read.marks[path] = n[key].Mark();
+  };
+  text("address", [&](std::string v) { o->set_address(std::move(v)); });
+  text("host", [&](std::string v) { o->set_host(std::move(v)); });
+  text("sni", [&](std::string v) { o->set_sni(std::move(v)); });
+  text("scheme", [&](std::string v) { o->set_scheme(std::move(v)); });
+  if (n["interval"]) {
+    read_duration(origin, n["interval"], "origin.interval", kIntervalRange, o->mutable_interval(), read);
+  }
+}
+
+ReadCheck read_check(std::string_view origin, const YAML::Node& node, const YAML::Node& defaults,
+                     FileContext& context) {
   if (!node.IsMap()) fail(origin, node, "each entry of checks must be a mapping");
   reject_unknown_keys(origin, node,
                       {"name", "url", "method", "interval", "timeout", "expected_status",
                        "regions", "headers", "labels", "origin", "follow_up_json",
-                       "follow_up_trace", "correlation"},
+                       "follow_up_trace", "correlation", "assertions", "body_limit", "follow_redirects", "tls",
+                       "ip_family", "cache_busting_param"},
                       "a check");
   ReadCheck read;
   auto& check = read.check;
@@ -630,36 +925,27 @@ ReadCheck read_check(std::string_view origin, const YAML::Node& node, const YAML
   // A check's own headers replace the defaults' (not merged).
   if (auto n = field("headers")) string_map(origin, *n, "headers", kMaxHeaders, *check.mutable_headers(), read);
   if (auto n = node["labels"]) string_map(origin, n, "labels", kMaxLabels, *check.mutable_labels(), read);
-  if (auto n = node["origin"]) {
-    if (!n.IsMap()) fail(origin, n, "origin must be a mapping (address, host, sni, scheme, interval)");
-    reject_unknown_keys(origin, n, {"address", "host", "sni", "scheme", "interval"}, "origin");
-    read.marks["origin"] = n.Mark();
-    auto* o = check.mutable_origin();
-    if (!n["address"]) fail(origin, n, "origin needs an address (IP or host, with an optional :port)");
-    auto text = [&](const char* key, auto set) {
-      if (!n[key]) return;
-      const auto path = fmt::format("origin.{}", key);
-      set(scalar(origin, n[key], path));
-      read.marks[path] = n[key].Mark();
-    };
-    text("address", [&](std::string v) { o->set_address(std::move(v)); });
-    text("host", [&](std::string v) { o->set_host(std::move(v)); });
-    text("sni", [&](std::string v) { o->set_sni(std::move(v)); });
-    text("scheme", [&](std::string v) { o->set_scheme(std::move(v)); });
-    if (n["interval"]) {
-      read_duration(origin, n["interval"], "origin.interval", kIntervalRange, o->mutable_interval(), read);
-    }
-  }
+  if (auto n = node["origin"]) origin_block(origin, n, read);
   if (defaults && defaults["correlation"]) correlation_block(origin, defaults["correlation"], read);
   if (auto n = node["correlation"]) correlation_block(origin, n, read);
   for (const char* flag : {"follow_up_json", "follow_up_trace"}) {
     if (auto n = field(flag)) {
-      auto text = scalar(origin, *n, flag);
-      if (text != "true" && text != "false") fail(origin, *n, fmt::format("{} must be true or false", flag));
-      (std::string_view(flag) == "follow_up_json" ? check.set_follow_up_json(text == "true")
-                                                  : check.set_follow_up_trace(text == "true"));
+      const bool on = boolean(origin, *n, flag);
+      (std::string_view(flag) == "follow_up_json" ? check.set_follow_up_json(on) : check.set_follow_up_trace(on));
     }
   }
+  // A check's own assertions or tls replace the defaults' (not merged).
+  if (auto n = field("assertions")) assertion_list(origin, *n, read);
+  if (auto n = field("body_limit")) {
+    check.set_body_limit_bytes(byte_size(origin, *n, "body_limit"));
+    read.marks["body_limit_bytes"] = n->Mark();
+  }
+  if (auto n = field("follow_redirects")) {
+    check.set_follow_redirects(whole_number(origin, *n, "follow_redirects", "from 0 to 20"));
+  }
+  if (auto n = field("tls")) tls_block(origin, *n, context, read);
+  if (auto n = field("ip_family")) check.set_ip_family(ip_family(origin, *n));
+  if (auto n = field("cache_busting_param")) check.set_cache_busting_param(scalar(origin, *n, "cache_busting_param"));
   return read;
 }
 
@@ -698,6 +984,21 @@ YAML::Node load_root(std::string_view text, std::string_view origin) {
   }
 }
 
+// A problem as the file says it: the file's key where it differs from the
+// Check's field, and a CA read from a file named by its path.
+std::string describe_in_file(const ReadCheck& read, const CheckProblem& problem) {
+  if (problem.field == "tls.ca_pem" && !read.ca_file.empty()) {
+    return fmt::format("tls.ca_file: \"{}\": {}", read.ca_file, problem.message);
+  }
+  if (problem.field == "body_limit_bytes") return "body_limit: " + problem.message;
+  constexpr std::string_view kHeaderName = ".header_name";
+  if (problem.field.starts_with("assertions[") && problem.field.ends_with(kHeaderName)) {
+    return fmt::format("{}.header: {}", problem.field.substr(0, problem.field.size() - kHeaderName.size()),
+                       problem.message);
+  }
+  return problem.describe();
+}
+
 std::string join_lines(const std::vector<std::string>& lines) {
   std::string out;
   for (const auto& line : lines) out += (out.empty() ? "" : "\n") + line;
@@ -727,6 +1028,16 @@ google::protobuf::Duration to_duration(milliseconds ms) {
   return d;
 }
 
+std::string_view ip_family_name(v1::IpFamily family) {
+  switch (family) {
+    case v1::IP_FAMILY_PREFER_V4: return "prefer_ipv4";
+    case v1::IP_FAMILY_PREFER_V6: return "prefer_ipv6";
+    case v1::IP_FAMILY_ONLY_V4: return "ipv4";
+    case v1::IP_FAMILY_ONLY_V6: return "ipv6";
+    default: return "any";
+  }
+}
+
 bool valid_check_name(std::string_view name) {
   if (name.empty() || name.size() > 63 || name.front() == '-') return false;
   return std::all_of(name.begin(), name.end(),
@@ -749,6 +1060,8 @@ std::vector<CheckProblem> validate_check(v1::Check& check) {
   validate_origin(check, problems);
   validate_correlation(check, problems);
   validate_assertions(check, problems);
+  validate_fetch_options(check, problems);
+  validate_tls(check, problems);
 
   if (const size_t size = check.ByteSizeLong(); size > kMaxCheckBytes) {
     problems.add("", fmt::format("the check is {} bytes encoded, over the limit of {} (a probe receives each "
@@ -766,7 +1079,7 @@ bool normalize_check(v1::Check& check, std::string* error) {
   return false;
 }
 
-std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view origin) {
+std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view origin, const std::string& base_dir) {
   YAML::Node root = load_root(text, origin);
   if (!root || root.IsNull()) throw ConfigError(fmt::format("{}: the file is empty (expected a 'checks:' list)", origin));
   if (!root.IsMap()) fail(origin, root, "expected a mapping with a 'checks:' list at the top");
@@ -776,7 +1089,8 @@ std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view
     if (!defaults.IsMap()) fail(origin, defaults, "defaults must be a mapping");
     reject_unknown_keys(origin, defaults,
                         {"method", "interval", "timeout", "expected_status", "regions", "headers",
-                         "follow_up_json", "follow_up_trace", "correlation"},
+                         "follow_up_json", "follow_up_trace", "correlation", "assertions", "body_limit",
+                         "follow_redirects", "tls", "ip_family", "cache_busting_param"},
                         "defaults");
   }
   auto list = root["checks"];
@@ -790,18 +1104,19 @@ std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view
   std::vector<v1::Check> checks;
   std::vector<std::string> problems;
   std::set<std::string> names;
+  FileContext context{base_dir, {}};
   for (const auto& node : list) {
     if (problems.size() >= kMaxReported) {
       problems.push_back(fmt::format("{}: (more problems not shown)", origin));
       break;
     }
     try {
-      auto read = read_check(origin, node, defaults);
+      auto read = read_check(origin, node, defaults, context);
       auto& check = read.check;
       const auto found = validate_check(check);
       for (const auto& problem : found) {
         problems.push_back(fmt::format("{}: check \"{}\": {}", where(origin, mark_of(read, problem.field, node.Mark())),
-                                       safe_text(check.name(), 64), problem.describe()));
+                                       safe_text(check.name(), 64), describe_in_file(read, problem)));
       }
       if (!names.insert(check.name()).second) {
         problems.push_back(
@@ -832,7 +1147,8 @@ std::vector<v1::Check> load_checks_file(const std::string& path) {
   if (text.size() > kMaxFileBytes) {
     throw ConfigError(fmt::format("{}: the file is over the limit of {} bytes", path, kMaxFileBytes));
   }
-  return parse_checks_yaml(text, path);
+  // A relative tls.ca_file is beside the checks file, wherever the coordinator runs.
+  return parse_checks_yaml(text, path, std::filesystem::path(path).parent_path().string());
 }
 
 }  // namespace vantage

@@ -27,6 +27,23 @@
 //         reopen_within: 10m
 //         recurring_window: 1h
 //         recheck_min_interval: 30s
+//       assertions:                      # at most 32; every one must hold (RE2 syntax, 1024 bytes each)
+//         - body: "\"status\":\\s*\"ok\""  # the body read matches
+//         - body: maintenance
+//           negate: true                 # ... does NOT match
+//         - header: Content-Type         # some value of this header matches
+//           pattern: "^application/json"
+//       body_limit: 64KiB                # bytes read (and matched); 1KiB to 16MiB, default: the probe's 1MiB
+//       follow_redirects: 5              # 0 to 20, default 0 (the 3xx is the response)
+//       tls:                             # replaces the defaults' tls block as a whole
+//         ca_file: ca/internal.pem       # relative to this file's directory; or ca_pem: "-----BEGIN ..."
+//         skip_verify: false             # true: record certificate problems, do not fail on them
+//       ip_family: prefer_ipv6           # any (default), prefer_ipv4, prefer_ipv6, ipv4, ipv6 (only)
+//       cache_busting_param: cb          # a fresh random ?cb=... per attempt; [A-Za-z0-9._~-]{1,64}
+//
+// Every key but name, url, labels and origin may also be set in defaults:
+// a check's own value replaces the defaults' (correlation alone is merged).
+// docs/checks.md is the reference.
 //
 // The file must be UTF-8 without control characters (tab, CR and LF aside),
 // and no key may appear twice in one mapping. Every bound below is checked by
@@ -72,6 +89,11 @@ inline constexpr size_t kMaxRegionBytes = 64;
 inline constexpr size_t kMaxStatusRanges = 64;
 inline constexpr size_t kMaxAssertions = 32;
 inline constexpr size_t kMaxPatternBytes = 1024;
+inline constexpr uint32_t kMinBodyLimitBytes = 1024;  // body_limit_bytes, when set (0: the probe's own cap)
+inline constexpr uint32_t kMaxBodyLimitBytes = 16 * 1024 * 1024;
+inline constexpr uint32_t kMaxFollowRedirects = 20;
+inline constexpr size_t kMaxCaPemBytes = 32 * 1024;  // a chain or a few CAs, well inside kMaxCheckBytes
+inline constexpr size_t kMaxQueryParamBytes = 64;    // cache_busting_param
 inline constexpr size_t kMaxChecks = 10'000;  // in one file
 inline constexpr size_t kMaxFileBytes = 16 * 1024 * 1024;
 }  // namespace check_limits
@@ -90,6 +112,10 @@ struct CheckProblem {
 // A name people choose: [a-z0-9][a-z0-9-]{0,62}. Checks are named so (and
 // API tokens, coordinator/api_auth.h).
 bool valid_check_name(std::string_view name);
+
+// Check.ip_family as the checks file writes it: any, prefer_ipv4,
+// prefer_ipv6, ipv4, ipv6 (the last two: that family only).
+std::string_view ip_family_name(v1::IpFamily family);
 
 // Fills the defaults (method, interval, timeout, expected status) and
 // returns every problem of the check; empty when it is valid. The one
@@ -114,10 +140,13 @@ class ConfigError : public std::runtime_error {
 };
 
 // Reads and validates a checks file. Throws ConfigError with every problem
-// found (a file that is not well-formed stops at its first).
+// found (a file that is not well-formed stops at its first). A tls.ca_file
+// is read relative to the checks file's directory.
 std::vector<v1::Check> load_checks_file(const std::string& path);
-// The same from text; `origin` names the source in error messages.
-std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view origin);
+// The same from text; `origin` names the source in error messages, and a
+// relative tls.ca_file is read from `base_dir` (empty: the working directory).
+std::vector<v1::Check> parse_checks_yaml(std::string_view text, std::string_view origin,
+                                         const std::string& base_dir = "");
 
 // "500ms", "10s", "5m", "1h", "1m30s". nullopt when malformed or past
 // about 100 years (whatever the sum, it stays far from overflowing).

@@ -17,6 +17,7 @@ enum class OriginLeg {
   kOk,       // it ran and was fine
   kClasses,  // it ran and failed with one of the row's classes
   kFailing,  // it ran and failed, whatever the class
+  kAny,      // whether it ran or not, whatever it saw
 };
 
 struct DiagnosisRow {
@@ -27,6 +28,10 @@ struct DiagnosisRow {
   std::vector<v1::FailureClass> origin_classes;  // for kClasses
   std::string_view cause;
   std::string_view advice;
+  // Not UNSPECIFIED: the row is about an edge leg that failed with this class
+  // (edge_codes then unused): a failure of the site's own answer, such as
+  // its redirects, not of who produced a 5xx.
+  v1::FailureClass edge_class = v1::FAILURE_CLASS_UNSPECIFIED;
 };
 
 // The rows, most specific first.

@@ -42,7 +42,106 @@ std::string shown(std::string_view text) {
   }
   return out;
 }
+// The scheme of a reference ("http" in "http://h/"), or empty when it has
+// none (RFC 3986 3.1: a letter, then letters, digits, '+', '-' or '.', then ':').
+std::string_view reference_scheme(std::string_view reference) {
+  const auto colon = reference.find(':');
+  if (colon == std::string_view::npos || colon == 0 || !std::isalpha(static_cast<unsigned char>(reference[0]))) {
+    return {};
+  }
+  for (size_t i = 1; i < colon; ++i) {
+    const auto ch = static_cast<unsigned char>(reference[i]);
+    if (!std::isalnum(ch) && ch != '+' && ch != '-' && ch != '.') return {};
+  }
+  return reference.substr(0, colon);
+}
+
+// Spaces and non-ASCII bytes percent-encoded, as browsers send a Location
+// that holds them; control characters are left for parse_url to refuse.
+std::string percent_encode_unsafe(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte == ' ' || byte >= 0x80) {
+      fmt::format_to(std::back_inserter(out), "%{:02X}", byte);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out;
+}
 }  // namespace
+
+std::string url_text(const Url& url) { return url.scheme + "://" + url.host_header + url.target; }
+
+std::string remove_dot_segments(std::string_view path) {
+  std::string input(path);
+  std::string output;
+  while (!input.empty()) {
+    if (input.starts_with("../")) {
+      input.erase(0, 3);
+    } else if (input.starts_with("./") || input.starts_with("/./")) {
+      input.erase(0, 2);
+    } else if (input == "/.") {
+      input = "/";
+    } else if (input.starts_with("/../") || input == "/..") {
+      input = input.size() == 3 ? "/" : input.substr(3);
+      const auto last = output.rfind('/');
+      output.erase(last == std::string::npos ? 0 : last);
+    } else if (input == "." || input == "..") {
+      input.clear();
+    } else {
+      const auto next = input.find('/', 1);
+      output += input.substr(0, next);
+      input.erase(0, next);
+    }
+  }
+  return output;
+}
+
+std::optional<Url> resolve_reference(const Url& base, std::string_view reference, std::string* error) {
+  if (reference.empty()) {
+    *error = "empty reference";
+    return std::nullopt;
+  }
+  const std::string ref = percent_encode_unsafe(reference.substr(0, reference.find('#')));
+  if (const auto scheme = reference_scheme(ref); !scheme.empty()) {
+    const auto lower = ascii_lower(std::string(scheme));
+    if (lower != "http" && lower != "https") {
+      *error = fmt::format("scheme \"{}\" is not http or https", shown(scheme));
+      return std::nullopt;
+    }
+    if (!std::string_view(ref).substr(scheme.size() + 1).starts_with("//")) {
+      *error = fmt::format("\"{}\" has no host (expected {}://host/...)", shown(ref), lower);
+      return std::nullopt;
+    }
+    return parse_url(ref, error);
+  }
+  if (ref.starts_with("//")) return parse_url(base.scheme + ":" + ref, error);
+  // Relative (RFC 3986 5.2.2): the base's path, merged with the reference's
+  // when that is not absolute; the reference's query, or the base's when the
+  // reference has neither path nor query.
+  const std::string_view base_target = base.target;
+  const auto base_query_at = base_target.find('?');
+  const auto base_path = base_target.substr(0, base_query_at);
+  const auto query_at = ref.find('?');
+  const auto path = std::string_view(ref).substr(0, query_at);
+  const auto query = query_at == std::string::npos ? std::string_view() : std::string_view(ref).substr(query_at);
+  std::string target;
+  if (path.empty()) {
+    target = std::string(base_path) +
+             std::string(query_at != std::string::npos || base_query_at == std::string_view::npos
+                             ? query
+                             : base_target.substr(base_query_at));
+  } else if (path.front() == '/') {
+    target = remove_dot_segments(path) + std::string(query);
+  } else {
+    const auto merged = std::string(base_path.substr(0, base_path.rfind('/') + 1)) + std::string(path);
+    target = remove_dot_segments(merged) + std::string(query);
+  }
+  return parse_url(base.scheme + "://" + base.host_header + target, error);
+}
 
 bool valid_host(std::string_view host, std::string* error) {
   if (host.empty()) {

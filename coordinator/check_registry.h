@@ -54,11 +54,12 @@ class CheckRegistry {
     std::lock_guard lock(mu_);
     return checks_.size();
   }
-
- private:
+  // Whether a probe in `region` runs the check.
   static bool assigned(const v1::Check& c, const std::string& region) {
     return c.regions().empty() || std::find(c.regions().begin(), c.regions().end(), region) != c.regions().end();
   }
+
+ private:
   mutable std::mutex mu_;
   std::vector<v1::Check> checks_;
   std::unordered_map<int64_t, std::string> names_;  // by id

@@ -22,6 +22,7 @@ std::vector<v1::Check> CheckPublisher::publish(const std::function<std::vector<v
   std::lock_guard lock(mu_);
   auto stored = store_and_read();
   registry_.replace(stored);
+  if (after_replace_) after_replace_();
   metrics_.checks.Set(static_cast<double>(stored.size()));
   incidents_.set_checks(stored);
   // After the registry: a probe connecting now gets the new set, or the old

@@ -43,9 +43,15 @@ namespace vantage::coordinator {
 // set read inside it, so the last change published is the latest stored.
 class CheckPublisher {
  public:
+  // `after_replace`: called once the registry has the new set (the
+  // certificate series forget removed checks, cert_series.h).
   CheckPublisher(CheckRegistry& registry, ProbeSessions& sessions, IncidentTracker& incidents,
-                 CoordinatorMetrics& metrics)
-      : registry_(registry), sessions_(sessions), incidents_(incidents), metrics_(metrics) {}
+                 CoordinatorMetrics& metrics, std::function<void()> after_replace = {})
+      : registry_(registry),
+        sessions_(sessions),
+        incidents_(incidents),
+        metrics_(metrics),
+        after_replace_(std::move(after_replace)) {}
   // `store_and_read` changes storage if it needs to and returns every stored
   // check; may throw (storage), then nothing is published. `changes`: what
   // the probes were sent (nullptr: at start, nobody to send to).
@@ -58,6 +64,7 @@ class CheckPublisher {
   ProbeSessions& sessions_;
   IncidentTracker& incidents_;
   CoordinatorMetrics& metrics_;
+  std::function<void()> after_replace_;
 };
 
 struct ReloadOutcome {

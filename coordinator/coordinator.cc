@@ -16,6 +16,7 @@
 #include "common/timer.h"
 #include "coordinator/alertmanager_pusher.h"
 #include "coordinator/api_auth.h"
+#include "coordinator/cert_series.h"
 #include "coordinator/check_registry.h"
 #include "coordinator/check_runner.h"
 #include "coordinator/check_service.h"
@@ -122,20 +123,8 @@ struct Coordinator::Impl {
   // Incidents as alerts: the rules' input series, and pushed to Alertmanager.
   std::unique_ptr<OpenIncidentSeries> open_incident_series;
   std::unique_ptr<AlertmanagerPusher> alert_pusher;
-  // vantage_check_cert_expiry_timestamp_seconds from the results just stored
-  // that carry the edge's certificate.
-  void export_certificates(const std::vector<const storage::ResultBatch*>& batches) {
-    for (const auto* batch : batches) {
-      for (const auto& result : batch->results) {
-        const auto& connection = result.edge().connection();
-        if (!connection.has_cert_not_after()) continue;
-        const auto name = checks.name_of(result.check_id());
-        if (name.empty()) continue;
-        metrics->cert_expiry.Add({{"check", name}, {"region", batch->probe.region}})
-            .Set(static_cast<double>(connection.cert_not_after().seconds()));
-      }
-    }
-  }
+  // The certificate expiry series, from the results just stored.
+  std::unique_ptr<CertificateSeries> certificates;
   // Every incident change after it is stored (the tracker's thread, or start()).
   void incidents_changed(const std::vector<v1::Incident>& changed) {
     for (const auto& incident : changed) open_incident_series->update(incident);
@@ -269,7 +258,9 @@ void Coordinator::Impl::start_incidents() {
                                   const std::string& request_id, const std::string& reason) {
         return sessions->request_recheck(check_id, regions, request_id, reason);
       });
-  publisher = std::make_unique<CheckPublisher>(checks, *sessions, *incidents, *metrics);
+  certificates = std::make_unique<CertificateSeries>(*metrics, checks);
+  publisher = std::make_unique<CheckPublisher>(checks, *sessions, *incidents, *metrics,
+                                               [this] { certificates->forget_removed(); });
   // The checks: the file's (synced to PostgreSQL, then watched), or those stored.
   if (options.checks_file.empty()) {
     publisher->publish([store = store.get()] { return store->list_checks(); }, nullptr);
@@ -290,7 +281,7 @@ void Coordinator::Impl::start_ingest() {
       *store, clock);
   ingest = std::make_unique<Ingest>(*store, *metrics, IngestOptions{}, [this](const auto& batches) {
     result_rates.add(batches);
-    export_certificates(batches);
+    certificates->update(batches);
     runner->committed(batches);
     incidents->add(batches);
   });

@@ -75,6 +75,9 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
                                        "the series goes when the incident resolves.")),
       cert_expiry(gauge_family(*registry, "vantage_check_cert_expiry_timestamp_seconds",
                                "When the certificate a check's site served last expires (Unix time), by region.")),
+      cert_chain_expiry(gauge_family(*registry, "vantage_check_cert_chain_expiry_timestamp_seconds",
+                                     "When the first of the certificates a check's site served last (the leaf and "
+                                     "the intermediates it sent) expires (Unix time), by region.")),
       alertmanager_posts(counter_family(*registry, "vantage_alertmanager_posts_total",
                                         "Posts of incidents to Alertmanager, by result: ok, error.")),
       alertmanager_alerts(gauge(*registry, "vantage_alertmanager_alerts",

@@ -57,7 +57,10 @@ struct CoordinatorMetrics {
   // open incident, 1 while it is open, removed when it resolves: what the
   // rules on incidents select, with the check and the cause.
   prometheus::Family<prometheus::Gauge>& check_incident_open;  // {check, incident, kind, scope, cause}
-  prometheus::Family<prometheus::Gauge>& cert_expiry;          // {check, region}: the edge's certificate
+  // The edge's certificates (cert_series.h), {check, region}: the leaf's
+  // expiry, and the earliest of the chain the server sent.
+  prometheus::Family<prometheus::Gauge>& cert_expiry;
+  prometheus::Family<prometheus::Gauge>& cert_chain_expiry;
   prometheus::Family<prometheus::Counter>& alertmanager_posts; // {result}: ok, error
   prometheus::Gauge& alertmanager_alerts;                      // alerts being sent (firing or just ended)
   prometheus::Counter& alertmanager_dropped;                   // changes dropped: the pusher was stuck

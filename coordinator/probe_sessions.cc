@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/assignment.h"
+#include "common/check_config.h"
 #include "common/log.h"
 
 namespace vantage::coordinator {
@@ -75,6 +76,30 @@ ProbeSession::Push ProbeSession::push(v1::CoordinatorMessage message, bool bound
   if (bounded) ++bounded_queued_;
   cv_.notify_all();
   return Push::kQueued;
+}
+
+ProbeSession::Push ProbeSession::push_phases(v1::CoordinatorMessage message) {
+  {
+    std::lock_guard lock(mu_);
+    if (finishing_ || closed_) return Push::kClosed;
+    if (!queue_.empty() && queue_.back().message.has_assignment_diff()) {
+      auto& queued = *queue_.back().message.mutable_assignment_diff();
+      if (queued.added().empty() && queued.updated().empty() && queued.removed_check_ids().empty()) {
+        std::unordered_map<int64_t, int> at;  // check id -> index in `queued`
+        for (int i = 0; i < queued.phases_size(); ++i) at[queued.phases(i).check_id()] = i;
+        for (auto& phase : *message.mutable_assignment_diff()->mutable_phases()) {
+          auto it = at.find(phase.check_id());
+          if (it != at.end()) {
+            queued.mutable_phases(it->second)->Swap(&phase);
+          } else {
+            *queued.add_phases() = std::move(phase);
+          }
+        }
+        return Push::kQueued;
+      }
+    }
+  }
+  return push(std::move(message));
 }
 
 void ProbeSession::cancel() {
@@ -182,6 +207,40 @@ std::vector<v1::CoordinatorMessage> diff_messages(const std::map<int64_t, int64_
   return messages;
 }
 
+namespace {
+
+void add_phase(google::protobuf::RepeatedPtrField<v1::CheckPhase>& phases, int64_t check_id,
+               std::chrono::milliseconds offset) {
+  auto* phase = phases.Add();
+  phase->set_check_id(check_id);
+  *phase->mutable_offset() = to_duration(offset);
+}
+
+}  // namespace
+
+void attach_phases(std::vector<v1::CoordinatorMessage>& messages, const ProbePhases& had, const ProbePhases& now) {
+  std::unordered_set<int64_t> carried;
+  for (auto& message : messages) {
+    auto* diff = message.mutable_assignment_diff();
+    for (const auto* checks : {&diff->added(), &diff->updated()}) {
+      for (const auto& check : *checks) {
+        auto it = now.find(check.id());
+        if (it == now.end()) continue;
+        add_phase(*diff->mutable_phases(), check.id(), it->second);
+        carried.insert(check.id());
+      }
+    }
+  }
+  v1::CheckAssignmentDiff* last = messages.empty() ? nullptr : messages.back().mutable_assignment_diff();
+  for (const auto& [id, offset] : now) {
+    if (carried.contains(id)) continue;
+    auto it = had.find(id);
+    if (it != had.end() && it->second == offset) continue;
+    if (!last) last = messages.emplace_back().mutable_assignment_diff();
+    add_phase(*last->mutable_phases(), id, offset);
+  }
+}
+
 // --- ProbeSessions -----------------------------------------------------------
 
 ProbeSessions::ProbeSessions(const CheckRegistry& checks, CoordinatorMetrics& metrics)
@@ -195,7 +254,16 @@ grpc::Status ProbeSessions::open(const std::shared_ptr<ProbeSession>& shared, v1
   auto checks = checks_.for_region(probe.region);
   std::map<int64_t, int64_t> assigned;
   for (const auto& check : checks) assigned.emplace(check.id(), check.version());
+  auto plan = plan_locked(&session);
+  auto& phases = plan[probe.name];
   auto assignment = assignment_messages(std::move(checks), accepts_parts);
+  for (auto& message : assignment) {
+    auto* part = message.mutable_assignment();
+    for (const auto& check : part->checks()) {
+      auto it = phases.find(check.id());
+      if (it != phases.end()) add_phase(*part->mutable_phases(), it->first, it->second);
+    }
+  }
   for (const auto& message : assignment) {
     const size_t bytes = message.ByteSizeLong();
     if (bytes > kMaxProbeMessageBytes) {
@@ -224,6 +292,7 @@ grpc::Status ProbeSessions::open(const std::shared_ptr<ProbeSession>& shared, v1
     if (!open) break;
     open = session.push(std::move(part), /*bounded=*/false) == ProbeSession::Push::kQueued;
   }
+  session.phases_ = std::move(phases);
   // Shared only now, so that a re-check cannot come before the welcome.
   auto [it, inserted] = sessions_.emplace(probe.name, nullptr);
   if (!inserted) {
@@ -232,7 +301,29 @@ grpc::Status ProbeSessions::open(const std::shared_ptr<ProbeSession>& shared, v1
     metrics_.probes_connected.Increment();
   }
   it->second = shared;
+  send_phases_locked(plan, &session);
   return grpc::Status::OK;
+}
+
+std::map<std::string, ProbePhases> ProbeSessions::plan_locked(const ProbeSession* joining) const {
+  std::map<std::string, std::string> fleet;  // probe id -> region
+  for (const auto& [name, session] : sessions_) fleet.emplace(name, session->probe.region);
+  if (joining) fleet[joining->probe.name] = joining->probe.region;
+  return plan_phases(checks_.all(), fleet);
+}
+
+void ProbeSessions::send_phases_locked(const std::map<std::string, ProbePhases>& plan, const ProbeSession* except) {
+  static const ProbePhases kNone;
+  for (const auto& [name, session] : sessions_) {
+    if (session.get() == except) continue;
+    auto it = plan.find(name);
+    const auto& now = it == plan.end() ? kNone : it->second;
+    std::vector<v1::CoordinatorMessage> messages;
+    attach_phases(messages, session->phases_, now);
+    session->phases_ = now;
+    // Counted against the queue's bound, like any diff (send_changes).
+    for (auto& message : messages) session->push_phases(std::move(message));
+  }
 }
 
 bool ProbeSessions::close(const std::shared_ptr<ProbeSession>& session) {
@@ -241,6 +332,7 @@ bool ProbeSessions::close(const std::shared_ptr<ProbeSession>& session) {
   if (it == sessions_.end() || it->second != session) return false;
   sessions_.erase(it);
   metrics_.probes_connected.Decrement();
+  send_phases_locked(plan_locked());
   return true;
 }
 
@@ -308,12 +400,16 @@ AssignmentChanges ProbeSessions::send_changes() {
   AssignmentChanges changes;
   std::lock_guard lock(mu_);
   std::map<std::string, std::vector<v1::Check>> by_region;  // computed once per region
+  auto plan = plan_locked();
   for (const auto& [name, session] : sessions_) {
     auto [region, fresh] = by_region.try_emplace(session->probe.region);
     if (fresh) region->second = checks_.for_region(session->probe.region);
     const auto& now = region->second;
     std::lock_guard assignment_lock(session->assignment_mu_);
     auto messages = diff_messages(session->assigned_, now);
+    auto& phases = plan[name];
+    attach_phases(messages, session->phases_, phases);
+    session->phases_ = std::move(phases);
     if (messages.empty()) continue;
     ++changes.probes;
     for (const auto& message : messages) {

@@ -29,6 +29,7 @@
 
 #include "coordinator/check_registry.h"
 #include "coordinator/metrics.h"
+#include "coordinator/phases.h"
 #include "storage/store.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
 
@@ -83,6 +84,10 @@ class ProbeSession {
   // Never blocks. `bounded` messages count against the queue's capacity; a
   // full queue means the probe stopped reading: the stream is ended.
   Push push(v1::CoordinatorMessage message, bool bounded = true);
+  // Queues a diff of phases alone, or merges it into the one queued last if
+  // that is a diff of phases alone not yet written: a burst of probes
+  // joining and leaving makes one diff with the latest phases, not one each.
+  Push push_phases(v1::CoordinatorMessage message);
 
   // Ends the stream from any thread: its handler's Read returns.
   void cancel();
@@ -125,6 +130,9 @@ class ProbeSession {
   std::map<int64_t, int64_t> assigned_;
   std::unordered_set<int64_t> ever_assigned_;
 
+  // The phases the probe was told (check id -> offset). ProbeSessions::mu_ only.
+  ProbePhases phases_;
+
   std::atomic<uint64_t> produced_{0};  // 0: not told
 
   std::thread writer_;  // last: started once everything above exists
@@ -151,15 +159,17 @@ class ProbeSessions {
   ProbeSessions(const CheckRegistry& checks, CoordinatorMetrics& metrics);
 
   // Queues `welcome`, then the checks of the probe's region (in parts when
-  // the probe accepts them), and registers the session, replacing (and
-  // cancelling) an older stream of the same probe. One step under the lock
-  // that send_changes() takes, so a probe that connects during a reload gets
-  // either the old set and the diff, or the new set. Not OK (and not
-  // registered) when an assignment message would be larger than a probe
-  // accepts.
+  // the probe accepts them) with their phases, and registers the session,
+  // replacing (and cancelling) an older stream of the same probe; the other
+  // probes whose phases the newcomer changes get them in a diff. One step
+  // under the lock that send_changes() takes, so a probe that connects
+  // during a reload gets either the old set and the diff, or the new set.
+  // Not OK (and not registered) when an assignment message would be larger
+  // than a probe accepts.
   grpc::Status open(const std::shared_ptr<ProbeSession>& session, v1::CoordinatorMessage welcome,
                     bool accepts_parts);
-  // Unregisters the session if it is still the probe's current one. True if it was.
+  // Unregisters the session if it is still the probe's current one (true if
+  // it was); the probes that shared its checks get their new phases.
   bool close(const std::shared_ptr<ProbeSession>& session);
   // Ends every open stream (on shutdown).
   void cancel_all();
@@ -177,13 +187,23 @@ class ProbeSessions {
 
   // Sends every open session a CheckAssignmentDiff from what it was told to
   // run to what the registry now says for its region: added, updated (the
-  // version changed) and removed checks only; nothing to a probe whose
-  // checks did not change.
+  // version changed) and removed checks, the phases of the added and
+  // updated ones and the phases that changed (the probes running a check
+  // changed with its regions, or its interval did); nothing to a probe
+  // whose checks and phases did not change. One diff (or one per bounded
+  // part) per probe, whatever the number of checks changed.
   AssignmentChanges send_changes();
 
   std::vector<OpenSession> list() const;
 
  private:
+  // The phases every probe should have now, with the open sessions as the
+  // fleet (plus `joining`, not registered yet). mu_ held.
+  std::map<std::string, ProbePhases> plan_locked(const ProbeSession* joining = nullptr) const;
+  // Sends each open session but `except` a diff of the phases that changed
+  // for it (phases alone), and records them. mu_ held.
+  void send_phases_locked(const std::map<std::string, ProbePhases>& plan, const ProbeSession* except = nullptr);
+
   const CheckRegistry& checks_;
   CoordinatorMetrics& metrics_;
   mutable std::mutex mu_;
@@ -196,5 +216,12 @@ class ProbeSessions {
 // kAssignmentPartBytes (each part applies on its own). Empty when nothing changed.
 std::vector<v1::CoordinatorMessage> diff_messages(const std::map<int64_t, int64_t>& had,
                                                   const std::vector<v1::Check>& now);
+
+// Adds to the diff `messages` the phases a probe is to be told, going from
+// `had` to `now`: each added or updated check's phase in the message that
+// carries the check (a check started anew takes it at once), and every other
+// phase that changed in the last message, or in a diff of phases alone when
+// there is none.
+void attach_phases(std::vector<v1::CoordinatorMessage>& messages, const ProbePhases& had, const ProbePhases& now);
 
 }  // namespace vantage::coordinator

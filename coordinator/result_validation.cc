@@ -63,6 +63,9 @@ std::optional<Refusal> validate_leg(const v1::LegResult& leg, std::string_view n
   if (connection.has_cert_not_after() && !valid_timestamp(connection.cert_not_after())) {
     return refuse(RefusalReason::kTimestamp, fmt::format("{}.connection.cert_not_after is not a valid time", name));
   }
+  if (connection.has_chain_not_after() && !valid_timestamp(connection.chain_not_after())) {
+    return refuse(RefusalReason::kTimestamp, fmt::format("{}.connection.chain_not_after is not a valid time", name));
+  }
   const auto& response = leg.response();
   if (!valid_status(response.status())) {
     return refuse(RefusalReason::kStatus,
@@ -82,6 +85,12 @@ std::optional<Refusal> validate_leg(const v1::LegResult& leg, std::string_view n
                   fmt::format("{}.edge.rule {} or error_source {} is not defined", name, static_cast<int>(edge.rule()),
                               static_cast<int>(edge.error_source())));
   }
+  for (const auto& hop : leg.redirects()) {
+    if (!valid_status(hop.status())) {
+      return refuse(RefusalReason::kStatus,
+                    fmt::format("{}.redirects status {} is not an HTTP status", name, hop.status()));
+    }
+  }
   return std::nullopt;
 }
 
@@ -91,6 +100,7 @@ std::optional<Refusal> validate_leg(const v1::LegResult& leg, std::string_view n
 void make_leg_safe(v1::LegResult& leg, const ResultLimits& limits) {
   const size_t max = limits.max_text_bytes;
   bound_text(leg.mutable_error(), max);
+  bound_text(leg.mutable_url(), max);
   if (leg.has_connection()) {
     auto* connection = leg.mutable_connection();
     bound_text(connection->mutable_resolver(), max);
@@ -100,6 +110,7 @@ void make_leg_safe(v1::LegResult& leg, const ResultLimits& limits) {
     bound_text(connection->mutable_tls_version(), max);
     bound_text(connection->mutable_alpn(), max);
     bound_text(connection->mutable_tls_error(), max);
+    bound_text(connection->mutable_tls_cipher(), max);
   }
   if (leg.has_response()) {
     auto* response = leg.mutable_response();
@@ -117,6 +128,18 @@ void make_leg_safe(v1::LegResult& leg, const ResultLimits& limits) {
     bound_text(edge->mutable_error_category(), max);
     bound_text(edge->mutable_ray_id(), max);
     bound_text(edge->mutable_trace_loc(), max);
+  }
+  if (leg.has_assertion_failure()) {
+    auto* failure = leg.mutable_assertion_failure();
+    bound_text(failure->mutable_reason(), max);
+    bound_text(failure->mutable_assertion()->mutable_header_name(), max);
+    bound_text(failure->mutable_assertion()->mutable_pattern(), max);
+  }
+  bound_list(leg.mutable_redirects(), limits.max_list_items);
+  for (auto& hop : *leg.mutable_redirects()) {
+    bound_text(hop.mutable_url(), max);
+    bound_text(hop.mutable_location(), max);
+    bound_text(hop.mutable_connected_address(), max);
   }
 }
 

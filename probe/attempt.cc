@@ -15,6 +15,7 @@
 #include "common/url.h"
 #include "probe/classifier.h"
 #include "probe/edge.h"
+#include "probe/redirects.h"
 
 namespace vantage::probe {
 
@@ -123,6 +124,13 @@ std::string skip_reason(const char* which, std::chrono::seconds wait, steady_clo
                                      : fmt::format("the {} left of the attempt", seconds_text(left)));
 }
 
+// Where a follow-up connected, for its evidence line (the one place its leg
+// has in the result: every leg's address is in it), or empty when it did not.
+std::string via(const v1::LegResult& seen) {
+  const auto& address = seen.connection().connected_address();
+  return address.empty() ? std::string() : ", via " + address;
+}
+
 // The JSON follow-up settles who produced the 5xx (rule 1); what it found,
 // for the diagnosis' evidence.
 asio::awaitable<std::string> json_follow_up(const LegPlan& plan, const Clock& clock, v1::LegResult& edge) {
@@ -131,12 +139,14 @@ asio::awaitable<std::string> json_follow_up(const LegPlan& plan, const Clock& cl
   if (settle_with_json_follow_up(edge, seen)) {
     co_return fmt::format("JSON follow-up: Cloudflare error {} {} ({})",
                           seen.edge().edge_error_code() ? seen.edge().edge_error_code() : seen.edge().edge_code(),
-                          seen.edge().error_name(), seen.edge().error_category());
+                          seen.edge().error_name(), seen.edge().error_category()) +
+              via(seen);
   }
   co_return fmt::format("JSON follow-up: no Cloudflare JSON error for {} ({}{})", status,
                         seen.response().status() ? fmt::format("status {}", seen.response().status())
                                                  : std::string(failure_class_name(seen.failure_class())),
-                        seen.edge().rule() == v1::EDGE_RULE_JSON ? ", another code" : "");
+                        seen.edge().rule() == v1::EDGE_RULE_JSON ? ", another code" : "") +
+            via(seen);
 }
 
 // /cdn-cgi/trace confirms the colo; what it found, for the evidence.
@@ -145,10 +155,12 @@ asio::awaitable<std::string> trace_follow_up(const LegPlan& plan, const Clock& c
   const auto seen = co_await run_leg(plan, clock, &body);
   const auto trace = seen.failure_class() == v1::FAILURE_CLASS_OK ? parse_trace(body) : std::nullopt;
   if (!trace) {
-    co_return fmt::format("trace follow-up: no trace ({})", seen.error().empty() ? "not a trace body" : seen.error());
+    co_return fmt::format("trace follow-up: no trace ({})", seen.error().empty() ? "not a trace body" : seen.error()) +
+              via(seen);
   }
   apply_trace(*trace, edge.mutable_edge());
-  co_return fmt::format("trace follow-up: colo {}, loc {}", edge.edge().trace_colo(), edge.edge().trace_loc());
+  co_return fmt::format("trace follow-up: colo {}, loc {}", edge.edge().trace_colo(), edge.edge().trace_loc()) +
+            via(seen);
 }
 
 // The check's follow-ups after a 5xx through the edge (diagnosis.md section
@@ -209,11 +221,17 @@ boost::asio::awaitable<v1::CheckResult> run_attempt(const v1::Check& check, cons
   const auto plan = plan_attempt(check, limits, options);
   const auto edge_deadline = clock.steady_now() + plan.edge.timeout;
   auto& edge = *result.mutable_edge();
-  edge = co_await run_leg(plan.edge, clock);
+  std::optional<LegPlan> redirected;  // the final request's plan when the edge leg followed a redirect
+  if (check.follow_redirects() > 0) {
+    edge = co_await run_following_redirects(plan.edge, clock, options, redirected);
+  } else {
+    edge = co_await run_leg(plan.edge, clock);
+  }
+  const LegPlan& edge_plan = redirected ? *redirected : plan.edge;
   const bool edge_failed = edge.failure_class() != v1::FAILURE_CLASS_OK;
   std::vector<std::string> follow_up_notes;
   if (wants_follow_up(check, edge)) {
-    follow_up_notes = co_await follow_up(check, plan.edge, clock, edge_deadline, options.follow_up_max_wait, edge);
+    follow_up_notes = co_await follow_up(check, edge_plan, clock, edge_deadline, options.follow_up_max_wait, edge);
   }
   if (plan.origin && (edge_failed || options.origin_always)) {
     *result.mutable_origin() = co_await run_leg(*plan.origin, clock);

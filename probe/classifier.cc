@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "common/text.h"
+#include "probe/assertions.h"
 #include "probe/cloudflare_ranges.h"
 #include "probe/edge.h"
 
@@ -70,12 +74,49 @@ FailureVerdict read_failure(const LegEnding& e) {
 
 ResponseVerdict near_limit_verdict(uint32_t header_bytes, const HttpLimits& limits) {
   const auto max = limits.parser.max_header_bytes;
-  if (header_bytes <= static_cast<double>(max) * limits.near_limit_share) return {v1::FAILURE_CLASS_OK, {}, {}, {}};
-  return {v1::FAILURE_CLASS_HEADERS_NEAR_LIMIT,
-          fmt::format("response headers are {} bytes, {:.0f} % of the {} byte limit", header_bytes,
-                      100.0 * header_bytes / max, max),
-          {},
-          {}};
+  ResponseVerdict verdict;
+  verdict.failure_class = v1::FAILURE_CLASS_OK;
+  if (header_bytes <= static_cast<double>(max) * limits.near_limit_share) return verdict;
+  verdict.failure_class = v1::FAILURE_CLASS_HEADERS_NEAR_LIMIT;
+  verdict.error = fmt::format("response headers are {} bytes, {:.0f} % of the {} byte limit", header_bytes,
+                              100.0 * header_bytes / max, max);
+  return verdict;
+}
+
+// The Location text shown in an error (it is the site's, and may be long).
+constexpr size_t kLocationShownBytes = 256;
+
+// Two URLs of a chain are the same resource: scheme, host (any case), port, path and query.
+bool same_url(const Url& a, const Url& b) {
+  return a.scheme == b.scheme && a.port == b.port && a.target == b.target && iequals_ascii(a.host, b.host);
+}
+
+// "http://h/a -> /b -> https://h/b" (the chain, then `next` when given):
+// each URL after the first as a path when only its path and query changed.
+std::string redirect_chain_text(const std::vector<Url>& chain, const Url* next = nullptr) {
+  std::string out;
+  const Url* before = nullptr;
+  auto add = [&](const Url& url) {
+    const bool same_origin = before && url.scheme == before->scheme && url.port == before->port &&
+                             iequals_ascii(url.host, before->host);
+    if (before) out += " -> ";
+    out += same_origin ? url.target : url_text(url);
+    before = &url;
+  };
+  for (const auto& url : chain) add(url);
+  if (next) add(*next);
+  return out;
+}
+
+// A response otherwise fine fails on the first of the plan's assertions that does not hold.
+// A redirect the leg follows is not judged: it is a hop, never the leg's response.
+void assertion_verdict(const ResponseSeen& seen, const LegPlan& plan, ResponseVerdict& verdict) {
+  if (plan.check->follow_redirects() > 0 && is_followed_redirect(seen.status)) return;
+  auto failure = first_failed_assertion(*plan.check, *plan.assertions, {seen.body, seen.body_capped, seen.headers});
+  if (!failure) return;
+  verdict.failure_class = v1::FAILURE_CLASS_ASSERTION_FAILED;
+  verdict.error = fmt::format("assertions[{}] failed: {}", failure->index(), failure->reason());
+  verdict.assertion_failure = std::move(failure);
 }
 
 }  // namespace
@@ -121,6 +162,7 @@ ResponseVerdict classify_response(const ResponseSeen& seen, const LegPlan& plan)
   ResponseVerdict verdict;
   if (status_expected(plan, seen.status)) {
     verdict = near_limit_verdict(seen.header_bytes, plan.limits);
+    if (plan.assertions && plan.check) assertion_verdict(seen, plan, verdict);
   } else if (seen.status >= 500) {
     verdict.failure_class = classify_5xx(edge, seen.status);
     verdict.error = fmt::format("status {}", seen.status);
@@ -130,6 +172,45 @@ ResponseVerdict classify_response(const ResponseSeen& seen, const LegPlan& plan)
   }
   verdict.edge = std::move(edge);
   verdict.json_retry_after = json_retry_after;
+  return verdict;
+}
+
+bool is_followed_redirect(uint32_t status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+RedirectVerdict judge_redirect(uint32_t status, std::optional<std::string_view> location,
+                               const std::vector<Url>& chain, uint32_t limit) {
+  RedirectVerdict verdict;
+  if (!is_followed_redirect(status) || chain.empty()) return verdict;
+  verdict.action = RedirectVerdict::Action::kFail;
+  const Url& from = chain.back();
+  if (!location || location->empty()) {
+    verdict.failure_class = v1::FAILURE_CLASS_BAD_REDIRECT;
+    verdict.error = fmt::format("redirect {} without a Location: {}", status, redirect_chain_text(chain));
+    return verdict;
+  }
+  std::string why;
+  auto next = resolve_reference(from, *location, &why);
+  if (!next) {
+    verdict.failure_class = v1::FAILURE_CLASS_BAD_REDIRECT;
+    verdict.error = fmt::format("redirect {} to \"{}\", not an http(s) URL ({}): {}", status,
+                                safe_text(*location, kLocationShownBytes), why, redirect_chain_text(chain));
+    return verdict;
+  }
+  if (std::any_of(chain.begin(), chain.end(), [&](const Url& seen) { return same_url(seen, *next); })) {
+    verdict.failure_class = v1::FAILURE_CLASS_REDIRECT_LOOP;
+    verdict.error = "redirect loop: " + redirect_chain_text(chain, &*next);
+    return verdict;
+  }
+  if (chain.size() > limit) {  // chain.size() - 1 followed so far, and this one is past the limit
+    verdict.failure_class = v1::FAILURE_CLASS_TOO_MANY_REDIRECTS;
+    verdict.error = fmt::format("more than {} redirect{}: {}", limit, limit == 1 ? "" : "s",
+                                redirect_chain_text(chain, &*next));
+    return verdict;
+  }
+  verdict.action = RedirectVerdict::Action::kFollow;
+  verdict.next = std::move(next);
   return verdict;
 }
 

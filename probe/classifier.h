@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "probe/plan.h"
 #include "vantage/v1/types.pb.h"
@@ -58,6 +60,9 @@ struct ResponseSeen {
   uint32_t header_bytes = 0;
   std::string_view content_type;
   std::string_view body;  // capped by the parser
+  bool body_capped = false;  // the body went on past the cap
+  // Every field as sent (the plan's assertions look at them); may be null without assertions.
+  const std::vector<std::pair<std::string, std::string>>* headers = nullptr;
   std::string_view server;
   std::optional<std::string_view> cf_ray;
   boost::asio::ip::address peer;  // the address the leg was connected to
@@ -69,8 +74,13 @@ struct ResponseVerdict {
   v1::EdgeEvidence edge;
   // The `retry_after` of a Cloudflare JSON error body (rule 1), when present.
   std::optional<uint32_t> json_retry_after;
+  // The assertion that did not hold (assertion_failed).
+  std::optional<v1::AssertionFailure> assertion_failure;
 };
-// ok, headers_near_limit, edge_error, origin_5xx or unexpected_status.
+// ok, headers_near_limit, edge_error, origin_5xx, unexpected_status or
+// assertion_failed: the plan's assertions (assertions.h) are judged on a
+// response whose status is expected (a failed one wins over
+// headers_near_limit), and the error names the first that failed.
 ResponseVerdict classify_response(const ResponseSeen& seen, const LegPlan& plan);
 
 // Whether `status` is in the plan's expected set (its only_status, else the check's).
@@ -80,6 +90,27 @@ bool status_expected(const v1::Check& check, uint32_t status);
 
 // Whether `address` lies in Cloudflare's published ranges (shipped in the binary).
 bool in_cloudflare_ranges(const boost::asio::ip::address& address);
+
+// Whether a leg that got `status` follows it when the check follows
+// redirects: 301, 302, 303, 307 and 308 (not 300, 304 or 305).
+bool is_followed_redirect(uint32_t status);
+
+// What a complete response says about the redirect chain of an edge leg
+// that follows redirects (redirects.h): end here (judged as any response),
+// go on to `next`, or fail with too_many_redirects, redirect_loop or
+// bad_redirect and an error naming the chain.
+struct RedirectVerdict {
+  enum class Action { kFinal, kFollow, kFail };
+  Action action = Action::kFinal;
+  std::optional<Url> next;  // kFollow
+  v1::FailureClass failure_class = v1::FAILURE_CLASS_UNSPECIFIED;  // kFail
+  std::string error;                                                 // kFail
+};
+// `status` and `location` (nullopt: no Location field) of the response to
+// the last URL of `chain` (the URLs requested in this attempt, in order);
+// `limit` is Check.follow_redirects, not 0 (at most that many are followed).
+RedirectVerdict judge_redirect(uint32_t status, std::optional<std::string_view> location,
+                               const std::vector<Url>& chain, uint32_t limit);
 
 // A JSON follow-up's finding (diagnosis.md section 2, edge.h
 // apply_json_follow_up) added to the edge leg it follows, whose class is then

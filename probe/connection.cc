@@ -19,6 +19,8 @@
 
 #include "common/text.h"
 #include "probe/dns.h"
+#include "probe/ip_family.h"
+#include "probe/tls_facts.h"
 
 namespace vantage::probe {
 
@@ -30,7 +32,7 @@ using How = LegEnding::How;
 
 namespace {
 
-constexpr size_t kTlsTextBytes = 256;  // ConnectionInfo.tls_error, tls_version, alpn
+constexpr size_t kTlsTextBytes = 256;  // ConnectionInfo.tls_error
 
 // A 16 KiB read buffer, reused: one in each attempt's coroutine frame made
 // every attempt a large allocation (glibc then consolidates its fast bins).
@@ -80,55 +82,6 @@ std::optional<boost::system::error_code> connect_done(int fd) {
   return boost::system::error_code(error ? error : ENOTCONN, boost::system::system_category());
 }
 
-// One client context for every connection: the system's trust store, TLS
-// 1.2+, ALPN http/1.1 (what we speak).
-asio::ssl::context& client_tls_context() {
-  static asio::ssl::context context = [] {
-    asio::ssl::context c(asio::ssl::context::tls_client);
-    c.set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                  asio::ssl::context::no_tlsv1_1);
-    boost::system::error_code ignored;  // no trust store: every certificate then fails as untrusted
-    c.set_default_verify_paths(ignored);
-    c.set_verify_mode(asio::ssl::verify_peer);
-    static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-    SSL_CTX_set_alpn_protos(c.native_handle(), kAlpn, sizeof kAlpn);
-    return c;
-  }();
-  return context;
-}
-
-v1::TlsCertProblem cert_problem(long verify_result) {
-  switch (verify_result) {
-    case X509_V_ERR_CERT_HAS_EXPIRED: return v1::TLS_CERT_PROBLEM_EXPIRED;
-    case X509_V_ERR_CERT_NOT_YET_VALID: return v1::TLS_CERT_PROBLEM_NOT_YET_VALID;
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return v1::TLS_CERT_PROBLEM_SELF_SIGNED;
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH: return v1::TLS_CERT_PROBLEM_NAME_MISMATCH;
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return v1::TLS_CERT_PROBLEM_INCOMPLETE_CHAIN;
-    default: return v1::TLS_CERT_PROBLEM_UNTRUSTED;
-  }
-}
-
-// The peer certificate's expiry, whether or not it was trusted.
-void record_certificate(SSL* ssl, v1::ConnectionInfo& connection) {
-  X509* cert = SSL_get1_peer_certificate(ssl);
-  if (!cert) return;
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) connection.mutable_cert_not_after()->set_seconds(timegm(&tm));
-  X509_free(cert);
-}
-
-void record_tls_session(SSL* ssl, v1::ConnectionInfo& connection) {
-  connection.set_tls_version(safe_text(SSL_get_version(ssl), kTlsTextBytes));
-  const unsigned char* alpn = nullptr;
-  unsigned alpn_length = 0;
-  SSL_get0_alpn_selected(ssl, &alpn, &alpn_length);
-  if (alpn_length) {
-    connection.set_alpn(safe_text(std::string_view(reinterpret_cast<const char*>(alpn), alpn_length), kTlsTextBytes));
-  }
-}
-
 void set_tls_names(SSL* ssl, const std::string& server_name) {
   boost::system::error_code not_ip;
   asio::ip::make_address(server_name, not_ip);
@@ -142,11 +95,12 @@ void set_tls_names(SSL* ssl, const std::string& server_name) {
 
 // Why the handshake failed: the certificate (and what is wrong with it) or
 // the handshake itself.
+// (With `skip_verify` the certificate was never the cause.)
 StepFailure handshake_failure(const boost::system::error_code& ec, SSL* ssl, const std::string& server_name,
-                              v1::ConnectionInfo& connection) {
+                              bool skip_verify, v1::ConnectionInfo& connection) {
   if (ec == beast::error::timeout) return {{Step::kTls, How::kTimedOut}, "TLS handshake timed out"};
   const long verify = SSL_get_verify_result(ssl);
-  if (verify != X509_V_OK) {
+  if (verify != X509_V_OK && !skip_verify) {
     connection.set_cert_problem(cert_problem(verify));
     connection.set_tls_error(safe_text(X509_verify_cert_error_string(verify), kTlsTextBytes));
     return {{Step::kTls, How::kCertificate},
@@ -311,6 +265,12 @@ asio::awaitable<std::optional<StepFailure>> Connection::resolve(const LegPlan& p
   } else {
     answer.addresses.push_back(literal);
   }
+  // Check.ip_family: the order tried, or the other family dropped (ip_family.h).
+  if (plan.check && plan.check->ip_family() != v1::IP_FAMILY_UNSPECIFIED && answer.error.empty()) {
+    auto why = order_by_family(answer.addresses, plan.check->ip_family(), !not_literal);
+    if (!why.empty() && !not_literal) co_return StepFailure{{Step::kPlan}, std::move(why)};
+    answer.error = std::move(why);
+  }
   auto dns = usable_targets(std::move(answer), !not_literal, plan.limits.targets);
   leg.mutable_timings()->set_dns_us(time.elapsed_us());
   auto* connection = leg.mutable_connection();
@@ -356,8 +316,10 @@ asio::awaitable<std::optional<StepFailure>> Connection::connect(const LegPlan& p
   const bool recorded = connection->addresses_size() == static_cast<int>(addresses_.size());
   const auto text =
       recorded ? connection->addresses(static_cast<int>(connected)).address() : address_text(peer_.address());
-  connection->set_connected_address(fmt::format("{}:{}", text, peer_.port()));
-  connection->set_ip_family(peer_.address().is_v6() ? 6 : 4);
+  // "[2001:db8::1]:443": an IPv6 address in brackets, as in a URL.
+  connection->set_connected_address(peer_.address().is_v6() ? fmt::format("[{}]:{}", text, peer_.port())
+                                                            : fmt::format("{}:{}", text, peer_.port()));
+  connection->set_ip_family(ip_version(peer_.address()));
   co_return std::nullopt;
 }
 
@@ -385,9 +347,12 @@ boost::system::error_code Connection::socket_error() {
 // whether the certificate or the handshake was at fault, and why.
 asio::awaitable<std::optional<StepFailure>> Connection::handshake(const LegPlan& plan, const LegTime& time,
                                                                   v1::LegResult& leg) {
-  tls_.emplace(socket_, client_tls_context());
+  // The check's own CA (plan.h tls_context), else the system's store.
+  tls_.emplace(socket_, plan.tls_context ? *plan.tls_context : default_tls_context());
   SSL* ssl = tls_->native_handle();
   set_tls_names(ssl, plan.server_name);
+  const bool skip_verify = plan.check && plan.check->tls().skip_verify();
+  if (skip_verify) skip_verification(ssl);
   arm(time);
   const auto started = time.elapsed_us();
   boost::system::error_code ec;
@@ -395,8 +360,9 @@ asio::awaitable<std::optional<StepFailure>> Connection::handshake(const LegPlan&
   note_timeout(ec);
   leg.mutable_timings()->set_tls_us(time.elapsed_us() - started);
   auto& connection = *leg.mutable_connection();
-  record_certificate(ssl, connection);
-  if (ec) co_return handshake_failure(ec, ssl, plan.server_name, connection);
+  record_certificates(ssl, connection);
+  if (skip_verify) record_skipped_verification(ssl, connection);
+  if (ec) co_return handshake_failure(ec, ssl, plan.server_name, skip_verify, connection);
   record_tls_session(ssl, connection);
   co_return std::nullopt;
 }

@@ -9,6 +9,7 @@
 
 #include "common/proto_time.h"
 #include "common/text.h"
+#include "probe/cache_busting.h"
 #include "probe/connection.h"
 #include "probe/edge.h"
 
@@ -93,12 +94,15 @@ void record_verdict(v1::LegResult& leg, const ResponseParser& parser, const Conn
   seen.header_bytes = parser.header_bytes();
   seen.content_type = parser.header("content-type").value_or("");
   seen.body = parser.body();
+  seen.body_capped = parser.body_capped();
+  seen.headers = &parser.headers();
   seen.server = parser.header("server").value_or("");
   seen.cf_ray = parser.header("cf-ray");
   seen.peer = connection.peer().address();
   auto verdict = classify_response(seen, plan);
   leg.set_failure_class(verdict.failure_class);
   if (!verdict.error.empty()) leg.set_error(std::move(verdict.error));
+  if (verdict.assertion_failure) *leg.mutable_assertion_failure() = std::move(*verdict.assertion_failure);
   *leg.mutable_edge() = std::move(verdict.edge);
   // Cloudflare's JSON errors repeat Retry-After in the body: the header wins.
   if (!parser.header("retry-after") && verdict.json_retry_after) {
@@ -244,7 +248,8 @@ asio::awaitable<v1::KeepAliveMeasurement> measure_keep_alive(const v1::Check& ch
   co_return out;
 }
 
-asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, std::string* body) {
+asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, std::string* body,
+                                       std::optional<std::string>* location) {
   v1::LegResult leg;
   leg.mutable_timings();
   leg.mutable_response();
@@ -253,6 +258,7 @@ asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, 
     record_failure(leg, {{LegEnding::Step::kPlan}, plan.invalid}, time);
     co_return leg;
   }
+  leg.set_url(requested_url_text(plan.url));  // (redirects.h sets the final one over it)
   Connection connection(co_await asio::this_coro::executor);
   auto failure = co_await connection.open(plan, time, leg);
   ResponseParser parser(plan.limits.parser, plan.head());
@@ -266,6 +272,10 @@ asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, 
   }
   leg.mutable_timings()->set_total_us(time.elapsed_us());
   if (body != nullptr) *body = parser.body();
+  if (location != nullptr) {
+    const auto value = parser.header("location");
+    *location = value ? std::optional<std::string>(*value) : std::nullopt;
+  }
   record_verdict(leg, parser, connection, plan);
   connection.close();
   co_return leg;

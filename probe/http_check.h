@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -22,8 +23,11 @@ namespace vantage::probe {
 
 // Runs one leg as `plan` says; the plan's timeout bounds it. `body`, when
 // given, receives the body read (at most the parser's body cap) of a complete
-// response. `plan` outlives the leg (the caller awaits it). Never throws.
-boost::asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, std::string* body = nullptr);
+// response. `location`, when given, receives the Location field of a
+// complete response (nullopt when it has none; redirects.h). `plan` outlives
+// the leg (the caller awaits it). Never throws.
+boost::asio::awaitable<v1::LegResult> run_leg(const LegPlan& plan, const Clock& clock, std::string* body = nullptr,
+                                              std::optional<std::string>* location = nullptr);
 
 // Runs the check once (plan_leg, then run_leg); the check's timeout bounds the
 // whole attempt. `body` as for run_leg. Never throws.

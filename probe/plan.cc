@@ -8,6 +8,9 @@
 
 #include "common/check_config.h"
 #include "common/text.h"
+#include "probe/assertions.h"
+#include "probe/cache_busting.h"
+#include "probe/tls_facts.h"
 
 namespace vantage::probe {
 
@@ -79,6 +82,12 @@ std::string request_problem(const LegPlan& plan) {
   return {};
 }
 
+// The check's headers a redirect to another host does not carry (LegPlan::other_host).
+bool sent_only_to_the_checks_host(std::string_view name) {
+  return iequals_ascii(name, "host") || iequals_ascii(name, "authorization") ||
+         iequals_ascii(name, "proxy-authorization") || iequals_ascii(name, "cookie");
+}
+
 // The request line and fields: Host and User-Agent, then the check's headers
 // (one replacing a field of the same name, case-insensitively), then
 // `accept` when given. No body, so no framing fields.
@@ -89,7 +98,10 @@ std::string request_bytes(const LegPlan& plan, std::string_view accept) {
     std::erase_if(fields, [name](const auto& field) { return iequals_ascii(field.first, name); });
     fields.emplace_back(name, value);
   };
-  for (const auto& [name, value] : plan.check->headers()) set(name, value);
+  for (const auto& [name, value] : plan.check->headers()) {
+    if (plan.other_host && sent_only_to_the_checks_host(name)) continue;
+    set(name, value);
+  }
   if (!accept.empty()) set("Accept", accept);
   std::string out = fmt::format("{} {} HTTP/1.1\r\n", plan.method, plan.url.target);
   for (const auto& [name, value] : fields) fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
@@ -103,6 +115,14 @@ void finish(LegPlan& plan, std::string_view accept = {}) {
   plan.request.clear();
   if (!plan.bad_url.empty()) {
     plan.invalid = "bad url: " + plan.bad_url;
+    return;
+  }
+  if (!plan.bad_tls.empty()) {
+    plan.invalid = plan.bad_tls;
+    return;
+  }
+  if (plan.assertions && !plan.assertions->invalid.empty()) {
+    plan.invalid = "bad assertion: " + plan.assertions->invalid;
     return;
   }
   if (auto problem = request_problem(plan); !problem.empty()) {
@@ -119,12 +139,22 @@ LegPlan make_leg(const v1::Check& check, const std::optional<Url>& url, const st
   plan.method = check.method();
   plan.timeout = to_millis(check.timeout());
   plan.limits = limits;
+  // The check may read less body than the probe's own cap, never more.
+  if (check.body_limit_bytes() > 0) {
+    plan.limits.parser.max_body_bytes = std::min<uint64_t>(check.body_limit_bytes(), limits.parser.max_body_bytes);
+  }
+  plan.assertions = compile_assertions(check);  // null, allocating nothing, without assertions
   if (url) {
     plan.url = *url;
     apply_target(plan.url, target);
     plan.server_name = server_name_for(plan.url, target);
   } else {
     plan.bad_url = url_error.empty() ? "not a URL" : url_error;
+  }
+  if (!check.tls().ca_pem().empty()) {  // parsed once per distinct PEM, not per attempt
+    auto trust = tls_trust_for(check.tls().ca_pem());
+    plan.tls_context = std::move(trust.context);
+    plan.bad_tls = std::move(trust.error);
   }
   finish(plan);
   return plan;
@@ -138,6 +168,7 @@ LegPlan follow_up_from(const LegPlan& edge, std::chrono::milliseconds timeout) {
   plan.limits = HttpLimits{};
   plan.limits.targets = edge.limits.targets;
   plan.limits.parser.max_body_bytes = kFollowUpBodyBytes;
+  plan.assertions = nullptr;  // the check's assertions are about its page, not an error page or a trace
   return plan;
 }
 
@@ -169,7 +200,9 @@ LegTarget origin_target_of(const v1::Check& check, const Url* url) {
 
 AttemptPlan plan_attempt(const v1::Check& check, const HttpLimits& limits, const AttemptOptions& options) {
   std::string url_error;
-  const auto url = parse_url(check.url(), &url_error);
+  auto url = parse_url(check.url(), &url_error);
+  // One value per attempt, for both legs (and the JSON follow-up, a copy of the edge leg's URL).
+  if (url && !check.cache_busting_param().empty()) add_cache_busting(*url, check.cache_busting_param());
   AttemptPlan plan;
   plan.edge = make_leg(check, url, url_error, limits, url ? edge_target_of(*url, options) : LegTarget{});
   if (!check.origin().address().empty()) {
@@ -180,7 +213,8 @@ AttemptPlan plan_attempt(const v1::Check& check, const HttpLimits& limits, const
 
 LegPlan plan_leg(const v1::Check& check, const HttpLimits& limits, const LegTarget& target) {
   std::string url_error;
-  const auto url = parse_url(check.url(), &url_error);
+  auto url = parse_url(check.url(), &url_error);
+  if (url && !check.cache_busting_param().empty()) add_cache_busting(*url, check.cache_busting_param());
   return make_leg(check, url, url_error, limits, target);
 }
 
@@ -194,6 +228,23 @@ LegPlan trace_follow_up_plan(const LegPlan& edge, std::chrono::milliseconds time
   LegPlan plan = follow_up_from(edge, timeout);
   plan.url.target = "/cdn-cgi/trace";
   plan.only_status = 200;
+  finish(plan);
+  return plan;
+}
+
+LegPlan redirect_plan(const LegPlan& from, const Url& to, uint32_t status, const AttemptOptions& options,
+                      std::chrono::milliseconds timeout) {
+  LegPlan plan = from;
+  const auto target = edge_target_of(to, options);
+  plan.url = to;
+  apply_target(plan.url, target);
+  plan.server_name = server_name_for(plan.url, target);
+  plan.other_host = from.other_host || !iequals_ascii(to.host_header, from.url.host_header);
+  if ((status == 303 && from.method != "HEAD") || ((status == 301 || status == 302) && from.method == "POST")) {
+    plan.method = "GET";
+  }
+  plan.timeout = timeout;
+  plan.bad_url.clear();
   finish(plan);
   return plan;
 }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,7 +16,13 @@
 #include "probe/http_parser.h"
 #include "vantage/v1/types.pb.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace vantage::probe {
+
+struct CompiledAssertions;
 
 // Which addresses a leg may connect to (dns.h refused_target) and who
 // resolves names.
@@ -90,6 +97,17 @@ struct LegPlan {
   // empty: a check that slipped past validation never puts injected lines on
   // the wire.
   std::string invalid;
+  // A redirect led to another host than the check's: the check's Host,
+  // Authorization, Proxy-Authorization and Cookie headers are not sent there
+  // (as curl and browsers do), so a site cannot redirect its credentials away.
+  bool other_host = false;
+  // Check.tls.ca_pem's context (tls_facts.h), shared by every plan of the
+  // checks with that PEM; null: the default one (the system's trust store).
+  std::shared_ptr<boost::asio::ssl::context> tls_context;
+  std::string bad_tls;  // why Check.tls.ca_pem was refused, or empty
+  // Check.assertions compiled (assertions.h), judged on this leg's response;
+  // null when the check has none, and for the follow-ups (not the check's page).
+  std::shared_ptr<const CompiledAssertions> assertions;
 
   bool head() const { return method == "HEAD"; }
 };
@@ -115,6 +133,14 @@ LegTarget origin_target_of(const v1::Check& check, const Url* url);
 // POST), and GET /cdn-cgi/trace expecting 200.
 LegPlan json_follow_up_plan(const LegPlan& edge, std::chrono::milliseconds timeout);
 LegPlan trace_follow_up_plan(const LegPlan& edge, std::chrono::milliseconds timeout);
+// The next request of an edge leg that follows redirects (redirects.h):
+// `to` with its own Host header and TLS name and with the `options`'
+// overrides that name its host and port (only those), the method as browsers
+// change it for `status` (303: GET, HEAD stays HEAD; 301 and 302: POST
+// becomes GET; 307 and 308: kept), within `timeout` (what is left of the
+// leg's).
+LegPlan redirect_plan(const LegPlan& from, const Url& to, uint32_t status, const AttemptOptions& options,
+                      std::chrono::milliseconds timeout);
 // The keep-alive measurement's request (diagnosis.md section 5): GET, or HEAD
 // for a HEAD check, read with the parser's default limits.
 LegPlan keep_alive_plan(const LegPlan& leg);

@@ -44,6 +44,14 @@ struct Scheduler::Task {
   // When the scheduled run came due, until it starts (it may wait for a
   // slot, or for a re-check in flight to finish).
   std::optional<TimePoint> scheduled_due;
+  // The due time of its attempt entry in due_, while it has one; an entry
+  // of another time is stale (a phase change moved the run).
+  std::optional<TimePoint> next_due;
+  // When the last scheduled run that started was due.
+  std::optional<TimePoint> last_due;
+  // Its offset into the interval on the wall clock (CheckPhase); none: the
+  // probe's own schedule.
+  std::optional<std::chrono::nanoseconds> phase;
   // Request ids waiting to run. Rarely more than one.
   std::vector<std::string> rechecks;
   // When the origin leg last ran, for OriginTarget.interval.
@@ -78,27 +86,35 @@ Scheduler::Scheduler(asio::any_io_executor executor, Timers& timers, AttemptRunn
 
 Scheduler::~Scheduler() = default;
 
-std::future<void> Scheduler::assign(Checks checks, bool first, bool last) {
+std::future<void> Scheduler::assign(Checks checks, bool first, bool last, Phases phases) {
   auto applied = std::make_shared<std::promise<void>>();
   auto future = applied->get_future();
-  asio::post(executor_, [this, checks = std::move(checks), first, last, applied]() mutable {
-    apply_part(std::move(checks), first, last);
+  asio::post(executor_, [this, checks = std::move(checks), first, last, phases = std::move(phases), applied]() mutable {
+    apply_part(std::move(checks), first, last, std::move(phases));
     applied->set_value();
   });
   return future;
 }
 
-void Scheduler::apply_part(Checks checks, bool first, bool last) {
+void Scheduler::apply_part(Checks checks, bool first, bool last, Phases phases) {
   if (stopped_) return;
   if (first) assigned_.clear();
+  const auto by_check = offsets(phases);
   // Each parsed check is freed as soon as its task has it serialized.
   while (!checks.empty()) {
     std::unique_ptr<v1::Check> check(checks.ReleaseLast());
     assigned_.push_back(check->id());
     auto it = tasks_.find(check->id());
-    // Unchanged: it keeps its place in the schedule.
-    if (it == tasks_.end() || it->second->version != check->version()) start(*check);
+    if (it == tasks_.end() || it->second->version != check->version()) {
+      start(*check, by_check);
+    } else {
+      // Unchanged: it keeps its place in the schedule, or moves to its new
+      // phase. A whole set without a phase for it: the probe's own schedule
+      // from its next run on.
+      set_phase(*it->second, phase_of(*it->second, by_check));
+    }
   }
+  log_refused_phases();
   if (!last) return;
   std::sort(assigned_.begin(), assigned_.end());
   std::vector<int64_t> unassigned;
@@ -115,10 +131,16 @@ void Scheduler::apply(const v1::CheckAssignmentDiff& diff) {
   asio::post(executor_, [this, diff] {
     if (stopped_) return;
     for (auto id : diff.removed_check_ids()) remove(id);
-    for (const auto& c : diff.added()) start(c);
-    for (const auto& c : diff.updated()) start(c);
-    log::info("check assignment changed", "added", diff.added_size(), "updated",
-              diff.updated_size(), "removed", diff.removed_check_ids_size());
+    auto by_check = offsets(diff.phases());
+    for (const auto* checks : {&diff.added(), &diff.updated()}) {
+      for (const auto& c : *checks) {
+        start(c, by_check);
+        by_check.erase(c.id());
+      }
+    }
+    apply_phases(by_check);  // the checks it already ran (the fleet changed)
+    log::info("check assignment changed", "added", diff.added_size(), "updated", diff.updated_size(), "removed",
+              diff.removed_check_ids_size(), "phases", diff.phases_size());
   });
 }
 
@@ -164,7 +186,88 @@ std::optional<std::string> Scheduler::unschedulable(const v1::Check& check) {
   return std::nullopt;
 }
 
-void Scheduler::start(const v1::Check& check) {
+Scheduler::Offsets Scheduler::offsets(const Phases& phases) {
+  Offsets by_check;
+  for (const auto& phase : phases) {
+    const auto& d = phase.offset();
+    // Bounded before it is multiplied: no interval is longer than a day.
+    if (d.seconds() < 0 || d.seconds() > 86'400 || d.nanos() < 0 || d.nanos() >= 1'000'000'000) {
+      ++phases_refused_;
+      continue;
+    }
+    by_check[phase.check_id()] = std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos());
+  }
+  return by_check;
+}
+
+std::optional<std::chrono::nanoseconds> Scheduler::phase_of(const Task& task, const Offsets& offsets) {
+  auto it = offsets.find(task.id);
+  if (it == offsets.end()) return std::nullopt;
+  if (it->second >= task.interval) {
+    ++phases_refused_;
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+void Scheduler::apply_phases(const Offsets& offsets) {
+  for (const auto& [id, offset] : offsets) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) continue;  // removed meanwhile, or never assigned
+    if (auto phase = phase_of(*it->second, offsets)) set_phase(*it->second, phase);
+  }
+  log_refused_phases();
+}
+
+void Scheduler::log_refused_phases() {
+  if (phases_refused_ > 0) {
+    // One line per message, however many: a coordinator of another version, or a bug.
+    log::warn("assigned phases refused", "count", phases_refused_, "problem",
+              "offset not within the check's interval");
+    phases_refused_ = 0;
+  }
+}
+
+void Scheduler::set_phase(Task& task, std::optional<std::chrono::nanoseconds> phase) {
+  if (task.phase == phase) return;
+  task.phase = phase;
+  // Due or in flight: the run schedules its successor by the new phase.
+  // Without a phase the pending run stays; the runs after it follow it.
+  if (!phase || !task.next_due) return;
+  auto earliest = now();
+  if (task.last_due) earliest = std::max(earliest, *task.last_due + task.interval / 2);
+  const auto at = aligned(task, earliest);
+  if (at != *task.next_due) schedule(task, at);
+}
+
+Scheduler::TimePoint Scheduler::aligned(const Task& task, TimePoint not_before) const {
+  using std::chrono::nanoseconds;
+  const auto& clock = timers_.clock();
+  // The wall-clock time `not_before` stands for, the two clocks read together.
+  const auto wall = std::chrono::duration_cast<nanoseconds>(clock.now().time_since_epoch()) +
+                    std::chrono::duration_cast<nanoseconds>(not_before - clock.steady_now());
+  const nanoseconds interval = task.interval;
+  auto into = (wall - *task.phase) % interval;  // negative before the epoch plus the offset
+  if (into < nanoseconds::zero()) into += interval;
+  if (into == nanoseconds::zero()) return not_before;
+  return not_before + std::chrono::duration_cast<TimePoint::duration>(interval - into);
+}
+
+Scheduler::TimePoint Scheduler::next_after(const Task& task, TimePoint due, TimePoint started) const {
+  // One interval after it was due; a phased check back on its grid (the
+  // nearest point, which the wall clock may have moved a little).
+  auto next = task.phase ? aligned(task, due + task.interval / 2) : due + task.interval;
+  // Skipping any that a long wait made us miss.
+  while (next <= started) next += task.interval;
+  return next;
+}
+
+void Scheduler::schedule(Task& task, TimePoint at) {
+  task.next_due = at;
+  push_due({at, task.id, task.generation, Due::kAttempt});
+}
+
+void Scheduler::start(const v1::Check& check, const Offsets& offsets) {
   remove(check.id());
   // The coordinator validated the check (validate_check); a schedule that
   // would overflow the clock or spin (a coordinator of another version, a
@@ -179,10 +282,14 @@ void Scheduler::start(const v1::Check& check) {
   auto task = std::make_shared<Task>(check, ++next_generation_);
   const auto id = task->id;
   const auto now = this->now();
-  // First run somewhere in the first interval: spreads a probe's checks.
-  push_due({now + std::chrono::milliseconds(
-                      static_cast<long long>(uniform_() * static_cast<double>(task->interval.count()))),
-            id, task->generation, Due::kAttempt});
+  task->phase = phase_of(*task, offsets);
+  if (task->phase) {
+    schedule(*task, aligned(*task, now));
+  } else {
+    // First run somewhere in the first interval: spreads a probe's checks.
+    schedule(*task, now + std::chrono::milliseconds(static_cast<long long>(
+                              uniform_() * static_cast<double>(task->interval.count()))));
+  }
   if (options_.keep_alive_interval.count() > 0 && !check.origin().address().empty()) {
     task->keep_alive = std::make_unique<Task::KeepAlive>();
     // The first one somewhere in the first interval, like the checks.
@@ -240,6 +347,8 @@ void Scheduler::on_due(const Due& due) {
   if (!found) return;
   auto& task = **found;
   if (due.kind == Due::kAttempt) {
+    if (task.next_due != due.at) return;  // moved by a phase change
+    task.next_due.reset();
     task.scheduled_due = due.at;
     make_ready(task, /*urgent=*/false);
     return;
@@ -282,17 +391,15 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
   const v1::Check check = parsed(task->serialized);
   // A waiting re-check goes first; the scheduled run, if due, follows at once.
   std::string request_id;
-  std::optional<TimePoint> next_due;
+  bool scheduled = false;
   if (!task->rechecks.empty()) {
     request_id = std::move(task->rechecks.front());
     task->rechecks.erase(task->rechecks.begin());
   } else {
-    const auto interval = task->interval;
     // Late from the start of its slot: a run started early within it is not late.
     if (on_lag_) on_lag_(std::max(TimePoint::duration::zero(), started - slot(*task->scheduled_due)));
-    // The next run one interval later, skipping any that a long wait made us miss.
-    next_due = *task->scheduled_due + interval;
-    while (*next_due <= started) *next_due += interval;
+    scheduled = true;
+    task->last_due = task->scheduled_due;
     task->scheduled_due.reset();
   }
   // The origin leg on its own schedule (OriginTarget.interval): at most
@@ -313,7 +420,8 @@ asio::awaitable<void> Scheduler::run(std::shared_ptr<Task> task) {
       task->keep_alive->latest.reset();
     }
     on_result_(std::move(result));
-    if (next_due) push_due({*next_due, task->id, task->generation, Due::kAttempt});
+    // Scheduled when the attempt ends, by the phase it has then.
+    if (scheduled) schedule(*task, next_after(*task, *task->last_due, started));
     if (!task->rechecks.empty() || task->scheduled_due) make_ready(*task, /*urgent=*/!task->rechecks.empty());
   }
   release_slot();
@@ -335,7 +443,12 @@ asio::awaitable<void> Scheduler::run_keep_alive(std::shared_ptr<Task> task) {
   keep_alive.on_idle = release;
   keep_alive.cancel = state.cancel;
   const v1::Check check = parsed(task->serialized);
-  auto measurement = co_await runner_.keep_alive(check, {.resolve = options_.resolve}, std::move(keep_alive));
+  // A named object moved in, never a braced temporary: g++ 12 destroys a
+  // temporary of a co_await's full-expression twice (the overrides' strings
+  // freed twice: a probe with --connect-to died at its first measurement).
+  AttemptOptions attempt_options;
+  attempt_options.resolve = options_.resolve;
+  auto measurement = co_await runner_.keep_alive(check, std::move(attempt_options), std::move(keep_alive));
   release();
   state.measuring = false;
   if (task->stopped) co_return;

@@ -20,6 +20,21 @@
 // was due, not after it started), so with an interval that is a multiple of
 // the slack its runs stay exactly one interval apart.
 //
+// A check the coordinator gave a phase (CheckPhase: the fleet takes turns
+// at it, architecture.md "The phased schedule") runs at the wall-clock times
+// whose offset into the interval, counted from the Unix epoch, is the
+// phase: the next such time is read off the wall clock and waited for on the
+// steady clock, and each run's successor is aligned again, so the runs
+// follow the wall clock's grid even if the two clocks drift apart. When the
+// phase changes (probes joined or left), the check's pending run moves to
+// the first time on the new grid that is not in the past and is at least
+// half an interval after its last scheduled run: a move never brings two
+// scheduled runs closer than half an interval (the gap is at most two
+// intervals, once). A run due or in flight is not moved; the one after it
+// follows the new phase. Re-checks run at once as always and do not count
+// as scheduled runs. A check without a phase keeps the probe's own
+// schedule (first run at a random point of its first interval).
+//
 // Time and attempts are injected: the schedule runs on a Timers (real or
 // simulated time), the attempts through an AttemptRunner (the network, or a
 // test's own).
@@ -82,7 +97,7 @@ class Scheduler final : public AssignmentSink {
   // unfinished set (a stream that broke in the middle of one). Ready when
   // the part is applied: a reader that waits for it before reading the next
   // part holds one part in memory, not the whole set.
-  std::future<void> assign(Checks checks, bool first = true, bool last = true) override;
+  std::future<void> assign(Checks checks, bool first = true, bool last = true, Phases phases = {}) override;
   void apply(const v1::CheckAssignmentDiff& diff) override;
   void recheck(int64_t check_id, std::string request_id) override;
   void stop();
@@ -109,8 +124,26 @@ class Scheduler final : public AssignmentSink {
     uint32_t generation;
   };
 
-  void apply_part(Checks checks, bool first, bool last);
-  void start(const v1::Check& check);
+  // A message's phases by check id: offsets of a day at most, not negative
+  // (the rest are refused and counted in phases_refused_).
+  using Offsets = std::unordered_map<int64_t, std::chrono::nanoseconds>;
+  Offsets offsets(const Phases& phases);
+  // The phase of `offsets` for the task, if there is one within its interval.
+  std::optional<std::chrono::nanoseconds> phase_of(const Task& task, const Offsets& offsets);
+  // Sets the phases of the tasks `offsets` names (see the header comment).
+  void apply_phases(const Offsets& offsets);
+  // One line for the phases of a message that were refused, if any.
+  void log_refused_phases();
+  void set_phase(Task& task, std::optional<std::chrono::nanoseconds> phase);
+  // The first time at or after `not_before` whose wall-clock time is on the task's phase.
+  TimePoint aligned(const Task& task, TimePoint not_before) const;
+  // When the task runs after the scheduled run that was due at `due` and started at `started`.
+  TimePoint next_after(const Task& task, TimePoint due, TimePoint started) const;
+  // Makes `at` the task's one pending scheduled run.
+  void schedule(Task& task, TimePoint at);
+
+  void apply_part(Checks checks, bool first, bool last, Phases phases);
+  void start(const v1::Check& check, const Offsets& offsets);
   static std::optional<std::string> unschedulable(const v1::Check& check);
   void remove(int64_t check_id);
   // The task an entry of due_ or ready_ stands for; null if removed or replaced.
@@ -151,6 +184,7 @@ class Scheduler final : public AssignmentSink {
   std::deque<Ready> ready_;
   size_t running_ = 0;
   std::deque<Timer*> waiting_;  // keep-alive measurements waiting for a slot
+  size_t phases_refused_ = 0;   // in the message being applied
 };
 
 }  // namespace vantage::probe

@@ -312,7 +312,7 @@ void Streamer::read_messages(Session& session) {
         // Moved out, not copied: the message is done with them. The next
         // part is read once this one is applied.
         sink_.assign(std::move(*message.mutable_assignment()->mutable_checks()), /*first=*/!assignment_continues,
-                     /*last=*/!more)
+                     /*last=*/!more, std::move(*message.mutable_assignment()->mutable_phases()))
             .wait();
         assignment_continues = more;
         break;

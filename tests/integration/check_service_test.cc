@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <thread>
 
 #include "coordinator/coordinator.h"
@@ -14,6 +15,7 @@
 #include "tests/support/api_client.h"
 #include "tests/support/postgres.h"
 #include "tests/support/raw_probe.h"
+#include "tests/support/test_certs.h"
 #include "vantage/v1/check_service.grpc.pb.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
 
@@ -201,6 +203,132 @@ TEST_F(CheckServiceTest, CreateRefusesBadInputNamingTheField) {
   status = create(check("read-only-caller"), nullptr, read_token_);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(get("read-only-caller").error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// Assertions, redirects, TLS, IP family, cache busting: validated as the
+// checks file's are (validate_check), each refusal naming the field.
+TEST_F(CheckServiceTest, CreateAndUpdateRefuseBadNewFieldsNamingThemAndWriteNothing) {
+  struct Bad {
+    const char* field;  // named in the error
+    std::function<void(v1::Check&)> spoil;
+  };
+  const std::vector<Bad> cases{
+      {"check.assertions[0].pattern: is not an RE2 regular expression: missing )",
+       [](v1::Check& c) {
+         auto* a = c.add_assertions();
+         a->set_target(v1::Assertion::TARGET_BODY);
+         a->set_pattern("ok(");
+       }},
+      {"check.assertions[0].header_name", [](v1::Check& c) {
+         auto* a = c.add_assertions();
+         a->set_target(v1::Assertion::TARGET_HEADER);
+         a->set_header_name("Bad Name");
+         a->set_pattern("x");
+       }},
+      {"check.ip_family: 7 is not an IpFamily", [](v1::Check& c) { c.set_ip_family(static_cast<v1::IpFamily>(7)); }},
+      {"check.follow_redirects: 21 is outside the range 0 to 20", [](v1::Check& c) { c.set_follow_redirects(21); }},
+      {"check.body_limit_bytes: 100 bytes", [](v1::Check& c) { c.set_body_limit_bytes(100); }},
+      {"check.tls.ca_pem: holds no PEM certificate", [](v1::Check& c) { c.mutable_tls()->set_ca_pem("garbage"); }},
+      {"check.cache_busting_param", [](v1::Check& c) { c.set_cache_busting_param("a=b"); }},
+  };
+  ASSERT_TRUE(create(check("new-fields-stay")).ok());
+  for (const auto& bad : cases) {
+    SCOPED_TRACE(bad.field);
+    auto refused = check("new-fields-refused");
+    bad.spoil(refused);
+    auto status = create(refused);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(names(status, bad.field)) << status.error_message();
+    EXPECT_EQ(get("new-fields-refused").error_code(), grpc::StatusCode::NOT_FOUND) << "nothing written";
+
+    v1::UpdateCheckRequest request;
+    *request.mutable_check() = check("new-fields-stay");
+    bad.spoil(*request.mutable_check());
+    status = update(request);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(names(status, bad.field)) << status.error_message();
+  }
+  v1::Check got;
+  ASSERT_TRUE(get("new-fields-stay", &got).ok());
+  EXPECT_EQ(got.version(), 1) << "no update was written";
+  EXPECT_EQ(got.assertions_size(), 0);
+  EXPECT_FALSE(got.has_tls());
+}
+
+TEST_F(CheckServiceTest, TheNewFieldsRoundTripAndAMaskNamesThem) {
+  const testing::TestCa ca("check-service-test-ca");
+  auto full = check("new-fields");
+  auto* body = full.add_assertions();
+  body->set_target(v1::Assertion::TARGET_BODY);
+  body->set_pattern("\"status\":\\s*\"ok\"");
+  auto* header = full.add_assertions();
+  header->set_target(v1::Assertion::TARGET_HEADER);
+  header->set_header_name("Content-Type");
+  header->set_pattern("^application/json");
+  header->set_negate(true);
+  full.set_body_limit_bytes(64 * 1024);
+  full.set_follow_redirects(5);
+  full.mutable_tls()->set_ca_pem(ca.pem);
+  full.set_ip_family(v1::IP_FAMILY_PREFER_V6);
+  full.set_cache_busting_param("cb");
+  v1::Check created;
+  auto status = create(full, &created);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  v1::Check got;
+  ASSERT_TRUE(get("new-fields", &got).ok());
+  ASSERT_EQ(got.assertions_size(), 2);
+  EXPECT_EQ(got.assertions(0).target(), v1::Assertion::TARGET_BODY);
+  EXPECT_EQ(got.assertions(0).pattern(), body->pattern());
+  EXPECT_EQ(got.assertions(1).header_name(), "Content-Type");
+  EXPECT_TRUE(got.assertions(1).negate());
+  EXPECT_EQ(got.body_limit_bytes(), 64u * 1024);
+  EXPECT_EQ(got.follow_redirects(), 5u);
+  EXPECT_EQ(got.tls().ca_pem(), ca.pem);
+  EXPECT_FALSE(got.tls().skip_verify());
+  EXPECT_EQ(got.ip_family(), v1::IP_FAMILY_PREFER_V6);
+  EXPECT_EQ(got.cache_busting_param(), "cb");
+
+  // A mask of one new field changes it alone.
+  v1::UpdateCheckRequest request;
+  request.mutable_check()->set_name("new-fields");
+  request.mutable_check()->set_follow_redirects(2);
+  request.mutable_check()->mutable_tls()->set_skip_verify(true);
+  request.mutable_update_mask()->add_paths("follow_redirects");
+  request.mutable_update_mask()->add_paths("tls.skip_verify");
+  v1::Check updated;
+  status = update(request, &updated);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(updated.follow_redirects(), 2u);
+  EXPECT_TRUE(updated.tls().skip_verify());
+  EXPECT_EQ(updated.tls().ca_pem(), ca.pem) << "tls.skip_verify alone: the CA stays";
+  EXPECT_EQ(updated.assertions_size(), 2);
+  EXPECT_EQ(updated.ip_family(), v1::IP_FAMILY_PREFER_V6);
+
+  // "tls" replaces the whole block; a masked field left unset is cleared.
+  request = {};
+  request.mutable_check()->set_name("new-fields");
+  request.mutable_update_mask()->add_paths("tls");
+  request.mutable_update_mask()->add_paths("ip_family");
+  request.mutable_update_mask()->add_paths("assertions");
+  status = update(request, &updated);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(updated.has_tls() && (!updated.tls().ca_pem().empty() || updated.tls().skip_verify()))
+      << updated.tls().ShortDebugString();
+  EXPECT_EQ(updated.ip_family(), v1::IP_FAMILY_UNSPECIFIED);
+  EXPECT_EQ(updated.assertions_size(), 0);
+  EXPECT_EQ(updated.follow_redirects(), 2u);
+
+  // A masked new field is validated like the rest.
+  request = {};
+  request.mutable_check()->set_name("new-fields");
+  request.mutable_check()->set_follow_redirects(99);
+  request.mutable_update_mask()->add_paths("follow_redirects");
+  status = update(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(names(status, "check.follow_redirects")) << status.error_message();
+  ASSERT_TRUE(get("new-fields", &got).ok());
+  EXPECT_EQ(got.follow_redirects(), 2u);
 }
 
 TEST_F(CheckServiceTest, GetAndDeleteOfAnUnknownCheckAreNotFound) {

@@ -1,7 +1,7 @@
 #pragma once
 // A DNS server for tests, on 127.0.0.1, UDP and TCP on the same port: every
-// A query gets the configured IPv4 addresses (any name), every other query
-// an empty NOERROR answer. With `truncate_udp`, a UDP answer carries only the
+// A query gets the configured IPv4 addresses (any name), every AAAA query the
+// configured IPv6 addresses, every other query an empty NOERROR answer. With `truncate_udp`, a UDP answer carries only the
 // question with the TC bit set, and the full answer comes over TCP, the way a
 // real server answers a name with more records than fit in 512 bytes.
 
@@ -23,8 +23,10 @@ namespace vantage::test_support {
 
 class FakeDns {
  public:
-  FakeDns(std::vector<std::string> v4, bool truncate_udp) : truncate_udp_(truncate_udp) {
+  FakeDns(std::vector<std::string> v4, bool truncate_udp, std::vector<std::string> v6 = {})
+      : truncate_udp_(truncate_udp) {
     for (const auto& text : v4) v4_.push_back(boost::asio::ip::make_address_v4(text).to_bytes());
+    for (const auto& text : v6) v6_.push_back(boost::asio::ip::make_address_v6(text).to_bytes());
     namespace ip = boost::asio::ip;
     const auto loopback = ip::make_address("127.0.0.1");
     // UDP first, then TCP on the same port number (taken again if TCP cannot have it).
@@ -58,7 +60,8 @@ class FakeDns {
     end += 1 + 4;  // root label, type, class
     if (end > query.size()) return std::nullopt;
     const bool type_a = query[end - 4] == 0 && query[end - 3] == 1;
-    const size_t count = truncated || !type_a ? 0 : v4_.size();
+    const bool type_aaaa = query[end - 4] == 0 && query[end - 3] == 28;
+    const size_t count = truncated ? 0 : type_a ? v4_.size() : type_aaaa ? v6_.size() : 0;
     std::string out = query.substr(0, 2);  // id
     out.push_back(static_cast<char>(0x84 | (truncated ? 0x02 : 0) | (query[2] & 0x01)));  // QR AA [TC] RD
     out.push_back(static_cast<char>(0x80));                                               // RA, NOERROR
@@ -68,8 +71,13 @@ class FakeDns {
     out += std::string(4, '\0');  // no authority, no additional
     out += query.substr(12, end - 12);
     for (size_t i = 0; i < count; ++i) {
-      out += std::string("\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4", 12);  // the question's name, A, IN, TTL 60, 4 bytes
-      out.append(reinterpret_cast<const char*>(v4_[i].data()), 4);
+      if (type_a) {
+        out += std::string("\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4", 12);  // the question's name, A, IN, TTL 60, 4 bytes
+        out.append(reinterpret_cast<const char*>(v4_[i].data()), 4);
+      } else {
+        out += std::string("\xc0\x0c\0\x1c\0\1\0\0\0\x3c\0\x10", 12);  // AAAA, IN, TTL 60, 16 bytes
+        out.append(reinterpret_cast<const char*>(v6_[i].data()), 16);
+      }
     }
     return out;
   }
@@ -118,6 +126,7 @@ class FakeDns {
 
   const bool truncate_udp_;
   std::vector<boost::asio::ip::address_v4::bytes_type> v4_;
+  std::vector<boost::asio::ip::address_v6::bytes_type> v6_;
   boost::asio::io_context io_;
   std::optional<boost::asio::ip::udp::socket> udp_;
   std::optional<boost::asio::ip::tcp::acceptor> tcp_;

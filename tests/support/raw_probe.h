@@ -55,15 +55,26 @@ class RawProbe {
   // Sends a message on the stream (from one thread at a time).
   bool send(const v1::ProbeMessage& message) { return stream_->Write(message); }
 
-  // The next message of the kind, waiting for it at most `timeout`.
+  // The next message of the kind, waiting for it at most `timeout`. A diff
+  // of phases alone (probes joined or left: coordinator/phases.h) is not a
+  // change of checks, and is passed over.
   std::optional<Received> next(bool (v1::CoordinatorMessage::*has)() const, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    return next_where(
+        [has](const v1::CoordinatorMessage& m) {
+          return (m.*has)() && !(m.has_assignment_diff() && phases_alone(m.assignment_diff()));
+        },
+        timeout);
+  }
+  // The next message for which `want` holds; those before it are dropped.
+  template <class Predicate>
+  std::optional<Received> next_where(Predicate want, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     std::unique_lock lock(mu_);
     std::optional<Received> found;
     cv_.wait_for(lock, timeout, [&] {
       while (!received_.empty()) {
         auto r = std::move(received_.front());
         received_.pop_front();
-        if ((r.message.*has)()) {
+        if (want(r.message)) {
           found = std::move(r);
           return true;
         }
@@ -71,6 +82,9 @@ class RawProbe {
       return ended_;
     });
     return found;
+  }
+  static bool phases_alone(const v1::CheckAssignmentDiff& d) {
+    return d.added_size() == 0 && d.updated_size() == 0 && d.removed_check_ids_size() == 0 && d.phases_size() > 0;
   }
   // The checks of the whole assignment sent at connection, by name.
   std::map<std::string, v1::Check> assignment() {

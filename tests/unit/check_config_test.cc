@@ -12,6 +12,7 @@
 #include "common/check_config.h"
 #include "common/url.h"
 #include "tests/support/process.h"
+#include "tests/support/test_certs.h"
 
 namespace vantage {
 namespace {
@@ -34,6 +35,9 @@ std::vector<std::string> lines_of(const std::string& text) {
   for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
 }
+
+// One valid check; cases append keys to it (from line 4).
+const std::string kCheck = "checks:\n  - name: a\n    url: http://x/\n";
 
 TEST(Duration, ParsesUnitsAndCombinations) {
   EXPECT_EQ(parse_duration("500ms"), milliseconds(500));
@@ -141,6 +145,124 @@ TEST(ChecksFile, NoCorrelationBlockLeavesTheSettingsUnset) {
   EXPECT_FALSE(checks[0].has_correlation());
 }
 
+// PEM text as a YAML block scalar under a key indented by `indent` spaces.
+std::string yaml_block(const std::string& pem, int indent) {
+  std::string out = "|\n";
+  std::istringstream in(pem);
+  for (std::string line; std::getline(in, line);) out += std::string(indent + 2, ' ') + line + "\n";
+  return out;
+}
+
+TEST(ChecksFile, ReadsAssertionsRedirectsTlsIpFamilyAndCacheBusting) {
+  const testing::TestCa ca("config-test-ca");
+  const auto checks = parse_checks_yaml(R"(
+checks:
+  - name: full
+    url: https://shop.example.com/
+    assertions:
+      - body: '"status":\s*"ok"'
+      - body: maintenance
+        negate: true
+      - header: Content-Type
+        pattern: "^application/json"
+        negate: false
+    body_limit: 64KiB
+    follow_redirects: 5
+    tls:
+      skip_verify: true
+      ca_pem: )" + yaml_block(ca.pem, 6) + R"(
+    ip_family: prefer_ipv6
+    cache_busting_param: _cb.v-1~
+)", "checks.yaml");
+  ASSERT_EQ(checks.size(), 1u);
+  const auto& c = checks[0];
+  ASSERT_EQ(c.assertions_size(), 3);
+  EXPECT_EQ(c.assertions(0).target(), v1::Assertion::TARGET_BODY);
+  EXPECT_EQ(c.assertions(0).pattern(), "\"status\":\\s*\"ok\"");
+  EXPECT_FALSE(c.assertions(0).negate());
+  EXPECT_EQ(c.assertions(1).pattern(), "maintenance");
+  EXPECT_TRUE(c.assertions(1).negate());
+  EXPECT_EQ(c.assertions(2).target(), v1::Assertion::TARGET_HEADER);
+  EXPECT_EQ(c.assertions(2).header_name(), "Content-Type");
+  EXPECT_EQ(c.assertions(2).pattern(), "^application/json");
+  EXPECT_FALSE(c.assertions(2).negate());
+  EXPECT_EQ(c.body_limit_bytes(), 64u * 1024);
+  EXPECT_EQ(c.follow_redirects(), 5u);
+  EXPECT_EQ(c.tls().ca_pem(), ca.pem);
+  EXPECT_TRUE(c.tls().skip_verify());
+  EXPECT_EQ(c.ip_family(), v1::IP_FAMILY_PREFER_V6);
+  EXPECT_EQ(c.cache_busting_param(), "_cb.v-1~");
+}
+
+TEST(ChecksFile, UnsetNewKeysLeaveTheProbesDefaults) {
+  const auto checks = parse_checks_yaml(kCheck, "checks.yaml");
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(checks[0].assertions_size(), 0);
+  EXPECT_EQ(checks[0].body_limit_bytes(), 0u);
+  EXPECT_EQ(checks[0].follow_redirects(), 0u);
+  EXPECT_FALSE(checks[0].has_tls());
+  EXPECT_EQ(checks[0].ip_family(), v1::IP_FAMILY_UNSPECIFIED);
+  EXPECT_EQ(checks[0].cache_busting_param(), "");
+}
+
+TEST(ChecksFile, ReadsEveryIpFamilyAndBodyLimitForm) {
+  const std::vector<std::pair<std::string, v1::IpFamily>> families{{"any", v1::IP_FAMILY_UNSPECIFIED},
+                                                                   {"prefer_ipv4", v1::IP_FAMILY_PREFER_V4},
+                                                                   {"prefer_ipv6", v1::IP_FAMILY_PREFER_V6},
+                                                                   {"ipv4", v1::IP_FAMILY_ONLY_V4},
+                                                                   {"ipv6", v1::IP_FAMILY_ONLY_V6}};
+  for (const auto& [name, family] : families) {
+    const auto checks = parse_checks_yaml(kCheck + "    ip_family: " + name + "\n", "checks.yaml");
+    EXPECT_EQ(checks.at(0).ip_family(), family) << name;
+  }
+  const std::vector<std::pair<std::string, uint32_t>> sizes{
+      {"1024", 1024}, {"1KiB", 1024}, {"65536", 65536}, {"1MiB", 1 << 20}, {"16MiB", 16u << 20}};
+  for (const auto& [text, bytes] : sizes) {
+    const auto checks = parse_checks_yaml(kCheck + "    body_limit: " + text + "\n", "checks.yaml");
+    EXPECT_EQ(checks.at(0).body_limit_bytes(), bytes) << text;
+  }
+  const auto checks = parse_checks_yaml(kCheck + "    follow_redirects: 20\n", "checks.yaml");
+  EXPECT_EQ(checks.at(0).follow_redirects(), 20u);
+}
+
+TEST(ChecksFile, TheNewKeysComeFromTheDefaultsAndACheckReplacesThem) {
+  const auto checks = parse_checks_yaml(R"(
+defaults:
+  assertions: [{body: ok}]
+  body_limit: 2KiB
+  follow_redirects: 3
+  tls: {skip_verify: true}
+  ip_family: ipv4
+  cache_busting_param: cb
+checks:
+  - name: inherits
+    url: https://a.example.com/
+  - name: own
+    url: https://b.example.com/
+    assertions: [{header: Server, pattern: nginx, negate: true}]
+    follow_redirects: 0
+    tls: {}
+    ip_family: any
+)", "checks.yaml");
+  ASSERT_EQ(checks.size(), 2u);
+  const auto& inherits = checks[0];
+  ASSERT_EQ(inherits.assertions_size(), 1);
+  EXPECT_EQ(inherits.assertions(0).pattern(), "ok");
+  EXPECT_EQ(inherits.body_limit_bytes(), 2048u);
+  EXPECT_EQ(inherits.follow_redirects(), 3u);
+  EXPECT_TRUE(inherits.tls().skip_verify());
+  EXPECT_EQ(inherits.ip_family(), v1::IP_FAMILY_ONLY_V4);
+  EXPECT_EQ(inherits.cache_busting_param(), "cb");
+  const auto& own = checks[1];
+  ASSERT_EQ(own.assertions_size(), 1) << "replaced, not appended";
+  EXPECT_EQ(own.assertions(0).header_name(), "Server");
+  EXPECT_TRUE(own.assertions(0).negate());
+  EXPECT_EQ(own.body_limit_bytes(), 2048u);
+  EXPECT_EQ(own.follow_redirects(), 0u);
+  EXPECT_FALSE(own.tls().skip_verify()) << "a check's tls block replaces the defaults' whole";
+  EXPECT_EQ(own.ip_family(), v1::IP_FAMILY_UNSPECIFIED);
+}
+
 TEST(ChecksFile, TheShippedExampleIsValid) {
   const auto checks = load_checks_file(std::string(VANTAGE_SOURCE_DIR) + "/examples/checks.local.yaml");
   EXPECT_FALSE(checks.empty());
@@ -161,9 +283,6 @@ TEST_P(ChecksFileErrors, NameTheLineAndTheField) {
   EXPECT_EQ(error.find('\n'), std::string::npos) << "one problem, one line: " << error;
   for (char ch : error) EXPECT_FALSE(static_cast<unsigned char>(ch) < 0x20) << "a control character in: " << error;
 }
-
-// The lines every case below starts with.
-const std::string kCheck = "checks:\n  - name: a\n    url: http://x/\n";
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ChecksFileErrors,
@@ -274,6 +393,59 @@ INSTANTIATE_TEST_SUITE_P(
                 "checks.yaml:4:38: check \"a\": origin.host: not a host[:port] for the Host header"},
         BadFile{kCheck + "    origin: {address: 1.2.3.4, sni: \"a b\"}\n",
                 "checks.yaml:4:37: check \"a\": origin.sni: not a TLS server name"},
+
+        // Assertions, body_limit, follow_redirects, tls, ip_family, cache_busting_param.
+        BadFile{kCheck + "    assertions: [{body: \"a(\"}]\n",
+                "checks.yaml:4:25: check \"a\": assertions[0].pattern: is not an RE2 regular expression: missing )"},
+        BadFile{kCheck + "    assertions:\n      - header: Server\n        pattern: \"[z-a]\"\n",
+                "checks.yaml:6:18: check \"a\": assertions[0].pattern: is not an RE2 regular expression: "
+                "invalid character class range"},
+        BadFile{kCheck + "    assertions: [{header: \"X Bad\", pattern: x}]\n",
+                "checks.yaml:4:27: check \"a\": assertions[0].header: \"X Bad\" is not an HTTP field name"},
+        BadFile{kCheck + "    assertions: [{body: \"\"}]\n", "checks.yaml:4:25: check \"a\": assertions[0].pattern: is empty"},
+        BadFile{kCheck + "    assertions: [{body: x, negat: true}]\n",
+                "checks.yaml:4:28: unknown field \"negat\" in assertions[0]"},
+        BadFile{kCheck + "    assertions: [{body: x, negate: yes}]\n", "checks.yaml:4:36: assertions[0].negate must be true or false"},
+        BadFile{kCheck + "    assertions: [{pattern: x}]\n", "checks.yaml:4:18: assertions[0] needs body: or header:"},
+        BadFile{kCheck + "    assertions: [{header: Server}]\n", "checks.yaml:4:18: assertions[0]: a header assertion needs a pattern"},
+        BadFile{kCheck + "    assertions: [{body: x, header: Server, pattern: y}]\n",
+                "checks.yaml:4:36: assertions[0]: body and header together"},
+        BadFile{kCheck + "    assertions: {body: x}\n", "checks.yaml:4:17: assertions must be a list of {body: PATTERN}"},
+        BadFile{kCheck + "    body_limit: 512\n",
+                "checks.yaml:4:17: check \"a\": body_limit: 512 bytes is outside the range 1024 (1KiB) to 16777216 (16MiB)"},
+        BadFile{kCheck + "    body_limit: 17MiB\n",
+                "checks.yaml:4:17: check \"a\": body_limit: 17825792 bytes is outside the range 1024 (1KiB)"},
+        BadFile{kCheck + "    body_limit: 99999999999MiB\n",
+                "checks.yaml:4:17: body_limit: \"99999999999MiB\" is outside the range 1KiB to 16MiB"},
+        BadFile{kCheck + "    body_limit: 64kb\n", "checks.yaml:4:17: body_limit: \"64kb\" is not a size in bytes"},
+        BadFile{kCheck + "    body_limit: KiB\n", "checks.yaml:4:17: body_limit: \"KiB\" is not a size in bytes"},
+        BadFile{kCheck + "    follow_redirects: 21\n",
+                "checks.yaml:4:23: check \"a\": follow_redirects: 21 is outside the range 0 to 20"},
+        BadFile{kCheck + "    follow_redirects: -1\n",
+                "checks.yaml:4:23: follow_redirects: \"-1\" is not a whole number from 0 to 20"},
+        BadFile{"defaults:\n  follow_redirects: 30\n" + kCheck,
+                "checks.yaml:2:21: check \"a\": follow_redirects: 30 is outside the range 0 to 20"},
+        BadFile{kCheck + "    tls: {ca_file: /nonexistent/ca.pem}\n",
+                "checks.yaml:4:20: tls.ca_file: \"/nonexistent/ca.pem\": cannot read it: No such file or directory"},
+        BadFile{kCheck + "    tls: {ca_pem: garbage}\n",
+                "checks.yaml:4:19: check \"a\": tls.ca_pem: holds no PEM certificate"},
+        BadFile{kCheck + "    tls: {ca_pem: \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"}\n",
+                "checks.yaml:4:19: check \"a\": tls.ca_pem: certificate 1 does not parse"},
+        BadFile{kCheck + "    tls: {ca_pem: \"-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n\"}\n",
+                "checks.yaml:4:19: check \"a\": tls.ca_pem: holds a private key"},
+        BadFile{kCheck + "    tls: {ca_pem: " + std::string(40'000, 'A') + "}\n",
+                "checks.yaml:4:19: check \"a\": tls.ca_pem: is 40000 bytes long, over the limit of 32768"},
+        BadFile{kCheck + "    tls: {ca_file: x.pem, ca_pem: y}\n", "checks.yaml:4:35: tls: ca_file and ca_pem together"},
+        BadFile{kCheck + "    tls: {skip_verify: maybe}\n", "checks.yaml:4:24: tls.skip_verify must be true or false"},
+        BadFile{kCheck + "    tls: {verify: false}\n", "checks.yaml:4:11: unknown field \"verify\" in tls"},
+        BadFile{kCheck + "    ip_family: ipv5\n",
+                "checks.yaml:4:16: ip_family: \"ipv5\" is not one of any, prefer_ipv4, prefer_ipv6, ipv4, ipv6"},
+        BadFile{kCheck + "    cache_busting_param: \"a b\"\n",
+                "checks.yaml:4:26: check \"a\": cache_busting_param: \"a b\" is not a query parameter name"},
+        BadFile{kCheck + "    cache_busting_param: \"cb=1\"\n",
+                "checks.yaml:4:26: check \"a\": cache_busting_param: \"cb=1\" is not a query parameter name"},
+        BadFile{kCheck + "    cache_busting_param: " + std::string(65, 'p') + "\n",
+                "checks.yaml:4:26: check \"a\": cache_busting_param: \"ppp"},
 
         // Sizes.
         BadFile{kCheck + "    headers: {X-A: " + std::string(9000, 'v') + "}\n",
@@ -468,6 +640,141 @@ checks:
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(back, checks[0]));
 }
 
+// A temporary directory for files a test writes, removed after it.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/vantage-check-config-ca-XXXXXX";
+    if (mkdtemp(pattern) != nullptr) path_ = pattern;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string write(const std::string& name, const std::string& text) const {
+    const auto path = path_ + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ChecksFile, ACaFileIsReadRelativeToTheChecksFilesDirectory) {
+  const testing::TestCa ca("config-test-ca");
+  const TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  dir.write("ca/internal.pem", ca.pem);
+  const auto yaml = "defaults:\n  tls: {ca_file: ca/internal.pem}\n" + kCheck +
+                    "  - name: b\n    url: https://y/\n    tls: {ca_file: ca/internal.pem, skip_verify: true}\n";
+  const auto path = dir.write("checks.yaml", yaml);
+  // The working directory is elsewhere: the path is the checks file's.
+  ASSERT_NE(std::filesystem::current_path().string(), dir.path());
+  const auto checks = load_checks_file(path);
+  ASSERT_EQ(checks.size(), 2u);
+  EXPECT_EQ(checks[0].tls().ca_pem(), ca.pem);
+  EXPECT_EQ(checks[1].tls().ca_pem(), ca.pem);
+  EXPECT_TRUE(checks[1].tls().skip_verify());
+
+  // From text, relative to the base directory given (vantagectl and the coordinator go through load_checks_file).
+  const auto from_text = parse_checks_yaml(yaml, "inline", dir.path());
+  EXPECT_EQ(from_text.at(0).tls().ca_pem(), ca.pem);
+  // An absolute path is itself, whatever the base.
+  const auto absolute = parse_checks_yaml(kCheck + "    tls: {ca_file: \"" + dir.path() + "/ca/internal.pem\"}\n",
+                                          "inline", "/nonexistent");
+  EXPECT_EQ(absolute.at(0).tls().ca_pem(), ca.pem);
+}
+
+TEST(ChecksFile, ABadCaFileIsNamedByItsPath) {
+  const TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  dir.write("garbage.pem", "not a certificate\n");
+  dir.write("empty.pem", "");
+  dir.write("big.pem", std::string(1 << 20, 'A'));
+  dir.write("der.pem", std::string("\x30\x82\x01\x0a\xff\x00", 6));
+  std::filesystem::create_directories(dir.path() + "/adir");
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"garbage.pem", "holds no PEM certificate"},
+      {"empty.pem", "the file is empty"},
+      {"big.pem", "the file is over the limit of 32768 bytes"},
+      {"der.pem", "is not PEM text (byte 0x82 at offset 1"},
+      {"adir", "cannot read it: Is a directory"},
+      {"missing.pem", "cannot read it: No such file or directory"},
+  };
+  for (const auto& [name, expected] : cases) {
+    const auto path = dir.write("checks.yaml", kCheck + "    tls: {ca_file: " + name + "}\n");
+    std::string error;
+    try {
+      load_checks_file(path);
+    } catch (const ConfigError& e) {
+      error = e.what();
+    }
+    const auto prefix = path + ":4:20: ";
+    EXPECT_EQ(error.rfind(prefix, 0), 0u) << error;
+    EXPECT_NE(error.find("tls.ca_file: \"" + dir.path() + "/" + name + "\": " + expected), std::string::npos) << error;
+  }
+}
+
+TEST(ValidateCheck, TheNewFieldsAreBoundedAsTheApiSendsThem) {
+  const testing::TestCa ca("config-test-ca");
+  auto check = valid_check();
+  auto* body = check.add_assertions();
+  body->set_target(v1::Assertion::TARGET_BODY);
+  body->set_pattern("(?i)welcome");
+  auto* header = check.add_assertions();
+  header->set_target(v1::Assertion::TARGET_HEADER);
+  header->set_header_name("X-Cache");
+  header->set_pattern("^HIT$");
+  header->set_negate(true);
+  check.set_body_limit_bytes(16u << 20);
+  check.set_follow_redirects(20);
+  check.mutable_tls()->set_ca_pem(ca.pem + ca.pem);  // a bundle
+  check.set_ip_family(v1::IP_FAMILY_ONLY_V6);
+  check.set_cache_busting_param("cb");
+  EXPECT_EQ(problems_of(check), "");
+
+  auto bad = check;
+  bad.mutable_assertions(0)->set_pattern("a{2,1}");
+  bad.mutable_assertions(0)->set_header_name("X-Stray");
+  bad.mutable_assertions(1)->set_header_name("");
+  bad.set_body_limit_bytes(1023);
+  bad.set_follow_redirects(21);
+  bad.mutable_tls()->set_ca_pem(ca.pem + "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+  bad.set_ip_family(static_cast<v1::IpFamily>(99));
+  bad.set_cache_busting_param("c&b");
+  const auto text = problems_of(bad);
+  for (const char* expected : {"[assertions[0].header_name] is only for a header assertion",
+                               "[assertions[0].pattern] is not an RE2 regular expression: invalid repetition size: {2,1}",
+                               "[assertions[1].header_name] \"\" is not an HTTP field name",
+                               "[body_limit_bytes] 1023 bytes is outside the range 1024 (1KiB) to 16777216 (16MiB)",
+                               "[follow_redirects] 21 is outside the range 0 to 20",
+                               "[tls.ca_pem] certificate 2 does not parse",
+                               "[ip_family] 99 is not an IpFamily",
+                               "[cache_busting_param] \"c&b\" is not a query parameter name"}) {
+    EXPECT_NE(text.find(expected), std::string::npos) << expected << " not in:\n" << text;
+  }
+  bad = check;
+  bad.set_ip_family(static_cast<v1::IpFamily>(-1));
+  EXPECT_NE(problems_of(bad).find("[ip_family] -1 is not an IpFamily"), std::string::npos) << problems_of(bad);
+}
+
+// As AnAcceptedCheckSurvivesTheStoragesJsonRoundTrip, for the new fields.
+TEST(ValidateCheck, TheNewFieldsSurviveTheStoragesJsonRoundTrip) {
+  const testing::TestCa ca("config-test-ca");
+  auto checks = parse_checks_yaml(kCheck + "    assertions: [{header: X-A, pattern: \"^\\\\d+\\t$\", negate: true}]\n"
+                                  "    body_limit: 1MiB\n    follow_redirects: 7\n    ip_family: ipv6\n"
+                                  "    cache_busting_param: cb\n    tls:\n      skip_verify: true\n      ca_pem: " +
+                                      yaml_block(ca.pem, 6),
+                                  "checks.yaml");
+  ASSERT_EQ(checks.size(), 1u);
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(checks[0], &json).ok());
+  v1::Check back;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &back).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(back, checks[0])) << json;
+  EXPECT_EQ(back.tls().ca_pem(), ca.pem);
+}
+
 TEST(Host, NamesAndAddressLiteralsOnly) {
   std::string error;
   for (const char* good : {"a", "shop.example.com", "shop.example.com.", "_dmarc.x", "1.2.3.4", "::1", "2001:db8::1"}) {
@@ -546,6 +853,21 @@ TEST_F(CoordinatorOnBadFiles, CheckConfigAndServeRefuseTheSameFilesWithTheSameLi
   }
 }
 
+TEST_F(CoordinatorOnBadFiles, CheckConfigReadsACaFileBesideTheChecksFile) {
+  const testing::TestCa ca("config-test-ca");
+  write("ca.pem", ca.pem);
+  const auto good = write("tls.yaml", kCheck + "    tls: {ca_file: ca.pem}\n");
+  const auto ok = testing::run_command({VANTAGE_COORDINATOR_BIN, "check-config", "--checks", good});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+
+  const auto bad = write("missing-ca.yaml", kCheck + "    tls: {ca_file: other.pem}\n");
+  const auto run = testing::run_command({VANTAGE_COORDINATOR_BIN, "check-config", "--checks", bad});
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find(bad + ":4:20: tls.ca_file: \"" + dir_ + "/other.pem\": cannot read it: No such file"),
+            std::string::npos)
+      << run.output;
+}
+
 TEST_F(CoordinatorOnBadFiles, CheckConfigPrintsEveryProblemOnItsOwnLine) {
   const auto path = write("two.yaml", kCheck + "    interval: 25h\n  - name: b\n    url: http://x/\n    timeout: 1ms\n");
   const auto run = testing::run_command({VANTAGE_COORDINATOR_BIN, "check-config", "--checks", path});
@@ -559,6 +881,32 @@ TEST_F(CoordinatorOnBadFiles, CheckConfigPrintsEveryProblemOnItsOwnLine) {
   const auto ok = testing::run_command({VANTAGE_COORDINATOR_BIN, "check-config", "--checks", good});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("1 checks, valid"), std::string::npos) << ok.output;
+}
+
+
+TEST(ValidateCheck, AnOnlyFamilyBesideAnAddressLiteralOfTheOtherIsRefused) {
+  auto check_with = [](std::string url, std::string origin, v1::IpFamily family) {
+    v1::Check c;
+    c.set_name("literal");
+    c.set_url(std::move(url));
+    if (!origin.empty()) c.mutable_origin()->set_address(std::move(origin));
+    c.set_ip_family(family);
+    return c;
+  };
+  auto problems_of = [](v1::Check c) {
+    std::string all;
+    for (const auto& p : validate_check(c)) all += p.describe() + "\n";
+    return all;
+  };
+  EXPECT_EQ(problems_of(check_with("http://203.0.113.7/", "", v1::IP_FAMILY_ONLY_V6)),
+            "url: 203.0.113.7 is an IPv4 address and ip_family is ipv6\n");
+  EXPECT_EQ(problems_of(check_with("https://shop.example.com/", "[2001:db8::1]:443", v1::IP_FAMILY_ONLY_V4)),
+            "origin.address: 2001:db8::1 is an IPv6 address and ip_family is ipv4\n");
+  // Names, the right family, and preferences are fine.
+  EXPECT_EQ(problems_of(check_with("http://203.0.113.7/", "shop.internal:8080", v1::IP_FAMILY_ONLY_V4)), "");
+  EXPECT_EQ(problems_of(check_with("http://[2001:db8::1]/", "", v1::IP_FAMILY_PREFER_V4)), "");
+  EXPECT_EQ(problems_of(check_with("http://shop.example.com/", "203.0.113.7", v1::IP_FAMILY_ONLY_V6)),
+            "origin.address: 203.0.113.7 is an IPv4 address and ip_family is ipv6\n");
 }
 
 }  // namespace

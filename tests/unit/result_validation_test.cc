@@ -121,6 +121,9 @@ TEST(ResultValidation, StartTimesOutsideASaneWindowAreRefused) {
   r.mutable_edge()->mutable_connection()->mutable_cert_not_after()->set_seconds(300'000'000'000);
   EXPECT_EQ(reason_for(r), RefusalReason::kTimestamp);
   r = good();
+  r.mutable_edge()->mutable_connection()->mutable_chain_not_after()->set_seconds(300'000'000'000);
+  EXPECT_EQ(reason_for(r), RefusalReason::kTimestamp);
+  r = good();
   r.mutable_keep_alive()->mutable_idle_close_after()->set_seconds(5);
   r.mutable_keep_alive()->mutable_idle_close_after()->set_nanos(-5);
   EXPECT_EQ(reason_for(r), RefusalReason::kTimestamp);
@@ -145,8 +148,14 @@ TEST(ResultValidation, TextIsMadeValidAndBoundedNotRefused) {
   r.mutable_edge()->set_error("bad \xff\xfe bytes");  // possible in memory, not on the wire
   for (int i = 0; i < 1'000; ++i) r.mutable_diagnosis()->add_evidence("line");
   r.mutable_edge()->mutable_response()->set_body_sha256(std::string(1'000, 'h'));
+  r.mutable_edge()->mutable_connection()->set_tls_cipher(std::string(100'000, 'c'));
+  r.mutable_edge()->mutable_assertion_failure()->set_reason(std::string(100'000, 'r'));
+  r.mutable_edge()->set_url("http://h/" + std::string(100'000, 'u'));
   ASSERT_FALSE(validate_result(r, kNow).has_value());
+  EXPECT_LE(r.edge().url().size(), ResultLimits{}.max_text_bytes);
+  EXPECT_LE(r.edge().assertion_failure().reason().size(), ResultLimits{}.max_text_bytes);
   EXPECT_LE(r.edge().response().server().size(), ResultLimits{}.max_text_bytes);
+  EXPECT_LE(r.edge().connection().tls_cipher().size(), ResultLimits{}.max_text_bytes);
   EXPECT_TRUE(is_valid_utf8(r.edge().error()));
   EXPECT_EQ(r.diagnosis().evidence_size(), static_cast<int>(ResultLimits{}.max_list_items));
   EXPECT_EQ(r.edge().response().body_sha256().size(), 32u);

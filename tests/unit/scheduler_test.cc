@@ -562,5 +562,156 @@ TEST_F(SchedulerTest, ASetInPartsStartsEachPartAsItComesAndStopsTheRestWithTheLa
   EXPECT_EQ(ran_since(mark), (std::set<int64_t>{6}));
 }
 
+// --- The fleet-phased schedule (CheckPhase) ---------------------------------
+
+// A wall-clock time that is on no minute's boundary: 2026-11-30 19:00:07.300 UTC.
+constexpr milliseconds kWallStart{1'796'065'207'300};
+constexpr milliseconds kMinute{60'000};
+
+v1::CheckPhase phase(int64_t check_id, milliseconds offset) {
+  v1::CheckPhase p;
+  p.set_check_id(check_id);
+  *p.mutable_offset() = to_duration(offset);
+  return p;
+}
+
+class PhasedSchedulerTest : public SchedulerTest {
+ protected:
+  void SetUp() override { clock_.advance(kWallStart); }  // nothing waits yet: the clock alone moves
+  void assign_phased(const std::vector<v1::Check>& checks, const std::vector<v1::CheckPhase>& phases) {
+    auto applied = scheduler_->assign({checks.begin(), checks.end()}, true, true, {phases.begin(), phases.end()});
+    timers_.settle();
+    ASSERT_EQ(applied.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  }
+  void apply_phases(const std::vector<v1::CheckPhase>& phases) {
+    v1::CheckAssignmentDiff diff;
+    for (const auto& p : phases) *diff.add_phases() = p;
+    apply(diff);
+  }
+  // The wall-clock start times (ms since the epoch) of the check's runs.
+  std::vector<int64_t> starts(int64_t check_id) { return starts_by_check()[check_id]; }
+  // The first time at or after `t` whose offset into the minute is `offset`.
+  static int64_t on_grid(int64_t t, milliseconds offset) {
+    const int64_t into = ((t - offset.count()) % kMinute.count() + kMinute.count()) % kMinute.count();
+    return into == 0 ? t : t + kMinute.count() - into;
+  }
+};
+
+TEST_F(PhasedSchedulerTest, APhasedCheckRunsExactlyAtItsAlignedWallTimesAndOneWithoutKeepsItsOwn) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  // Check 1 with the phase 7 s; check 2 without one (the probe's own schedule).
+  assign_phased({check(1, kMinute), check(2, kMinute)}, {phase(1, seconds(7))});
+  advance(std::chrono::minutes(5));
+  const int64_t t0 = kWallStart.count();
+  const int64_t first = on_grid(t0, seconds(7));
+  EXPECT_EQ(starts(1),
+            (std::vector<int64_t>{first, first + 60'000, first + 120'000, first + 180'000, first + 240'000}));
+  for (auto t : starts(1)) EXPECT_EQ(t % 60'000, 7'000) << "(t - epoch) mod interval == offset";
+  // The jitter's half interval after the assignment, then every minute.
+  EXPECT_EQ(starts(2), (std::vector<int64_t>{t0 + 30'000, t0 + 90'000, t0 + 150'000, t0 + 210'000, t0 + 270'000}));
+}
+
+TEST_F(PhasedSchedulerTest, APhaseChangeMovesTheNextRunButNeverWithinHalfAnIntervalOfTheLast) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  assign_phased({check(1, kMinute)}, {phase(1, seconds(7))});
+  const int64_t x = on_grid(kWallStart.count(), seconds(7));
+  advance(milliseconds(x - kWallStart.count() + 1'000));  // one second after its first run
+  ASSERT_EQ(starts(1), std::vector<int64_t>{x});
+  // A probe left: the turn moves half a minute on. Half an interval after
+  // the last run is just that time: no run is lost.
+  apply_phases({phase(1, seconds(37))});
+  advance(seconds(90));  // to x + 91 s
+  EXPECT_EQ(starts(1), (std::vector<int64_t>{x, x + 30'000, x + 90'000}));
+  // A move of one second just after a run: the new grid's next time (x + 91 s)
+  // is too close to the run at x + 90 s; the one after it is taken.
+  apply_phases({phase(1, seconds(38))});
+  advance(seconds(150));
+  EXPECT_EQ(starts(1), (std::vector<int64_t>{x, x + 30'000, x + 90'000, x + 151'000, x + 211'000}));
+  // The same phase again changes nothing.
+  apply_phases({phase(1, seconds(38))});
+  advance(seconds(60));
+  EXPECT_EQ(starts(1).back(), x + 271'000);
+}
+
+TEST_F(PhasedSchedulerTest, APhaseThatChangesDuringARunPlacesTheRunAfterIt) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  attempts_.attempt_takes = seconds(2);
+  assign_phased({check(1, kMinute)}, {phase(1, seconds(7))});
+  const int64_t x = on_grid(kWallStart.count(), seconds(7));
+  advance(milliseconds(x - kWallStart.count() + 1'000));  // the attempt is in flight
+  ASSERT_EQ(attempts_.attempts_started, 1u);
+  apply_phases({phase(1, seconds(47))});
+  advance(seconds(120));
+  EXPECT_EQ(starts(1), (std::vector<int64_t>{x, x + 40'000, x + 100'000}));
+}
+
+TEST_F(PhasedSchedulerTest, ARecheckOfAPhasedCheckRunsAtOnceAndLeavesItsTurns) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  assign_phased({check(1, kMinute)}, {phase(1, seconds(7))});
+  const int64_t x = on_grid(kWallStart.count(), seconds(7));
+  advance(milliseconds(x - kWallStart.count() + 10'000));
+  scheduler_->recheck(1, "r1");
+  timers_.settle();
+  advance(seconds(60));
+  EXPECT_EQ(starts(1), (std::vector<int64_t>{x, x + 10'000, x + 60'000}));
+  EXPECT_EQ(results_[1].recheck_request_id(), "r1");
+}
+
+TEST_F(PhasedSchedulerTest, ANewSetMovesAnUnchangedCheckToItsNewPhaseOrLeavesItWithout) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  assign_phased({check(1, kMinute)}, {phase(1, seconds(7))});
+  const int64_t x = on_grid(kWallStart.count(), seconds(7));
+  advance(milliseconds(x - kWallStart.count() + 1'000));
+  // A new stream's assignment (the probe reconnected): same check, new phase.
+  assign_phased({check(1, kMinute)}, {phase(1, seconds(40))});
+  advance(seconds(60));
+  EXPECT_EQ(starts(1), (std::vector<int64_t>{x, x + 33'000}));
+  // A coordinator that sends no phase: the check stays where it is, every minute.
+  assign_phased({check(1, kMinute)}, {});
+  advance(seconds(120));
+  EXPECT_EQ(starts(1), (std::vector<int64_t>{x, x + 33'000, x + 93'000, x + 153'000}));
+}
+
+TEST_F(PhasedSchedulerTest, APhaseOutsideTheIntervalIsRefusedAndTheCheckKeepsItsOwnSchedule) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  v1::CheckPhase negative = phase(2, seconds(0));
+  negative.mutable_offset()->set_seconds(-5);
+  v1::CheckPhase huge = phase(3, seconds(0));
+  huge.mutable_offset()->set_seconds(INT64_MAX);
+  assign_phased({check(1, kMinute), check(2, kMinute), check(3, kMinute), check(4, kMinute)},
+                {phase(1, kMinute), negative, huge, phase(99, seconds(1))});
+  advance(seconds(60));
+  const int64_t t0 = kWallStart.count();
+  for (int64_t id : {1, 2, 3, 4}) EXPECT_EQ(starts(id), std::vector<int64_t>{t0 + 30'000}) << id;
+  EXPECT_EQ(scheduler_->size(), 4u) << "a phase of an unknown check is ignored";
+}
+
+TEST_F(PhasedSchedulerTest, AnAddedCheckTakesThePhaseOfItsDiff) {
+  start(SchedulerOptions{}, [] { return 0.5; });
+  v1::CheckAssignmentDiff diff;
+  *diff.add_added() = check(5, kMinute);
+  *diff.add_phases() = phase(5, seconds(59));
+  apply(diff);
+  advance(seconds(120));
+  const int64_t first = on_grid(kWallStart.count(), seconds(59));
+  EXPECT_EQ(starts(5), (std::vector<int64_t>{first, first + 60'000}));
+}
+
+TEST_F(SchedulerTest, AKeepAliveMeasurementOfAProbeWithAddressOverridesEndsCleanly) {
+  // Long strings (on the heap): freed twice, as they were when a braced
+  // temporary carried them into the measurement, the allocator aborts (or
+  // AddressSanitizer reports it).
+  SchedulerOptions options;
+  options.keep_alive_interval = std::chrono::hours(1);
+  const std::string host(64, 'h'), address(64, 'a');
+  options.resolve = {ResolveOverride{.host = host, .port = 443, .address = address}};
+  start(options);
+  assign({origin_check(4, milliseconds(200))});
+  advance(milliseconds(2'000));
+  ASSERT_EQ(attempts_.keep_alive_starts.size(), 1u);
+  EXPECT_EQ(std::count_if(results_.begin(), results_.end(), [](const auto& r) { return r.has_keep_alive(); }), 1);
+  EXPECT_EQ(host, std::string(64, 'h'));
+}
+
 }  // namespace
 }  // namespace vantage::probe

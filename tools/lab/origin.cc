@@ -1,4 +1,5 @@
 #include "tools/lab/origin.h"
+#include "tools/lab/ascii.h"
 #include "tools/lab/socket.h"
 
 #include <fmt/format.h>
@@ -13,10 +14,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
 #include <string_view>
+#include <vector>
 
 namespace vantage::lab {
 
@@ -38,6 +41,7 @@ constexpr std::string_view kHelp =
   /                            200 "ok"
   /status/NNN                  status NNN (500/502/503: origin_5xx)
   /fail                        the status set for /fail (default 200)
+  /target?QUERY                200 whose body is the request's path and query
   /fault/empty-reply           read the request, FIN without a byte
   /fault/reset                 read the request, RST without a byte
   /fault/reset-mid-body        Content-Length: 1000, 100 bytes, RST
@@ -57,6 +61,13 @@ constexpr std::string_view kHelp =
   /fault/big-body?mb=N         a valid 200 with an N MiB body, streamed (default 10)
   /fault/hostile-headers       a 200 whose Server and CF-Cache-Status are not UTF-8, cf-ray with a random colo
   /fault/hostile-edge-error    a JSON 520 whose error name holds NUL, ESC and KBs, cf-ray with a random colo
+  /fault/redirect?to=URL&status=S  status S (default 302) with Location: URL (%-decoded; none without to=)
+  /fault/redirect-chain?n=N    302 to ?n=N-1 (an absolute path), a 200 at n=0 (default 3)
+  /fault/redirect-loop         302 to /fault/redirect-loop?n=1, which 302s back
+  /fault/method?is=M           200 with the request's method as body when it is M (or no is=), else 405
+                               (these four: &delay_ms=D waits D ms before answering)
+  /fault/echo?body=T&repeat=N&header=Name:Value  a 200 with body T (%-decoded) N times (default 1)
+                               and each header= field (%-decoded; may repeat)
   /lab/fault?name=F[&colo=C][&every_s=S]
                                from now on, answer "/" and other plain paths with
                                /fault/F when the request came through the fake edge
@@ -345,6 +356,94 @@ asio::awaitable<After> fault(tcp::socket& socket, std::string_view name, std::st
   co_return After::kKeepAlive;
 }
 
+// A query value with its %XX escapes decoded (a URL passed as to=).
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned value = 0;
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16).ptr == text.data() + i + 3) {
+      out.push_back(static_cast<char>(value));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+std::string redirect_response(int status, std::string_view location, bool last) {
+  const std::string body = fmt::format("redirect {}\n", status);
+  return fmt::format("HTTP/1.1 {} Redirect\r\n{}Content-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}", status,
+                     location.empty() ? std::string() : fmt::format("Location: {}\r\n", location), body.size(),
+                     connection_header(last), body);
+}
+
+// The redirect faults (and /fault/method, to see which method a redirect
+// sent): the whole response, or nullopt for any other fault name.
+std::optional<std::string> redirect_fault(std::string_view name, std::string_view query, std::string_view head,
+                                          bool last) {
+  if (name == "redirect") {
+    const auto status = static_cast<int>(query_int(query, "status", 302, 300, 399));
+    return redirect_response(status, percent_decode(query_text(query, "to")), last);
+  }
+  if (name == "redirect-chain") {
+    const auto n = query_int(query, "n", 3, 0, 1000);
+    if (n == 0) return fmt::format("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n{}\r\nok\n", connection_header(last));
+    return redirect_response(302, fmt::format("/fault/redirect-chain?n={}", n - 1), last);
+  }
+  if (name == "redirect-loop") {
+    return redirect_response(302, query_int(query, "n", 0, 0, 1) == 0 ? "/fault/redirect-loop?n=1" : "/fault/redirect-loop",
+                             last);
+  }
+  if (name == "method") {
+    const auto method = head.substr(0, head.find(' '));
+    const auto wanted = query_text(query, "is");
+    const int status = wanted.empty() || method == wanted ? 200 : 405;
+    const std::string body = fmt::format("{}\n", method);
+    return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}", status,
+                       status == 200 ? "OK" : "Method Not Allowed", body.size(), connection_header(last), body);
+  }
+  return std::nullopt;
+}
+
+// Every value of the query parameter `name`, in order.
+std::vector<std::string> query_texts(std::string_view query, std::string_view name) {
+  std::vector<std::string> out;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) out.emplace_back(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+// /fault/echo: a 200 with the body and header fields the query asks for
+// (what a check's assertions look at). A header= without a colon, or one
+// that would put CR or LF on the wire, is left out.
+std::string echo_response(std::string_view query, bool last) {
+  constexpr uint64_t kMaxEchoBytes = 16 * kMiB;
+  const auto text = percent_decode(query_text(query, "body"));
+  const auto most = text.empty() ? 1 : static_cast<int64_t>(kMaxEchoBytes / text.size());
+  const auto repeat = query_int(query, "repeat", 1, 1, most);
+  std::string fields;
+  for (const auto& header : query_texts(query, "header")) {
+    const auto field = percent_decode(header);
+    const auto colon = field.find(':');
+    if (colon == 0 || colon == std::string::npos || field.find_first_of("\r\n") != std::string::npos) continue;
+    const std::string_view name_value(field);
+    fmt::format_to(std::back_inserter(fields), "{}: {}\r\n", name_value.substr(0, colon),
+                   trim_ows(name_value.substr(colon + 1)));
+  }
+  std::string body;
+  body.reserve(text.size() * static_cast<size_t>(repeat));
+  for (int64_t i = 0; i < repeat; ++i) body += text;
+  return fmt::format("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{}Content-Length: {}\r\n{}\r\n{}", fields,
+                     body.size(), connection_header(last), body);
+}
+
 // Reads the next request head into `buffer`; returns its length, or 0 when the
 // connection ended or stayed idle past `idle` (then `idle_expired` is set).
 asio::awaitable<size_t> read_request(tcp::socket& socket, asio::streambuf& buffer, std::chrono::milliseconds idle,
@@ -386,6 +485,7 @@ std::string_view Origin::help() { return kHelp; }
 struct Origin::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  std::vector<std::unique_ptr<tcp::acceptor>> more_acceptors;  // also_listen (touched by its caller only)
   std::thread thread;
 
   // /lab/fault rules by colo ("" = any colo); touched on the io thread only.
@@ -477,6 +577,13 @@ struct Origin::Impl {
         }
         continue;
       }
+      if (path == "/fault/echo") {
+        if (!co_await write_all(socket, echo_response(query, last)) || last) {
+          close_fin(socket);
+          co_return;
+        }
+        continue;
+      }
       std::optional<std::string> edge_fault;
       if (path.starts_with("/fault/")) {
         edge_fault = path.substr(7);
@@ -484,7 +591,14 @@ struct Origin::Impl {
         edge_fault = edge_fault_for(head);
       }
       if (edge_fault) {
-        const auto after = co_await fault(socket, *edge_fault, query, last);
+        auto after = After::kClosed;
+        if (auto redirect = redirect_fault(*edge_fault, query, head, last)) {
+          co_await sleep_for(std::chrono::milliseconds(query_int(query, "delay_ms", 0, 0, 60'000)));
+          after = co_await write_all(socket, *redirect) ? After::kKeepAlive : After::kClosed;
+          if (after == After::kClosed) close_fin(socket);
+        } else {
+          after = co_await fault(socket, *edge_fault, query, last);
+        }
         if (after == After::kClosed) co_return;
         if (last) {
           close_fin(socket);
@@ -499,10 +613,12 @@ struct Origin::Impl {
         std::from_chars(code.data(), code.data() + code.size(), status);
       } else if (path == "/fail") {
         status = self->fail_status_;
-      } else if (path != "/") {
+      } else if (path != "/" && path != "/target") {
         status = 404;
       }
-      std::string body = status == 200 ? "ok\n" : fmt::format("status {}\n", status);
+      std::string body = path == "/target" ? target + "\n"
+                         : status == 200     ? "ok\n"
+                                             : fmt::format("status {}\n", status);
       std::string response =
           fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}", status,
                       reason(status), body.size(), connection_header(last), body);
@@ -515,10 +631,10 @@ struct Origin::Impl {
     }
   }
 
-  asio::awaitable<void> accept_loop(Origin* self) {
+  asio::awaitable<void> accept_loop(tcp::acceptor& listener, Origin* self) {
     for (;;) {
       boost::system::error_code ec;
-      auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      auto socket = co_await listener.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
       asio::co_spawn(io, serve(std::move(socket), self), asio::detached);
     }
@@ -527,8 +643,21 @@ struct Origin::Impl {
 
 Origin::Origin(const std::string& address, uint16_t port) : impl_(std::make_unique<Impl>()) {
   port_ = listen_on(impl_->acceptor, address, port);
-  asio::co_spawn(impl_->io, impl_->accept_loop(this), asio::detached);
+  asio::co_spawn(impl_->io, impl_->accept_loop(impl_->acceptor, this), asio::detached);
   impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+bool Origin::also_listen(const std::string& address) {
+  auto acceptor = std::make_unique<tcp::acceptor>(impl_->io);
+  try {
+    listen_on(*acceptor, address, port_);
+  } catch (const std::exception&) {
+    return false;
+  }
+  // The lab's thread only uses the acceptor (which stays where it is), never the list.
+  asio::co_spawn(impl_->io, impl_->accept_loop(*acceptor, this), asio::detached);
+  impl_->more_acceptors.push_back(std::move(acceptor));
+  return true;
 }
 
 Origin::~Origin() { stop(); }

@@ -7,6 +7,8 @@
 //   GET /                          200 "ok"
 //   GET /status/NNN                status NNN with a short body (500/502/503: origin_5xx)
 //   GET /fail                      the status set with set_fail_status() (default 200)
+//   GET /target?QUERY              200 whose body is the request's target (path and query) and
+//                                  a newline: what the client asked for (cache busting)
 //
 // Faults (the class the strict prober reports is in brackets). "FIN" is an
 // orderly close, "RST" an abortive one (SO_LINGER 0, then close).
@@ -50,6 +52,22 @@
 //   /fault/hostile-edge-error      a 520 as Cloudflare's JSON error (rule 1) whose error_name and
 //                                  error_category carry NUL, ESC and kilobytes of text, with
 //                                  cf-ray colo random each time        [edge_error]
+//   /fault/redirect?to=URL&status=S  status S (300..399, default 302) with Location: URL
+//                                  (%-decoded, as given: relative or absolute); without to=
+//                                  no Location at all   [followed: bad_redirect without one]
+//   /fault/redirect-chain?n=N      302 to /fault/redirect-chain?n=N-1, a 200 at n=0 (N default
+//                                  3, at most 1000)     [followed: N hops, then ok]
+//   /fault/redirect-loop           302 to /fault/redirect-loop?n=1, which 302s back
+//                                                       [followed: redirect_loop]
+//   /fault/method?is=M             200 with the request's method as the body when it is M (or
+//                                  without is=), else 405: which method a redirect sent
+//                                  (these four: &delay_ms=D waits D ms, at most 60000, first)
+//   /fault/echo?body=T&repeat=N&header=Name:Value
+//                                  a 200 (Content-Type: text/plain) whose body is T (%-decoded)
+//                                  N times (default 1, at most 16 MiB in all), with a field for
+//                                  each header= (%-decoded, may repeat; one without a colon or
+//                                  with CR/LF is left out): what a check's assertions look at
+//                                  [ok; assertion_failed when an assertion does not hold]
 //   /fault/<anything else>         404 listing the known faults
 // A fault that ends in FIN or RST ends the connection; the others keep it alive.
 //
@@ -95,6 +113,10 @@ class Origin {
   // Close a connection after it has served `n` requests (0: unlimited).
   void set_max_requests(uint64_t n) { max_requests_ = n; }
   uint64_t requests() const { return requests_; }
+  // Also listens on `address` (e.g. "::1" next to "127.0.0.1") at the same
+  // port, so a name with an A and an AAAA record reaches this origin over
+  // either family. False when that port is taken there.
+  bool also_listen(const std::string& address);
   void stop();
 
   // The paths and settings above, for --help.
