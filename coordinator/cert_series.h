@@ -4,12 +4,14 @@
 //   vantage_check_cert_expiry_timestamp_seconds{check,region}        the leaf's notAfter
 //   vantage_check_cert_chain_expiry_timestamp_seconds{check,region}  the earliest notAfter of every certificate the
 //                                                                   server sent (an intermediate can expire first)
+//   vantage_check_tls_info{check,region,version,cipher}              1: the TLS version and cipher spoken last
+//                                                                   (one series per check and region, replaced
+//                                                                   when they change)
 // Bounded by the checks and the regions: a check's series go when it is no
 // longer configured (deleted, or renamed: the old name's).
 
 #include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +37,12 @@ class CertificateSeries {
   // Held across the registry's read and the gauges' change, so that a result
   // of a check being deleted cannot bring its series back after forget_removed.
   std::mutex mu_;
-  std::map<std::string, std::set<std::string>> regions_;  // the series set, by check name
+  struct Tls {
+    std::string version, cipher;  // the labels of its vantage_check_tls_info series; empty: none
+  };
+  // Sets the check's and region's vantage_check_tls_info series, replacing one of other labels.
+  void set_tls_info(const std::string& check, const std::string& region, const v1::ConnectionInfo& connection);
+  std::map<std::string, std::map<std::string, Tls>> regions_;  // the series set, by check name and region
 };
 
 }  // namespace vantage::coordinator

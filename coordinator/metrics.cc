@@ -78,6 +78,8 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> r)
       cert_chain_expiry(gauge_family(*registry, "vantage_check_cert_chain_expiry_timestamp_seconds",
                                      "When the first of the certificates a check's site served last (the leaf and "
                                      "the intermediates it sent) expires (Unix time), by region.")),
+      tls_info(gauge_family(*registry, "vantage_check_tls_info",
+                            "1, labelled with the TLS version and cipher a check's site spoke last, by region.")),
       alertmanager_posts(counter_family(*registry, "vantage_alertmanager_posts_total",
                                         "Posts of incidents to Alertmanager, by result: ok, error.")),
       alertmanager_alerts(gauge(*registry, "vantage_alertmanager_alerts",

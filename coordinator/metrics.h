@@ -61,6 +61,7 @@ struct CoordinatorMetrics {
   // expiry, and the earliest of the chain the server sent.
   prometheus::Family<prometheus::Gauge>& cert_expiry;
   prometheus::Family<prometheus::Gauge>& cert_chain_expiry;
+  prometheus::Family<prometheus::Gauge>& tls_info;  // {check, region, version, cipher}: 1
   prometheus::Family<prometheus::Counter>& alertmanager_posts; // {result}: ok, error
   prometheus::Gauge& alertmanager_alerts;                      // alerts being sent (firing or just ended)
   prometheus::Counter& alertmanager_dropped;                   // changes dropped: the pusher was stuck

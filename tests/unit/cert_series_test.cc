@@ -94,5 +94,30 @@ TEST(CertificateSeries, ADeletedOrRenamedChecksSeriesGo) {
   EXPECT_FALSE(f.leaf("blog", "eu-west"));
 }
 
+TEST(CertificateSeries, TheTlsVersionAndCipherSpokenLastAreOneSeriesPerCheckAndRegion) {
+  Fixture f;
+  f.checks.replace({check(7, "shop")});
+  auto tls = [](const std::string& version, const std::string& cipher) {
+    auto r = result(7, 2'000'000'000, 2'000'000'000);
+    r.mutable_edge()->mutable_connection()->set_tls_version(version);
+    r.mutable_edge()->mutable_connection()->set_tls_cipher(cipher);
+    return r;
+  };
+  auto info = [&f](const std::string& version, const std::string& cipher) {
+    return metric_value(f.exposition(), "vantage_check_tls_info{check=\"shop\",cipher=\"" + cipher +
+                                            "\",region=\"eu-west\",version=\"" + version + "\"}");
+  };
+  const auto first = batch("eu-west", {tls("TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")});
+  f.series.update({&first});
+  EXPECT_EQ(info("TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), 1.0) << f.exposition();
+  const auto upgraded = batch("eu-west", {tls("TLSv1.3", "TLS_AES_128_GCM_SHA256")});
+  f.series.update({&upgraded});
+  EXPECT_EQ(info("TLSv1.3", "TLS_AES_128_GCM_SHA256"), 1.0);
+  EXPECT_FALSE(info("TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")) << "replaced, not added";
+  f.checks.replace({});
+  f.series.forget_removed();
+  EXPECT_EQ(f.exposition().find("vantage_check_tls_info{"), std::string::npos) << f.exposition();
+}
+
 }  // namespace
 }  // namespace vantage::coordinator
