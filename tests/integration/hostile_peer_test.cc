@@ -15,11 +15,11 @@
 #include <pqxx/pqxx>
 
 #include "common/assignment.h"
-#include "common/token.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/ingest.h"
 #include "coordinator/probe_service.h"
 #include "storage/pg_store.h"
+#include "tests/support/fake_probes.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
@@ -37,34 +37,6 @@ const int64_t kNowSeconds =
     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 
 // --- In-memory storage -------------------------------------------------------
-
-class FakeProbes : public storage::ProbeRegistry {
- public:
-  std::string add(const std::string& name, const std::string& region) {
-    const auto token = generate_token();
-    std::lock_guard lock(mu_);
-    const int32_t key = static_cast<int32_t>(by_hash_.size()) + 1;
-    by_hash_[token_sha256_hex(token)] = {key, name, region, 0};
-    return token;
-  }
-  std::optional<storage::ProbeRecord> find_probe_by_token(std::string_view hash) override {
-    std::lock_guard lock(mu_);
-    auto it = by_hash_.find(std::string(hash));
-    if (it == by_hash_.end()) return std::nullopt;
-    return it->second;
-  }
-  storage::ProbeRecord record_hello(int32_t key, std::string_view) override {
-    std::lock_guard lock(mu_);
-    for (const auto& [hash, record] : by_hash_) {
-      if (record.key == key) return record;
-    }
-    throw storage::StorageError(storage::StorageError::Kind::kInternal, "no such probe");
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, storage::ProbeRecord> by_hash_;
-};
 
 // Records every write: which probes' batches, with which sequences.
 class FakeSink : public storage::ResultSink {
@@ -120,7 +92,7 @@ struct Service {
     return family.Add({{"reason", reason}}).Value();
   }
 
-  FakeProbes probes;
+  testing::FakeProbes probes;
   FakeSink sink;
   coordinator::CheckRegistry checks;
   coordinator::CoordinatorMetrics metrics{std::make_shared<prometheus::Registry>()};

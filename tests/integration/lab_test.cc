@@ -25,11 +25,9 @@
 #include "probe/attempt.h"
 #include "probe/http_check.h"
 #include "tests/support/result_text.h"
+#include "tests/support/test_certs.h"
 #include "tools/lab/tls_garbage.h"
 
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <set>
 
 namespace vantage::lab {
@@ -483,24 +481,10 @@ TEST(LabHostile, AHostileJsonErrorIsAnEdgeErrorWithBoundedText) {
   EXPECT_TRUE(test_support::reparses(result));
 }
 
-// The probe trusts the lab's self-signed certificate (OpenSSL's default
-// verify paths read SSL_CERT_FILE); set before this binary's first TLS attempt.
-class TrustedCertificate {
- public:
-  explicit TrustedCertificate(const std::string& pem)
-      : file_(std::filesystem::temp_directory_path() / ("vantage-lab-ca-" + std::to_string(getpid()) + ".pem")) {
-    std::ofstream(file_) << pem;
-    setenv("SSL_CERT_FILE", file_.c_str(), 1);
-  }
-  ~TrustedCertificate() { std::filesystem::remove(file_); }
-
- private:
-  std::filesystem::path file_;
-};
-
 TEST(LabHostile, GarbageAfterATlsHandshakeIsAMalformedResponseNotAReset) {
   TlsGarbage server("127.0.0.1", 0);
-  TrustedCertificate trusted(server.certificate_pem());
+  // The probe trusts the lab's self-signed certificate (set before this binary's first TLS attempt).
+  vantage::testing::TrustedCertificateFile trusted(server.certificate_pem());
   const auto leg = attempt("https://127.0.0.1:" + std::to_string(server.port()) + "/");
   EXPECT_EQ(server.garbled(), 1u) << "the handshake completed: " << leg.error();
   EXPECT_EQ(leg.failure_class(), v1::FAILURE_CLASS_MALFORMED_STATUS_LINE)

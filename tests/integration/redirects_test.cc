@@ -13,8 +13,6 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -31,22 +29,8 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-// The test CA, trusted by the prober through SSL_CERT_FILE (read by
-// OpenSSL's default verify paths), set before the first TLS attempt.
-struct TrustedCa {
-  vantage::testing::TestCa ca{"Vantage Redirects Test CA"};
-  std::filesystem::path file =
-      std::filesystem::temp_directory_path() / ("vantage-redirects-ca-" + std::to_string(getpid()) + ".pem");
-  TrustedCa() {
-    std::ofstream(file) << ca.pem;
-    setenv("SSL_CERT_FILE", file.c_str(), 1);
-  }
-  ~TrustedCa() { std::filesystem::remove(file); }
-};
-const vantage::testing::TestCa& test_ca() {
-  static TrustedCa trusted;
-  return trusted.ca;
-}
+// The test CA, trusted by the prober for the whole process (tests/support/test_certs.h).
+const vantage::testing::TestCa& test_ca() { return vantage::testing::trusted_test_ca("Vantage Redirects Test CA"); }
 
 // An https site for "localhost" that answers every request with its reply
 // (set before the first request: a redirect may name the site's own port).

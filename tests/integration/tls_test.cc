@@ -9,8 +9,6 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -29,22 +27,8 @@ using asio::ip::tcp;
 using vantage::testing::make_certificate;
 using vantage::testing::TestKey;
 
-// The test CA, trusted by the prober through SSL_CERT_FILE (OpenSSL's
-// default verify paths read it), set before the prober's first TLS attempt.
-struct TrustedCa {
-  vantage::testing::TestCa ca{"Vantage Test CA"};
-  std::filesystem::path file =
-      std::filesystem::temp_directory_path() / ("vantage-test-ca-" + std::to_string(getpid()) + ".pem");
-  TrustedCa() {
-    std::ofstream(file) << ca.pem;
-    setenv("SSL_CERT_FILE", file.c_str(), 1);
-  }
-  ~TrustedCa() { std::filesystem::remove(file); }
-};
-const vantage::testing::TestCa& test_ca() {
-  static TrustedCa trusted;
-  return trusted.ca;
-}
+// The test CA, trusted by the prober for the whole process (tests/support/test_certs.h).
+const vantage::testing::TestCa& test_ca() { return vantage::testing::trusted_test_ca("Vantage Test CA"); }
 
 // Serves one connection: a TLS handshake with `cert_pem`/`key_pem` (none: no
 // certificate at all), or plain HTTP when `plain` is set.

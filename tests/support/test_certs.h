@@ -1,12 +1,16 @@
 #pragma once
 // Certificates made per test run with OpenSSL: a CA, and leaf certificates it
-// signs (servers and clients), as PEM text.
+// signs (servers and clients), as PEM text; and trusting one in the prober.
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -96,5 +100,39 @@ struct TestCa {
     return leaf;
   }
 };
+
+// Makes OpenSSL's default verify paths trust `pem`: SSL_CERT_FILE names a
+// temp file holding it (named with the pid), removed when this ends. The
+// prober reads the default paths once, when it makes its TLS context on its
+// first TLS attempt (probe/tls_facts.h): so this must come before the
+// process's first TLS attempt, and one per process is all that takes effect.
+class TrustedCertificateFile {
+ public:
+  explicit TrustedCertificateFile(const std::string& pem)
+      : file_(std::filesystem::temp_directory_path() / ("vantage-trusted-" + std::to_string(getpid()) + ".pem")) {
+    std::ofstream(file_) << pem;
+    setenv("SSL_CERT_FILE", file_.c_str(), 1);
+  }
+  TrustedCertificateFile(const TrustedCertificateFile&) = delete;
+  TrustedCertificateFile& operator=(const TrustedCertificateFile&) = delete;
+  ~TrustedCertificateFile() { std::filesystem::remove(file_); }
+
+ private:
+  std::filesystem::path file_;
+};
+
+// The process's one CA trusted by the prober (through TrustedCertificateFile,
+// so the first call must come before the first TLS attempt), made on that
+// first call, named `name`; later calls return the same CA whatever their
+// `name`. Its file is removed at exit.
+inline const TestCa& trusted_test_ca(const std::string& name) {
+  struct Trusted {
+    explicit Trusted(const std::string& name) : ca(name), file(ca.pem) {}
+    TestCa ca;
+    TrustedCertificateFile file;
+  };
+  static const Trusted trusted(name);
+  return trusted.ca;
+}
 
 }  // namespace vantage::testing
