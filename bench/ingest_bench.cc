@@ -6,13 +6,15 @@
 // With --subscribers N the baseline is the same ingest without them instead:
 // phases of --seconds alternate between no WatchIncidents subscriber (a) and
 // N of them connected and receiving (b), a b a b ... a, while a further
-// probe opens and resolves incidents all along so that events flow. Reports
+// probe opens and resolves incidents all along, at --events-per-second, so
+// that events flow. The subscribers run in a child process. Reports
 // each phase's rate, each b against the a's around it, and the latency of
 // the events from their commit (PostgreSQL's commit timestamp) to each
 // subscriber during the b phases.
 //
 //   build/bench/vantage-ingest-bench [--probes 16] [--seconds 20] [--batch 500]
 //   build/bench/vantage-ingest-bench --seconds 15 --subscribers 1000 [--rounds 2] [--channels 40]
+//                                    [--events-per-second 20]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
@@ -21,7 +23,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <mutex>
 #include <pqxx/pqxx>
 #include <random>
@@ -33,6 +38,7 @@
 #include "common/proto_time.h"
 #include "coordinator/coordinator.h"
 #include "storage/pg_store.h"
+#include "tests/support/process.h"
 #include "vantage/v1/probe_service.grpc.pb.h"
 
 namespace {
@@ -146,11 +152,16 @@ void probe_stream(int port, const std::string& id, const std::string& token, con
 }
 
 // Outages, one check after another, as vantage-watch-bench makes them: two
-// failures open one, two successes resolve it (about two events each).
+// failures open one, two successes resolve it. Each batch makes about one
+// event (opened or resolved); batches go out at `events_per_second`, on a
+// schedule, so the event rate is the bench's choice and not whatever the
+// cores leave over.
 void incident_driver(int port, const std::string& token, const std::vector<v1::Check>& checks,
-                     std::chrono::milliseconds pace, const std::atomic<bool>& stop, std::atomic<uint64_t>& acked) {
+                     double events_per_second, const std::atomic<bool>& stop, std::atomic<uint64_t>& acked) {
   ProbeStream stream(port, "bench-incidents", "eu", token, acked);
   uint64_t sequence = 0;
+  const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / events_per_second));
+  auto next = Clock::now();
   auto report = [&](const v1::Check& check, bool ok) {
     v1::ProbeMessage out;
     for (int i = 0; i < 2; ++i) {
@@ -167,7 +178,8 @@ void incident_driver(int port, const std::string& token, const std::vector<v1::C
       }
     }
     stream.send(out);
-    std::this_thread::sleep_for(pace);
+    next += period;
+    std::this_thread::sleep_until(next);
   };
   for (size_t i = 0; !stop; ++i) {
     report(checks[i % checks.size()], false);
@@ -176,18 +188,129 @@ void incident_driver(int port, const std::string& token, const std::vector<v1::C
   stream.wait_acked(sequence);
 }
 
+// The subscribers of a b phase, in a process of their own, as in production
+// (where they are other machines): in the bench's process they would share
+// gRPC's pollers and callback threads with the load generator and the
+// coordinator, which is not what a coordinator's ingest meets. The child is
+// this very binary (`watch-child`): it reports on its output the event id
+// every subscriber has reached (`caught=N`, whenever it moves) and, on
+// SIGTERM, ends its calls and writes each subscriber's arrivals to a file.
+class SubscriberProcess {
+ public:
+  struct Subscriber {
+    bool ended_early = false;  // by the server: dropped for falling behind, or an error
+    int out_of_order = 0;
+    std::vector<bench::WatchSubscriber::Arrival> arrivals;
+  };
+
+  SubscriberProcess(int port, const std::string& token_file, int64_t after_event_id, size_t subscribers,
+                    size_t channels, const std::string& report_file)
+      : report_file_(report_file),
+        child_({"/proc/self/exe", "watch-child", "--port", std::to_string(port), "--token-file", token_file,
+                "--after", std::to_string(after_event_id), "--subscribers", std::to_string(subscribers),
+                "--channels", std::to_string(channels), "--report", report_file}) {}
+
+  // The event id every subscriber has reached; -1 before the first report.
+  int64_t caught_up_to() const { return testing::number_after(child_.output(), "caught="); }
+  bool running() { return child_.running(); }
+  pid_t pid() const { return child_.pid(); }
+  std::string output() const { return child_.output(); }
+
+  // Ends every call and reads what each subscriber got.
+  std::vector<Subscriber> finish() {
+    child_.signal(SIGTERM);
+    const auto code = child_.wait(std::chrono::seconds(60));
+    if (code != 0) throw std::runtime_error("watch-child failed: " + child_.output());
+    std::ifstream in(report_file_);
+    size_t count = 0;
+    in >> count;
+    std::vector<Subscriber> subscribers(count);
+    for (auto& s : subscribers) {
+      size_t arrivals = 0;
+      in >> s.ended_early >> s.out_of_order >> arrivals;
+      s.arrivals.resize(arrivals);
+      for (auto& a : s.arrivals) in >> a.event_id >> a.at_us;
+    }
+    if (!in) throw std::runtime_error("watch-child: unreadable report " + report_file_);
+    return subscribers;
+  }
+
+ private:
+  std::string report_file_;
+  testing::Process child_;
+};
+
+int watch_child(int argc, char** argv) {
+  CLI::App app{"vantage-ingest-bench watch-child: the WatchIncidents subscribers of a b phase"};
+  int port = 0;
+  int64_t after = 0;
+  size_t subscribers = 0, channels = 1;
+  std::string token_file, report_file;
+  app.add_option("--port", port)->required();
+  app.add_option("--token-file", token_file)->required();
+  app.add_option("--after", after)->required();
+  app.add_option("--subscribers", subscribers)->required();
+  app.add_option("--channels", channels)->required();
+  app.add_option("--report", report_file)->required();
+  CLI11_PARSE(app, argc, argv);
+  // Blocked before gRPC starts its threads, so that only sigwait sees it.
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, nullptr);
+  std::string token;
+  std::ifstream(token_file) >> token;
+
+  const auto stubs = bench::incident_stubs(port, channels);
+  bench::CompletionThread poller;  // outlives the calls on it
+  std::vector<std::unique_ptr<bench::WatchSubscriber>> subs;
+  for (size_t i = 0; i < subscribers; ++i) {
+    subs.push_back(std::make_unique<bench::WatchSubscriber>(*stubs[i % channels], poller, token, after));
+  }
+  std::atomic<bool> stop{false};
+  std::thread progress([&] {
+    int64_t reported = -1;
+    while (!stop) {
+      int64_t caught = std::numeric_limits<int64_t>::max();
+      for (const auto& s : subs) caught = std::min(caught, s->last_event_id());
+      if (caught != reported) {
+        std::printf("caught=%lld\n", static_cast<long long>(caught));
+        std::fflush(stdout);
+        reported = caught;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  int signal = 0;
+  sigwait(&term, &signal);
+  stop = true;
+  progress.join();
+  for (auto& s : subs) s->cancel();
+  FILE* out = std::fopen(report_file.c_str(), "w");
+  if (!out) return 1;
+  fmt::print(out, "{}\n", subs.size());
+  for (auto& s : subs) {
+    const bool ended_early = s->wait().error_code() != grpc::StatusCode::CANCELLED;
+    fmt::print(out, "{} {} {}\n", ended_early ? 1 : 0, s->out_of_order(), s->arrivals().size());
+    for (const auto& a : s->arrivals()) fmt::print(out, "{} {}\n", a.event_id, a.at_us);
+  }
+  return std::fclose(out) == 0 ? 0 : 1;
+}
+
 struct WatchOptions {
   size_t subscribers = 0;  // 0: no watch phases, the raw COPY baseline
   size_t channels = 40;    // connections the subscribers share
   int rounds = 2;          // b phases, each between two a phases
   int seconds = 20;        // per phase
+  std::string token_file;  // the API token the subscribers present
+  std::string work_dir;    // where the subscribers' process writes its report
 };
 
 // Phases a b a b ... a on the running coordinator, ingest never pausing: a
 // with no subscriber, b with o.subscribers connected and receiving. Prints
 // each phase and the ratios; returns false when an event of a b phase did not
 // reach every subscriber, in order.
-bool alternate(const WatchOptions& o, int port, const std::string& api_token, const std::string& db_url,
+bool alternate(const WatchOptions& o, int port, const std::string& db_url,
                const std::atomic<uint64_t>& acked) {
   pqxx::connection db(db_url);
   auto query = [&](const std::string& sql) { return pqxx::read_transaction(db).exec(sql); };
@@ -204,19 +327,36 @@ bool alternate(const WatchOptions& o, int port, const std::string& api_token, co
     }
     return true;
   };
-  // Results acknowledged (so committed) per second over one phase.
-  auto measure = [&](int phase) {
+  // Results acknowledged (so committed) per second over one phase, and the
+  // cores in use meanwhile: the machine's, this process's (the coordinator
+  // and the load generator) and, in a b phase, the subscribers' process's.
+  struct Phase {
+    double rate, machine_cores, bench_cores, subscriber_cores;
+    std::string cores() const {
+      return fmt::format("cores busy {:.2f}: bench process {:.2f}, subscribers {:.2f}, the rest (PostgreSQL) {:.2f}",
+                         machine_cores, bench_cores, subscriber_cores,
+                         machine_cores - bench_cores - subscriber_cores);
+    }
+  };
+  auto measure = [&](int phase, pid_t subscribers_pid) {
     const uint64_t before = acked.load();
+    const double machine_before = bench::machine_busy_seconds(), bench_before = bench::process_cpu_seconds(getpid());
+    const double child_before = subscribers_pid ? bench::process_cpu_seconds(subscribers_pid) : 0;
     const auto start = Clock::now();
     for (int s = 1; s <= o.seconds; ++s) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       std::fprintf(stderr, "\rphase %d: %2d/%d s", phase, s, o.seconds);
     }
     std::fprintf(stderr, "\n");
-    return static_cast<double>(acked.load() - before) / std::chrono::duration<double>(Clock::now() - start).count();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return Phase{
+        static_cast<double>(acked.load() - before) / seconds,
+        (bench::machine_busy_seconds() - machine_before) / seconds,
+        (bench::process_cpu_seconds(getpid()) - bench_before) / seconds,
+        subscribers_pid ? (bench::process_cpu_seconds(subscribers_pid) - child_before) / seconds : 0,
+    };
   };
 
-  const auto stubs = bench::incident_stubs(port, o.channels);
   std::vector<double> without, with;  // results/s of the a and of the b phases
   std::vector<int64_t> latencies;     // µs, every delivery of every b phase
   bool every_event_everywhere = true;
@@ -225,45 +365,36 @@ bool alternate(const WatchOptions& o, int port, const std::string& api_token, co
   for (int phase = 1; phase <= 2 * o.rounds + 1; ++phase) {
     if (phase % 2 == 1) {
       const int64_t first = max_event_id();
-      without.push_back(measure(phase));
-      std::printf("phase %d a: no subscribers     %8.0f results/s; %zu events\n", phase, without.back(),
-                  events_between(first, max_event_id()));
+      const auto measured = measure(phase, 0);
+      without.push_back(measured.rate);
+      std::printf("phase %d a: no subscribers     %8.0f results/s; %zu events; %s\n", phase, without.back(),
+                  events_between(first, max_event_id()), measured.cores().c_str());
       continue;
     }
     // From the last stored event: none is missed while they connect.
     const int64_t from = max_event_id();
     const auto connect_start = Clock::now();
-    std::vector<std::unique_ptr<bench::WatchSubscriber>> subs;
-    for (size_t i = 0; i < o.subscribers; ++i) {
-      subs.push_back(std::make_unique<bench::WatchSubscriber>(*stubs[i % o.channels], api_token, from));
-    }
+    SubscriberProcess child(port, o.token_file, from, o.subscribers, o.channels, o.work_dir + "/watch-report");
     // Live once each has what was stored after they all called.
     int64_t stored_after_calls = 0;
     const bool live = wait_until([&] { return (stored_after_calls = max_event_id()) > from; }, std::chrono::seconds(60)) &&
-                      wait_until(
-                          [&] {
-                            return std::all_of(subs.begin(), subs.end(), [&](const auto& s) {
-                              return s->last_event_id() >= stored_after_calls;
-                            });
-                          },
-                          std::chrono::seconds(60));
-    if (!live) throw std::runtime_error(fmt::format("phase {}: subscribers not caught up after 60 s", phase));
+                      wait_until([&] { return child.caught_up_to() >= stored_after_calls || !child.running(); },
+                                 std::chrono::seconds(60)) &&
+                      child.running();
+    if (!live) {
+      throw std::runtime_error(
+          fmt::format("phase {}: subscribers not caught up after 60 s; watch-child said: {}", phase, child.output()));
+    }
     const double connect_s = std::chrono::duration<double>(Clock::now() - connect_start).count();
 
     const int64_t first = max_event_id();
-    with.push_back(measure(phase));
+    const auto measured = measure(phase, child.pid());
+    with.push_back(measured.rate);
     const int64_t last = max_event_id();
-    wait_until(
-        [&] {
-          return std::all_of(subs.begin(), subs.end(), [&](const auto& s) { return s->last_event_id() >= last; });
-        },
-        std::chrono::seconds(30));
-    for (auto& s : subs) s->cancel();
-    size_t ended_early = 0;  // by the server: dropped for falling behind, or an error
-    for (auto& s : subs) {
-      const auto status = s->wait();
-      if (status.error_code() != grpc::StatusCode::CANCELLED) ++ended_early;
-    }
+    wait_until([&] { return child.caught_up_to() >= last || !child.running(); }, std::chrono::seconds(30));
+    const auto subs = child.finish();
+    const size_t ended_early =
+        static_cast<size_t>(std::count_if(subs.begin(), subs.end(), [](const auto& s) { return s.ended_early; }));
 
     // Every event since `from` to every subscriber, in order; the latency of
     // those of the measured phase from their commit.
@@ -279,24 +410,25 @@ bool alternate(const WatchOptions& o, int port, const std::string& api_token, co
     std::vector<int64_t> phase_latencies;
     for (const auto& s : subs) {
       size_t got = 0;
-      for (const auto& arrival : s->arrivals()) {
+      for (const auto& arrival : s.arrivals) {
         if (arrival.event_id <= from || arrival.event_id > last) continue;
         ++got;
         if (auto it = committed_us.find(arrival.event_id); it != committed_us.end()) {
           phase_latencies.push_back(arrival.at_us - it->second);
         }
       }
-      if (got == expected && s->out_of_order() == 0) ++complete;
-      out_of_order += s->out_of_order();
+      if (got == expected && s.out_of_order == 0 && !s.ended_early) ++complete;
+      out_of_order += s.out_of_order;
     }
     std::sort(phase_latencies.begin(), phase_latencies.end());
     std::printf("phase %d b: %zu subscribers %8.0f results/s; %zu events (%zu since they called, %.1f s to connect); "
                 "subscribers that got every one in order: %zu of %zu (ended early %zu, out of order %d); "
-                "latency from commit p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu deliveries\n",
+                "latency from commit p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu deliveries; %s\n",
                 phase, o.subscribers, with.back(), committed_us.size(), expected, connect_s, complete, subs.size(),
                 ended_early, out_of_order, bench::percentile(phase_latencies, 0.50) / 1000.0,
                 bench::percentile(phase_latencies, 0.99) / 1000.0,
-                phase_latencies.empty() ? 0.0 : phase_latencies.back() / 1000.0, phase_latencies.size());
+                phase_latencies.empty() ? 0.0 : phase_latencies.back() / 1000.0, phase_latencies.size(),
+                measured.cores().c_str());
     if (complete != subs.size()) every_event_everywhere = false;
     latencies.insert(latencies.end(), phase_latencies.begin(), phase_latencies.end());
   }
@@ -323,10 +455,12 @@ bool alternate(const WatchOptions& o, int port, const std::string& api_token, co
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "watch-child") return watch_child(argc - 1, argv + 1);
   CLI::App app{"vantage-ingest-bench: results per second into PostgreSQL, next to psql's raw COPY "
                "or to the same ingest with WatchIncidents subscribers"};
   size_t probes = 16, batch = 500, window = 4, incident_checks = 10;
-  int seconds = 20, pace_ms = 20;
+  int seconds = 20;
+  double events_per_second = 20;
   WatchOptions watch;
   app.add_option("--probes", probes, "concurrent probe streams")->capture_default_str();
   app.add_option("--seconds", seconds, "how long to send (with --subscribers: each phase)")->capture_default_str();
@@ -338,7 +472,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rounds", watch.rounds, "b phases, each between two a phases")->capture_default_str()->check(
       CLI::PositiveNumber);
-  app.add_option("--pace-ms", pace_ms, "with --subscribers: pause between the incident probe's batches")
+  app.add_option("--events-per-second", events_per_second,
+                 "with --subscribers: the incident probe's batches a second (each opens or resolves one)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--incident-checks", incident_checks, "with --subscribers: checks the outages rotate over")
       ->capture_default_str()
@@ -380,7 +516,7 @@ int main(int argc, char** argv) {
     const auto ingest_url = base + "/ingest";
     const auto raw_url = base + "/raw_copy";
     std::vector<std::pair<std::string, std::string>> tokens;
-    std::string incident_probe_token, api_token;
+    std::string incident_probe_token;
     std::vector<int64_t> ingest_check_ids;
     std::vector<v1::Check> incident_checks_made;
     {
@@ -410,7 +546,10 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 100; ++i) ingest_check_ids.push_back(create_check(fmt::format("ingest-{}", i), "bench").id());
       if (watching) {
         incident_probe_token = store.add_probe("bench-incidents", "eu");
-        api_token = store.add_api_token("bench", "read");
+        // A file the subscribers' process reads: not on its command line.
+        watch.token_file = dir + "/api-token";
+        watch.work_dir = dir;
+        std::ofstream(watch.token_file) << store.add_api_token("bench", "read");
         for (size_t i = 0; i < incident_checks; ++i) {
           incident_checks_made.push_back(create_check(fmt::format("incidents-{}", i), "eu"));
         }
@@ -438,11 +577,11 @@ int main(int argc, char** argv) {
     }
     if (watching) {
       streams.emplace_back(incident_driver, coordinator.grpc_port(), incident_probe_token, std::cref(incident_checks_made),
-                           std::chrono::milliseconds(pace_ms), std::cref(stop), std::ref(incident_probe_acked));
+                           events_per_second, std::cref(stop), std::ref(incident_probe_acked));
     }
     try {
       if (watching) {
-        if (!alternate(watch, coordinator.grpc_port(), api_token, ingest_url, acked)) exit_code = 1;
+        if (!alternate(watch, coordinator.grpc_port(), ingest_url, acked)) exit_code = 1;
       } else {
         for (int s = 1; s <= seconds; ++s) {
           std::this_thread::sleep_for(std::chrono::seconds(1));

@@ -15,11 +15,17 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "vantage/v1/incident_service.pb.h"
 
@@ -53,6 +59,36 @@ inline std::string load_average() {
   char text[64];
   std::snprintf(text, sizeof text, "%.2f %.2f %.2f", one, five, fifteen);
   return text;
+}
+
+// CPU time spent so far, in seconds: by one process (its utime and stime in
+// /proc/PID/stat, all its threads), and by the whole machine (/proc/stat:
+// every state but idle and iowait). Differences over a phase, divided by
+// its length, are cores in use.
+inline double process_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto after_name = text.rfind(')');  // the name may hold spaces
+  if (after_name == std::string::npos) return 0;
+  std::istringstream fields(text.substr(after_name + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {  // fields 14 and 15 of proc(5)
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+inline double machine_busy_seconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  unsigned long long value = 0, busy = 0;
+  in >> cpu;
+  for (int i = 0; i < 8 && in >> value; ++i) {  // user nice system idle iowait irq softirq steal
+    if (i != 3 && i != 4) busy += value;
+  }
+  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // Microseconds since the epoch: comparable with PostgreSQL's timestamps.
@@ -108,19 +144,47 @@ inline int64_t watch_event_id(const uint8_t* data, size_t size) {
   return in.ConsumedEntireMessage() ? event_id : -1;
 }
 
-// One WatchIncidents call as a cheap client makes it: gRPC's callback API
-// (so 1,000 of them need no 1,000 threads) on the generic stub, reading each
-// response as bytes and taking only its event_id, not parsing the incident:
-// on the bench's cores, what the subscribers spend is taken from what is
-// measured. Records each event's id and the moment it arrived.
-class WatchSubscriber final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+// A completion queue and the one thread that polls it, for WatchSubscriber:
+// each completion is handled on the thread that found it, where gRPC's
+// callback API hands each one to another thread.
+class CompletionThread {
+ public:
+  // A completion's tag: what to do with its outcome.
+  struct Op {
+    std::function<void(bool ok)> done;
+  };
+  CompletionThread() : thread_([this] { poll(); }) {}
+  // After every call on it has finished.
+  ~CompletionThread() {
+    cq_.Shutdown();
+    thread_.join();
+  }
+  grpc::CompletionQueue* cq() { return &cq_; }
+
+ private:
+  void poll() {
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) static_cast<Op*>(tag)->done(ok);
+  }
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+};
+
+// One WatchIncidents call as a cheap client makes it: gRPC's asynchronous
+// API on the generic stub, reading each response as bytes and taking only
+// its event_id, not parsing the incident: on the bench's cores, what the
+// subscribers spend is taken from what is measured. Records each event's id
+// and the moment it arrived.
+class WatchSubscriber {
  public:
   struct Arrival {
     int64_t event_id;
     int64_t at_us;  // wall_us()
   };
 
-  WatchSubscriber(grpc::GenericStub& stub, const std::string& token, int64_t after_event_id = 0) {
+  WatchSubscriber(grpc::GenericStub& stub, CompletionThread& poller, const std::string& token,
+                  int64_t after_event_id = 0) {
     context_.AddMetadata("authorization", "Bearer " + token);
     v1::WatchIncidentsRequest request;
     request.set_after_event_id(after_event_id);
@@ -129,13 +193,43 @@ class WatchSubscriber final : public grpc::ClientBidiReactor<grpc::ByteBuffer, g
     request_ = grpc::ByteBuffer(&slice, 1);
     last_ = after_event_id;
     // A server-streaming method is a stream of one request on the wire.
-    stub.PrepareBidiStreamingCall(&context_, "/vantage.v1.IncidentService/WatchIncidents", grpc::StubOptions(), this);
-    StartWriteLast(&request_, grpc::WriteOptions());
-    StartRead(&response_);
-    StartCall();
+    call_ = stub.PrepareCall(&context_, "/vantage.v1.IncidentService/WatchIncidents", poller.cq());
+    // The write and the first read once the call has started: a batch
+    // started earlier may ask for what the start's batch has in hand.
+    started_.done = [this](bool) {
+      call_->WriteLast(request_, grpc::WriteOptions(), &written_);
+      call_->Read(&response_, &read_);
+    };
+    written_.done = [this](bool) { settle(); };
+    read_.done = [this](bool ok) { on_read(ok); };
+    finished_.done = [this](bool) { settle(); };
+    pending_ = 2;  // written, finished (the reads lead to it)
+    call_->StartCall(&started_);
   }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
+  // Its completions refer to it: it goes only once the call has ended.
+  ~WatchSubscriber() {
+    cancel();
+    wait();
+  }
+  void cancel() { context_.TryCancel(); }
+  // Until the call has ended (after cancel(), or when the server ends it).
+  grpc::Status wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return pending_ == 0; });
+    return status_;
+  }
+  size_t received() const { return received_.load(); }
+  int64_t last_event_id() const { return last_.load(); }
+  // Read only after wait().
+  const std::vector<Arrival>& arrivals() const { return arrivals_; }
+  int out_of_order() const { return out_of_order_; }  // repeated, going back, or not a response
+
+ private:
+  void on_read(bool ok) {
+    if (!ok) {
+      call_->Finish(&status_, &finished_);
+      return;
+    }
     const int64_t at = wall_us();
     int64_t id = -1;
     grpc::Slice slice;
@@ -146,28 +240,16 @@ class WatchSubscriber final : public grpc::ClientBidiReactor<grpc::ByteBuffer, g
     if (id <= last_) ++out_of_order_;  // also a response that is not a message (-1)
     last_ = id;
     received_.fetch_add(1);
-    StartRead(&response_);
+    call_->Read(&response_, &read_);
   }
-  void OnDone(const grpc::Status& status) override {
+  void settle() {
     std::lock_guard lock(mu_);
-    status_ = status;
-    done_ = true;
-    cv_.notify_all();
+    if (--pending_ == 0) cv_.notify_all();
   }
-  void cancel() { context_.TryCancel(); }
-  grpc::Status wait() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-    return status_;
-  }
-  size_t received() const { return received_.load(); }
-  int64_t last_event_id() const { return last_.load(); }
-  // Read only after wait().
-  const std::vector<Arrival>& arrivals() const { return arrivals_; }
-  int out_of_order() const { return out_of_order_; }  // repeated, going back, or not a response
 
- private:
   grpc::ClientContext context_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  CompletionThread::Op started_, written_, read_, finished_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
   std::atomic<int64_t> last_{0};
@@ -176,7 +258,7 @@ class WatchSubscriber final : public grpc::ClientBidiReactor<grpc::ByteBuffer, g
   std::atomic<size_t> received_{0};
   std::mutex mu_;
   std::condition_variable cv_;
-  bool done_ = false;
+  int pending_ = 0;
   grpc::Status status_;
 };
 

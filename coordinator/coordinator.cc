@@ -323,7 +323,7 @@ void Coordinator::Impl::serve(const std::shared_ptr<grpc::ServerCredentials>& cr
   builder.RegisterService(probe_service.get());
   builder.RegisterService(fleet_service.get());
   builder.RegisterService(check_service.get());
-  builder.RegisterService(incident_service.get());
+  incident_service->register_with(builder);
   builder.RegisterService(result_service.get());
   // Probes keep their stream for days: let their keepalive pings through,
   // and ping them too, so a probe behind a dead path is noticed in ~40 s.
@@ -336,6 +336,7 @@ void Coordinator::Impl::serve(const std::shared_ptr<grpc::ServerCredentials>& cr
     throw OptionError("listen",
                       fmt::format("gRPC address {}: cannot listen (address in use or not local?)", options.listen));
   }
+  incident_service->start_watching();
 }
 
 bool Coordinator::reload_checks(std::vector<std::string>* problems) {

@@ -2,6 +2,8 @@
 
 #include <grpcpp/support/slice.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 
 namespace vantage::coordinator {
@@ -74,6 +76,7 @@ IncidentFeed::~IncidentFeed() {
 }
 
 void IncidentFeed::wake_loop() {
+  pthread_setname_np(pthread_self(), "vantage-feed");
   for (;;) {
     std::vector<std::shared_ptr<Subscription>> batch;
     {

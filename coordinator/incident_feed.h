@@ -7,9 +7,11 @@
 // cost one serialization and 1,000 references to the same bytes, not 1,000
 // copies. Each subscriber has a bounded queue of its own: publishing appends
 // the shared, immutable event to each queue and never waits for a
-// subscriber. Subscribers are woken on the feed's own thread: a wake starts
-// a gRPC write, which costs several microseconds each (mostly its sendmsg),
-// and 1,000 of them must not hold up the tracker. A subscriber
+// subscriber. Subscribers are woken on the feed's own thread (named
+// vantage-feed), never the publisher's: a wake costs what its subscriber
+// makes it cost (WatchIncidents hands the watcher to its completion queue's
+// thread, which starts the write), and 1,000 of them must not hold up the
+// tracker. A subscriber
 // whose queue is full is dropped on the spot (its queue freed): it ends with
 // RESOURCE_EXHAUSTED and resumes from the last event it received, so a slow
 // reader costs the coordinator at most its queue bound and never slows

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <charconv>
 #include <optional>
@@ -49,56 +51,23 @@ std::optional<storage::IncidentKey> parse_key_position(std::string_view position
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// WatchIncidents: one reactor per call.
+// WatchIncidents: one Watch per call, on the service's completion queue.
 //
 // Its state moves forward only: starting (a worker authorizes and
 // subscribes), replaying (a worker reads stored events batch by batch, the
-// reactor writes them), live (the reactor writes queued events). One write at
-// a time; Finish once, only with no write in flight. gRPC is never called
-// with mu_ held (a completion may run inline on the calling thread).
-class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// watch writes them), live (the watch writes queued events). One write at a
+// time; Finish once, only with no write in flight. gRPC is never called with
+// mu_ held. A Watch lives until its call is done (the done tag) and its last
+// operation (write or finish) has completed.
+class IncidentServiceImpl::Watch final : public std::enable_shared_from_this<Watch> {
  public:
-  static Watch* start(IncidentServiceImpl& service, grpc::CallbackServerContext* context,
-                      const grpc::ByteBuffer& request) {
-    auto watch = std::shared_ptr<Watch>(new Watch(service, context, request));
+  // A call not yet arrived: asks gRPC for the next WatchIncidents call.
+  static void await_next(IncidentServiceImpl& service) {
+    auto watch = std::shared_ptr<Watch>(new Watch(service));
     watch->self_ = watch;
-    {
-      std::lock_guard lock(service.watches_mu_);
-      service.watches_[watch.get()] = watch;
-    }
-    service.post([watch] { watch->begin(); });
-    return watch.get();
-  }
-
-  void OnWriteDone(bool ok) override {
-    {
-      std::lock_guard lock(mu_);
-      writing_ = false;
-      in_flight_.reset();
-      if (!ok) cancelled_ = true;  // the client is gone
-    }
-    pump();
-  }
-
-  void OnCancel() override {
-    {
-      std::lock_guard lock(mu_);
-      cancelled_ = true;
-    }
-    pump();
-  }
-
-  void OnDone() override {
-    std::shared_ptr<Watch> self;
-    std::shared_ptr<IncidentFeed::Subscription> subscription;
-    {
-      std::lock_guard lock(mu_);
-      subscription = std::move(subscription_);
-      self = std::move(self_);  // the last reference may be a queued task's
-    }
-    if (subscription) service_.feed_.unsubscribe(subscription);
-    std::lock_guard lock(service_.watches_mu_);
-    service_.watches_.erase(this);
+    watch->context_.AsyncNotifyWhenDone(&watch->done_);
+    service.RequestWatchIncidents(&watch->context_, &watch->request_bytes_, &watch->writer_, service.cq_.get(),
+                                  service.cq_.get(), &watch->arrived_);
   }
 
   // The coordinator stops: end after the write in flight.
@@ -110,26 +79,145 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::B
     pump();
   }
 
- private:
-  Watch(IncidentServiceImpl& service, grpc::CallbackServerContext* context, const grpc::ByteBuffer& request)
-      : service_(service), context_(context), request_parsed_(parse(request, &request_)) {}
+  // Decides the next step under mu_, takes it without. On any thread; on
+  // the queue's thread (woken by the feed) in the steady state.
+  void pump() {
+    IncidentFeed::Event next;
+    std::optional<grpc::Status> finish;
+    bool fetch_more = false;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_ || writing_ || !started_) return;
+      if (cancelled_) {
+        finish = grpc::Status::CANCELLED;
+      } else if (end_) {
+        finish = *end_;
+      } else if (shutting_down_) {
+        finish = grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            fmt::format("the coordinator is shutting down; resume with after_event_id={}", last_sent_));
+      } else if (subscription_->dropped()) {
+        finish = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              fmt::format("subscriber fell behind: {} events queued; resume with after_event_id={}",
+                                          subscription_->queued_when_dropped(), last_sent_));
+      } else if (!replay_.empty()) {
+        next = std::move(replay_.front());
+        replay_.pop_front();
+      } else if (!replay_done_) {
+        if (fetching_) return;
+        fetching_ = fetch_more = true;
+      } else {
+        while (auto event = subscription_->pop()) {
+          if (event->event_id <= last_sent_) continue;  // already sent from storage
+          if (!request_.check().empty() && event->check != request_.check()) continue;
+          next = std::move(event);
+          break;
+        }
+        if (!next) return;  // woken again by the feed
+      }
+      if (finish) {
+        finished_ = true;
+      } else if (next) {
+        writing_ = true;
+        last_sent_ = std::max(last_sent_, next->event_id);
+        in_flight_ = next;
+      }
+      if (finish || next) ++operations_;
+    }
+    if (fetch_more) {
+      service_.post([self = shared_from_this()] { self->fetch(); });
+    } else if (finish) {
+      writer_.Finish(*finish, &finished_tag_);
+    } else if (next) {
+      writer_.Write(next->message, &written_);  // shared bytes: gRPC takes a reference, not a copy
+    }
+  }
 
-  static bool parse(grpc::ByteBuffer bytes, v1::WatchIncidentsRequest* request) {  // a copy: parsing consumes it
-    return grpc::SerializationTraits<v1::WatchIncidentsRequest>::Deserialize(&bytes, request).ok();
+ private:
+  explicit Watch(IncidentServiceImpl& service) : service_(service), writer_(&context_) {
+    arrived_.done = [this](bool ok) { on_arrived(ok); };
+    written_.done = [this](bool ok) { on_written(ok); };
+    finished_tag_.done = [this](bool) { on_finished(); };
+    done_.done = [this](bool) { on_done(); };
+  }
+
+  // On the queue's thread: the call came (or the server shuts down).
+  void on_arrived(bool ok) {
+    if (!ok) {  // the server is shutting down: no call, and the done tag never comes
+      service_.released_.push_back(std::move(self_));
+      return;
+    }
+    await_next(service_);
+    request_parsed_ = grpc::SerializationTraits<v1::WatchIncidentsRequest>::Deserialize(&request_bytes_, &request_).ok();
+    {
+      std::lock_guard lock(service_.watches_mu_);
+      service_.watches_[this] = weak_from_this();
+    }
+    service_.post([self = shared_from_this()] { self->begin(); });
+  }
+
+  void on_written(bool ok) {
+    {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+      in_flight_.reset();
+      if (!ok) cancelled_ = true;  // the client is gone
+      --operations_;
+    }
+    pump();
+    release_if_over();
+  }
+
+  void on_finished() {
+    {
+      std::lock_guard lock(mu_);
+      --operations_;
+    }
+    release_if_over();
+  }
+
+  // The call is over: cancelled by the client, or finished.
+  void on_done() {
+    {
+      std::lock_guard lock(mu_);
+      done_seen_ = true;
+      if (context_.IsCancelled()) cancelled_ = true;
+    }
+    pump();  // finishes a cancelled call
+    release_if_over();
+  }
+
+  // On the queue's thread, after each completion: the watch goes once its
+  // call is done, it has started (a worker holds it until then) and no
+  // operation of it is in flight, since each completion refers to it.
+  void release_if_over() {
+    std::shared_ptr<Watch> self;
+    std::shared_ptr<IncidentFeed::Subscription> subscription;
+    {
+      std::lock_guard lock(mu_);
+      if (!done_seen_ || !started_ || operations_ > 0) return;
+      subscription = std::move(subscription_);
+      self = std::move(self_);
+    }
+    if (subscription) service_.feed_.unsubscribe(subscription);
+    {
+      std::lock_guard lock(service_.watches_mu_);
+      service_.watches_.erase(this);
+    }
+    service_.released_.push_back(std::move(self));
   }
 
   // On a worker: authorize, validate, subscribe, then replay or go live.
   void begin() {
     ApiCaller caller;
-    auto status = service_.auth_.authorize(context_, Role::kRead, &caller);
+    auto status = service_.auth_.authorize(&context_, Role::kRead, &caller);
     if (status.ok()) status = validate();
     std::shared_ptr<IncidentFeed::Subscription> subscription;
     if (status.ok()) {
-      std::weak_ptr<Watch> weak = self_weak();
-      // Subscribed before the stored read: see the header.
-      subscription = service_.feed_.subscribe([weak] {
-        if (auto watch = weak.lock()) watch->pump();
-      });
+      std::weak_ptr<Watch> weak = weak_from_this();
+      // Subscribed before the stored read: see the header. Woken on the
+      // queue's thread, so that the writes and their completions stay there.
+      subscription = service_.feed_.subscribe([weak, &service = service_] { service.wake(weak); });
     }
     {
       std::lock_guard lock(mu_);
@@ -156,11 +244,6 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::B
     }
     if (request_.has_since()) return time_argument(request_.since(), "since");
     return grpc::Status::OK;
-  }
-
-  std::weak_ptr<Watch> self_weak() {
-    std::lock_guard lock(mu_);
-    return self_;
   }
 
   // On a worker: the next batch of stored events.
@@ -203,73 +286,24 @@ class IncidentServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::B
     pump();
   }
 
-  // Decides the next step under mu_, takes it without.
-  void pump() {
-    IncidentFeed::Event next;
-    std::optional<grpc::Status> finish;
-    bool fetch_more = false;
-    {
-      std::lock_guard lock(mu_);
-      if (finished_ || writing_ || !started_) return;
-      if (cancelled_) {
-        finish = grpc::Status::CANCELLED;
-      } else if (end_) {
-        finish = *end_;
-      } else if (shutting_down_) {
-        finish = grpc::Status(
-            grpc::StatusCode::UNAVAILABLE,
-            fmt::format("the coordinator is shutting down; resume with after_event_id={}", last_sent_));
-      } else if (subscription_->dropped()) {
-        finish = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              fmt::format("subscriber fell behind: {} events queued; resume with after_event_id={}",
-                                          subscription_->queued_when_dropped(), last_sent_));
-      } else if (!replay_.empty()) {
-        next = std::move(replay_.front());
-        replay_.pop_front();
-      } else if (!replay_done_) {
-        if (fetching_) return;
-        fetching_ = fetch_more = true;
-      } else {
-        while (auto event = subscription_->pop()) {
-          if (event->event_id <= last_sent_) continue;  // already sent from storage
-          if (!request_.check().empty() && event->check != request_.check()) continue;
-          next = std::move(event);
-          break;
-        }
-        if (!next) return;  // woken again by the feed
-      }
-      if (finish) {
-        finished_ = true;
-      } else if (next) {
-        writing_ = true;
-        last_sent_ = std::max(last_sent_, next->event_id);
-        in_flight_ = next;
-      }
-    }
-    if (fetch_more) {
-      service_.post([self = self_weak().lock()] {
-        if (self) self->fetch();
-      });
-    } else if (finish) {
-      Finish(*finish);
-    } else if (next) {
-      StartWrite(&next->message);  // shared bytes: gRPC takes a reference, not a copy
-    }
-  }
-
   IncidentServiceImpl& service_;
-  grpc::CallbackServerContext* const context_;
-  v1::WatchIncidentsRequest request_;  // set once, by the constructor
-  const bool request_parsed_;
+  grpc::ServerContext context_;
+  grpc::ByteBuffer request_bytes_;
+  grpc::ServerAsyncWriter<grpc::ByteBuffer> writer_;
+  Tag arrived_, written_, finished_tag_, done_;
+  v1::WatchIncidentsRequest request_;  // set once, when the call arrives
+  bool request_parsed_ = false;
 
   std::mutex mu_;
-  std::shared_ptr<Watch> self_;  // until OnDone
+  std::shared_ptr<Watch> self_;  // until the call is done and its operations completed
   std::shared_ptr<IncidentFeed::Subscription> subscription_;
   bool started_ = false;
   bool finished_ = false;
   bool cancelled_ = false;
   bool shutting_down_ = false;
   bool writing_ = false;
+  bool done_seen_ = false;
+  int operations_ = 0;             // write or finish started and not completed
   IncidentFeed::Event in_flight_;  // the message of the write in flight
   std::optional<grpc::Status> end_;
   // Replay of stored events.
@@ -293,12 +327,63 @@ IncidentServiceImpl::IncidentServiceImpl(storage::IncidentStore& incidents, stor
 }
 
 IncidentServiceImpl::~IncidentServiceImpl() {
+  // Workers first: a task of theirs may start a call's operation, which must
+  // not reach a queue already shut down.
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
   for (auto& worker : workers_) worker.join();
+  if (!cq_) return;
+  {
+    std::lock_guard lock(wake_mu_);
+    queue_closed_ = true;
+  }
+  cq_->Shutdown();  // the server was shut down first: what is queued drains, the thread ends
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void IncidentServiceImpl::register_with(grpc::ServerBuilder& builder) {
+  builder.RegisterService(this);
+  cq_ = builder.AddCompletionQueue();
+}
+
+void IncidentServiceImpl::start_watching() {
+  Watch::await_next(*this);
+  watcher_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "vantage-watch");
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_->Next(&tag, &ok)) {
+      static_cast<Tag*>(tag)->done(ok);
+      released_.clear();  // a watch is destroyed only once its handler has returned
+    }
+  });
+}
+
+void IncidentServiceImpl::wake(const std::weak_ptr<Watch>& watch) {
+  {
+    std::lock_guard lock(wake_mu_);
+    if (queue_closed_) return;
+    to_pump_.push_back(watch);
+    if (wake_pending_) return;
+    wake_pending_ = true;
+    // Under wake_mu_, so that the queue is not shut down meanwhile.
+    wake_alarm_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &woken_);
+  }
+}
+
+void IncidentServiceImpl::pump_woken() {
+  std::vector<std::weak_ptr<Watch>> woken;
+  {
+    std::lock_guard lock(wake_mu_);
+    woken.swap(to_pump_);
+    wake_pending_ = false;
+  }
+  for (const auto& weak : woken) {
+    if (auto watch = weak.lock()) watch->pump();
+  }
 }
 
 void IncidentServiceImpl::post(std::function<void()> task) {
@@ -338,11 +423,6 @@ void IncidentServiceImpl::end_watches() {
     }
   }
   for (const auto& watch : watches) watch->end_for_shutdown();
-}
-
-grpc::ServerWriteReactor<grpc::ByteBuffer>* IncidentServiceImpl::WatchIncidents(grpc::CallbackServerContext* context,
-                                                                           const grpc::ByteBuffer* request) {
-  return Watch::start(*this, context, *request);
 }
 
 grpc::Status IncidentServiceImpl::ListIncidents(grpc::ServerContext* context, const v1::ListIncidentsRequest* request,

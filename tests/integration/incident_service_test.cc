@@ -102,8 +102,9 @@ class IncidentServiceTest : public ::testing::Test {
     service_ = new coordinator::IncidentServiceImpl(*store_, *store_, *auth_, *feed_, RealClock::instance());
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(service_);
+    service_->register_with(builder);
     server_ = builder.BuildAndStart().release();
+    service_->start_watching();
   }
   static void TearDownTestSuite() {
     server_->Shutdown(Clock::now() + 5s);
