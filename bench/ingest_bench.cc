@@ -14,7 +14,7 @@
 //
 //   build/bench/vantage-ingest-bench [--probes 16] [--seconds 20] [--batch 500]
 //   build/bench/vantage-ingest-bench --seconds 15 --subscribers 1000 [--rounds 2] [--channels 40]
-//                                    [--events-per-second 20]
+//                                    [--events-per-second 20] [--coordinator-process]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
@@ -297,6 +297,52 @@ int watch_child(int argc, char** argv) {
   return std::fclose(out) == 0 ? 0 : 1;
 }
 
+// The coordinator measured: in this process (as the raw COPY comparison was
+// recorded), or with --coordinator-process the real vantage-coordinator
+// binary in a process of its own, as in production, where it shares gRPC's
+// threads and pollers with no load generator and its cores are counted
+// apart.
+class BenchCoordinator {
+ public:
+  BenchCoordinator(const std::string& database_url, bool own_process) {
+    if (!own_process) {
+      coordinator::CoordinatorOptions options;
+      options.listen = "127.0.0.1:0";
+      options.metrics_listen = "127.0.0.1:0";
+      options.database_url = database_url;
+      in_process_ = std::make_unique<coordinator::Coordinator>(options);
+      in_process_->start();
+      port_ = in_process_->grpc_port();
+      return;
+    }
+    const auto binary = std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "coordinator" /
+                        "vantage-coordinator";
+    process_ = std::make_unique<testing::Process>(std::vector<std::string>{
+        binary.string(), "serve", "--database", database_url, "--listen", "127.0.0.1:0", "--metrics-listen",
+        "127.0.0.1:0", "--log-level", "info"});
+    if (!process_->wait_for_output("grpc_port=", std::chrono::seconds(60))) {
+      throw std::runtime_error("vantage-coordinator did not start: " + process_->output());
+    }
+    port_ = static_cast<int>(testing::number_after(process_->output(), "grpc_port="));
+  }
+  int port() const { return port_; }
+  pid_t pid() const { return process_ ? process_->pid() : 0; }  // 0: this process
+  void shutdown() {
+    if (in_process_) in_process_->shutdown();
+    if (process_) {
+      process_->signal(SIGTERM);
+      if (process_->wait(std::chrono::seconds(60)) != 0) {
+        throw std::runtime_error("vantage-coordinator did not stop cleanly: " + process_->output());
+      }
+    }
+  }
+
+ private:
+  std::unique_ptr<coordinator::Coordinator> in_process_;
+  std::unique_ptr<testing::Process> process_;
+  int port_ = 0;
+};
+
 struct WatchOptions {
   size_t subscribers = 0;  // 0: no watch phases, the raw COPY baseline
   size_t channels = 40;    // connections the subscribers share
@@ -310,7 +356,7 @@ struct WatchOptions {
 // with no subscriber, b with o.subscribers connected and receiving. Prints
 // each phase and the ratios; returns false when an event of a b phase did not
 // reach every subscriber, in order.
-bool alternate(const WatchOptions& o, int port, const std::string& db_url,
+bool alternate(const WatchOptions& o, int port, pid_t coordinator_pid, const std::string& db_url,
                const std::atomic<uint64_t>& acked) {
   pqxx::connection db(db_url);
   auto query = [&](const std::string& sql) { return pqxx::read_transaction(db).exec(sql); };
@@ -328,20 +374,24 @@ bool alternate(const WatchOptions& o, int port, const std::string& db_url,
     return true;
   };
   // Results acknowledged (so committed) per second over one phase, and the
-  // cores in use meanwhile: the machine's, this process's (the coordinator
-  // and the load generator) and, in a b phase, the subscribers' process's.
+  // cores in use meanwhile: the machine's, this process's (the load
+  // generator, and the coordinator unless it has its own), the
+  // coordinator's process's and, in a b phase, the subscribers' process's.
   struct Phase {
-    double rate, machine_cores, bench_cores, subscriber_cores;
+    double rate, machine_cores, bench_cores, coordinator_cores, subscriber_cores;
     std::string cores() const {
-      return fmt::format("cores busy {:.2f}: bench process {:.2f}, subscribers {:.2f}, the rest (PostgreSQL) {:.2f}",
-                         machine_cores, bench_cores, subscriber_cores,
-                         machine_cores - bench_cores - subscriber_cores);
+      return fmt::format(
+          "cores busy {:.2f}: bench process {:.2f}, coordinator process {:.2f}, subscribers {:.2f}, "
+          "the rest (PostgreSQL) {:.2f}",
+          machine_cores, bench_cores, coordinator_cores, subscriber_cores,
+          machine_cores - bench_cores - coordinator_cores - subscriber_cores);
     }
   };
+  auto cpu = [](pid_t pid) { return pid ? bench::process_cpu_seconds(pid) : 0.0; };
   auto measure = [&](int phase, pid_t subscribers_pid) {
     const uint64_t before = acked.load();
-    const double machine_before = bench::machine_busy_seconds(), bench_before = bench::process_cpu_seconds(getpid());
-    const double child_before = subscribers_pid ? bench::process_cpu_seconds(subscribers_pid) : 0;
+    const double machine_before = bench::machine_busy_seconds(), bench_before = cpu(getpid());
+    const double coordinator_before = cpu(coordinator_pid), child_before = cpu(subscribers_pid);
     const auto start = Clock::now();
     for (int s = 1; s <= o.seconds; ++s) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -352,8 +402,9 @@ bool alternate(const WatchOptions& o, int port, const std::string& db_url,
     return Phase{
         static_cast<double>(acked.load() - before) / seconds,
         (bench::machine_busy_seconds() - machine_before) / seconds,
-        (bench::process_cpu_seconds(getpid()) - bench_before) / seconds,
-        subscribers_pid ? (bench::process_cpu_seconds(subscribers_pid) - child_before) / seconds : 0,
+        (cpu(getpid()) - bench_before) / seconds,
+        (cpu(coordinator_pid) - coordinator_before) / seconds,
+        (cpu(subscribers_pid) - child_before) / seconds,
     };
   };
 
@@ -462,6 +513,7 @@ int main(int argc, char** argv) {
   int seconds = 20;
   double events_per_second = 20;
   WatchOptions watch;
+  bool coordinator_process = false;
   app.add_option("--probes", probes, "concurrent probe streams")->capture_default_str();
   app.add_option("--seconds", seconds, "how long to send (with --subscribers: each phase)")->capture_default_str();
   app.add_option("--batch", batch, "results per message")->capture_default_str();
@@ -479,6 +531,8 @@ int main(int argc, char** argv) {
   app.add_option("--incident-checks", incident_checks, "with --subscribers: checks the outages rotate over")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_flag("--coordinator-process", coordinator_process,
+               "run the vantage-coordinator binary in a process of its own (built beside this one)");
   CLI11_PARSE(app, argc, argv);
   const bool watching = watch.subscribers > 0;
   watch.seconds = seconds;
@@ -560,28 +614,23 @@ int main(int argc, char** argv) {
       raw.maintain_partitions(today, 1, 30);
     }
 
-    coordinator::CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "127.0.0.1:0";
-    options.database_url = ingest_url;
-    coordinator::Coordinator coordinator(options);
-    coordinator.start();
+    BenchCoordinator coordinator(ingest_url, coordinator_process);
 
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> acked{0}, incident_probe_acked{0};
     std::vector<std::thread> streams;
     const auto start = Clock::now();
     for (const auto& [id, token] : tokens) {
-      streams.emplace_back(probe_stream, coordinator.grpc_port(), id, token, std::cref(ingest_check_ids), batch,
+      streams.emplace_back(probe_stream, coordinator.port(), id, token, std::cref(ingest_check_ids), batch,
                            window, std::cref(stop), std::ref(acked));
     }
     if (watching) {
-      streams.emplace_back(incident_driver, coordinator.grpc_port(), incident_probe_token, std::cref(incident_checks_made),
+      streams.emplace_back(incident_driver, coordinator.port(), incident_probe_token, std::cref(incident_checks_made),
                            events_per_second, std::cref(stop), std::ref(incident_probe_acked));
     }
     try {
       if (watching) {
-        if (!alternate(watch, coordinator.grpc_port(), ingest_url, acked)) exit_code = 1;
+        if (!alternate(watch, coordinator.port(), coordinator.pid(), ingest_url, acked)) exit_code = 1;
       } else {
         for (int s = 1; s <= seconds; ++s) {
           std::this_thread::sleep_for(std::chrono::seconds(1));
