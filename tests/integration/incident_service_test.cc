@@ -852,10 +852,20 @@ TEST(IncidentServiceInCoordinator, IsServedWithItsTracker) {
     grpc::ClientContext context;
     testing::authorize(context, token);
     auto reader = stub->WatchIncidents(&context, {});
+    ASSERT_TRUE(testing::eventually(
+        [&] {
+          return testing::metric_value(testing::http_get(coordinator.metrics_port(), "/metrics"),
+                                       "vantage_incident_watchers") == 1.0;
+        },
+        10s));
     coordinator.shutdown();
     v1::WatchIncidentsResponse ignored;
     EXPECT_FALSE(reader->Read(&ignored));
-    EXPECT_FALSE(reader->Finish().ok());
+    const auto status = reader->Finish();
+    // Told why, and where to resume, before the server's own deadline.
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+    EXPECT_NE(status.error_message().find("resume with after_event_id=0"), std::string::npos)
+        << status.error_message();
   }
 }
 
