@@ -798,23 +798,39 @@ void assertion_list(std::string_view origin, const YAML::Node& node, ReadCheck& 
   }
 }
 
-// A CA file's text; a larger file is refused after one byte past the limit, not read whole.
-std::string read_ca_file(std::string_view origin, const YAML::Node& node, const std::string& path) {
+}  // namespace
+
+std::optional<std::string> read_ca_pem_file(const std::string& path, std::string* problem) {
+  const auto cannot = [&](int code) {
+    *problem = fmt::format("\"{}\": cannot read it: {}", safe_text(path, 256), std::strerror(code));
+    return std::nullopt;
+  };
   std::error_code ignored;  // (a directory opens as a stream, then reads as empty)
-  if (std::filesystem::is_directory(path, ignored)) {
-    fail(origin, node, fmt::format("tls.ca_file: \"{}\": cannot read it: {}", path, std::strerror(EISDIR)));
-  }
+  if (std::filesystem::is_directory(path, ignored)) return cannot(EISDIR);
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(origin, node, fmt::format("tls.ca_file: \"{}\": cannot read it: {}", path, std::strerror(errno)));
-  std::string text(kMaxCaPemBytes + 1, '\0');
+  if (!in) return cannot(errno);
+  std::string text(kMaxCaPemBytes + 1, '\0');  // a larger file is refused after one byte past the limit
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) fail(origin, node, fmt::format("tls.ca_file: \"{}\": cannot read it: {}", path, std::strerror(errno)));
+  if (in.bad()) return cannot(errno);
   text.resize(static_cast<size_t>(in.gcount()));
   if (text.size() > kMaxCaPemBytes) {
-    fail(origin, node, fmt::format("tls.ca_file: \"{}\": the file is over the limit of {} bytes", path, kMaxCaPemBytes));
+    *problem = fmt::format("\"{}\": the file is over the limit of {} bytes", safe_text(path, 256), kMaxCaPemBytes);
+    return std::nullopt;
   }
-  if (text.empty()) fail(origin, node, fmt::format("tls.ca_file: \"{}\": the file is empty (expected PEM certificates)", path));
+  if (text.empty()) {
+    *problem = fmt::format("\"{}\": the file is empty (expected PEM certificates)", safe_text(path, 256));
+    return std::nullopt;
+  }
   return text;
+}
+
+namespace {
+
+std::string read_ca_file(std::string_view origin, const YAML::Node& node, const std::string& path) {
+  std::string problem;
+  auto text = read_ca_pem_file(path, &problem);
+  if (!text) fail(origin, node, "tls.ca_file: " + problem);
+  return std::move(*text);
 }
 
 // tls: {ca_file: PATH | ca_pem: TEXT, skip_verify: BOOL}. A check's block

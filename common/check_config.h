@@ -117,6 +117,11 @@ bool valid_check_name(std::string_view name);
 // prefer_ipv6, ipv4, ipv6 (the last two: that family only).
 std::string_view ip_family_name(v1::IpFamily family);
 
+// A CA file's PEM text, as tls.ca_file is read (bounded by
+// check_limits::kMaxCaPemBytes; what the text holds is validate_check's to
+// judge); nullopt with `problem` saying why: "\"PATH\": cannot read it: ...".
+std::optional<std::string> read_ca_pem_file(const std::string& path, std::string* problem);
+
 // Fills the defaults (method, interval, timeout, expected status) and
 // returns every problem of the check; empty when it is valid. The one
 // validation of a check: the checks file (check-config and serve) and the

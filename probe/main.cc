@@ -4,16 +4,22 @@
 //   vantage-probe diagnose URL [--origin HOST:PORT] [--resolve HOST:PORT:ADDRESS]
 //                              [--connect-to HOST:PORT:ADDRESS:PORT2] [--timeout SECONDS] [--json]
 //                          [--follow-up-json] [--follow-up-trace] [--keepalive [--keepalive-max-idle SECONDS]]
-//                          [--allow-loopback-targets]
+//                          [--allow-loopback-targets] [--follow-redirects N] [--body-limit BYTES]
+//                          [--assert-body[-not] PATTERN]... [--assert-header[-not] NAME=PATTERN]...
+//                          [--tls-ca FILE] [--insecure] [--ip-family FAMILY] [--cache-busting NAME]
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <charconv>
 #include <csignal>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "common/build_info.h"
 #include "common/check_config.h"
@@ -36,6 +42,13 @@ std::string read_token(const std::string& path) {
   return token;
 }
 
+// One --assert-* flag as given. The check's assertions keep the command
+// line's order: the first that fails is the one reported.
+struct AssertFlag {
+  std::string flag;   // --assert-body, --assert-body-not, --assert-header or --assert-header-not
+  std::string value;  // PATTERN, or NAME=PATTERN for a header
+};
+
 struct DiagnoseArgs {
   std::string url;
   std::string origin;
@@ -48,23 +61,155 @@ struct DiagnoseArgs {
   bool keep_alive = false;
   double keep_alive_max_idle_seconds = 1000;
   bool allow_loopback_targets = false;
+  // The checks file's fetch options (docs/checks.md), as typed: diagnose()
+  // parses them into the check and validate_check() judges them.
+  std::optional<std::string> follow_redirects;
+  std::optional<std::string> body_limit;
+  std::vector<AssertFlag> assertions;  // in command-line order
+  std::optional<std::string> tls_ca_file;
+  bool insecure = false;
+  std::optional<std::string> ip_family;
+  std::optional<std::string> cache_busting;
 };
+
+// A flag's whole number (its range is validate_check's); nullopt unless the
+// text is digits only and fits.
+std::optional<uint32_t> whole_number(const std::string& text) {
+  uint32_t n = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, n);
+  if (text.empty() || error != std::errc() || stop != end) return std::nullopt;
+  return n;
+}
+
+// The check's fetch options from diagnose's flags (docs/checks.md keys), not
+// yet validated; false with `error` naming the flag whose value is not even
+// of the right shape.
+bool set_fetch_options(const DiagnoseArgs& args, vantage::v1::Check& check, std::string* error) {
+  using namespace vantage;
+  const auto not_a_number = [&](const char* flag, const std::string& text) {
+    *error = fmt::format("{}: \"{}\" is not a whole number", flag, safe_text(text, 64));
+    return false;
+  };
+  if (args.follow_redirects) {
+    const auto n = whole_number(*args.follow_redirects);
+    if (!n) return not_a_number("--follow-redirects", *args.follow_redirects);
+    check.set_follow_redirects(*n);
+  }
+  if (args.body_limit) {
+    const auto n = whole_number(*args.body_limit);
+    if (!n) return not_a_number("--body-limit", *args.body_limit);
+    check.set_body_limit_bytes(*n);
+  }
+  for (const auto& flag : args.assertions) {
+    auto& assertion = *check.add_assertions();
+    assertion.set_negate(flag.flag.ends_with("-not"));
+    if (flag.flag.starts_with("--assert-body")) {
+      assertion.set_target(v1::Assertion::TARGET_BODY);
+      assertion.set_pattern(flag.value);
+      continue;
+    }
+    // A header name is a token, which holds no '=': the first one ends it.
+    const auto equals = flag.value.find('=');
+    if (equals == std::string::npos) {
+      *error = fmt::format("{}: \"{}\" is not NAME=PATTERN (e.g. Content-Type=^text/html)", flag.flag,
+                           safe_text(flag.value, 80));
+      return false;
+    }
+    assertion.set_target(v1::Assertion::TARGET_HEADER);
+    assertion.set_header_name(flag.value.substr(0, equals));
+    assertion.set_pattern(flag.value.substr(equals + 1));
+  }
+  if (args.tls_ca_file) {
+    const auto pem = read_ca_pem_file(*args.tls_ca_file, error);
+    if (!pem) {
+      *error = "--tls-ca: " + *error;
+      return false;
+    }
+    check.mutable_tls()->set_ca_pem(*pem);
+  }
+  if (args.insecure) check.mutable_tls()->set_skip_verify(true);
+  if (args.ip_family) {
+    bool known = false;
+    for (int value = v1::IpFamily_MIN; value <= v1::IpFamily_MAX && !known; ++value) {
+      const auto family = static_cast<v1::IpFamily>(value);
+      known = v1::IpFamily_IsValid(value) && ip_family_name(family) == *args.ip_family;
+      if (known) check.set_ip_family(family);
+    }
+    if (!known) {
+      *error = fmt::format("--ip-family: \"{}\" is not one of any, prefer_ipv4, prefer_ipv6, ipv4, ipv6",
+                           safe_text(*args.ip_family, 64));
+      return false;
+    }
+  }
+  if (args.cache_busting) check.set_cache_busting_param(*args.cache_busting);
+  return true;
+}
+
+// A problem validate_check() found, named by the flag (or argument) that set
+// the field: "--assert-body \"(\": pattern: is not an RE2 regular expression ...".
+std::string problem_text(const vantage::CheckProblem& problem, const DiagnoseArgs& args) {
+  using vantage::safe_text;
+  constexpr std::string_view kAssertion = "assertions[";
+  if (problem.field.starts_with(kAssertion)) {
+    const std::string_view rest = std::string_view(problem.field).substr(kAssertion.size());
+    size_t index = 0;
+    const auto [stop, error] = std::from_chars(rest.data(), rest.data() + rest.size(), index);
+    std::string_view sub(stop, static_cast<size_t>(rest.data() + rest.size() - stop));  // "].pattern"
+    if (error == std::errc() && index < args.assertions.size() && sub.starts_with("]")) {
+      sub.remove_prefix(sub.starts_with("].") ? 2 : 1);
+      const auto& flag = args.assertions[index];
+      return fmt::format("{} \"{}\": {}{}", flag.flag, safe_text(flag.value, 80),
+                         sub.empty() ? "" : std::string(sub) + ": ", problem.message);
+    }
+  }
+  const std::map<std::string_view, std::string> flags = {
+      {"url", "the URL"},
+      {"origin.address", "--origin"},
+      {"timeout", "--timeout"},
+      {"follow_redirects", "--follow-redirects"},
+      {"body_limit_bytes", "--body-limit"},
+      {"assertions", "--assert-body/--assert-header"},
+      {"tls.ca_pem", "--tls-ca " + safe_text(args.tls_ca_file.value_or(""), 256)},
+      {"ip_family", "--ip-family"},
+      {"cache_busting_param", "--cache-busting"},
+  };
+  // An address literal of the other family is the URL's (or --origin's) problem
+  // with --ip-family: the message names the checks file's key.
+  std::string message = problem.message;
+  if (const auto key = message.find("ip_family is "); key != std::string::npos) message.replace(key, 9, "--ip-family");
+  const auto flag = flags.find(problem.field);
+  if (flag != flags.end()) return flag->second + ": " + message;
+  return problem.field.empty() ? message : problem.field + ": " + message;
+}
+
+// The operator's bytes go into a proto string and the JSON report: both need
+// UTF-8. False, having said which flag is not, when one is not.
+bool all_utf8(const DiagnoseArgs& args) {
+  using vantage::safe_text;
+  std::vector<std::pair<std::string, std::string>> texts = {{"the URL", args.url}, {"--origin", args.origin}};
+  for (const auto& value : args.resolve) texts.emplace_back("--resolve", value);
+  for (const auto& value : args.connect_to) texts.emplace_back("--connect-to", value);
+  for (const auto& [flag, value] : args.assertions) texts.emplace_back(flag, value);
+  for (const auto& [flag, value] :
+       {std::pair{"--ip-family", &args.ip_family}, std::pair{"--cache-busting", &args.cache_busting}}) {
+    if (*value) texts.emplace_back(flag, **value);
+  }
+  for (const auto& [what, text] : texts) {
+    if (const auto at = vantage::first_invalid_utf8(text); at != std::string::npos) {
+      std::cerr << "vantage-probe diagnose: " << what << " is not valid UTF-8 (byte " << at << " of \""
+                << safe_text(text, 256) << "\")\n";
+      return false;
+    }
+  }
+  return true;
+}
 
 // One attempt at the URL (and the origin), the same code the daemon runs.
 // Exit code: 0 when nothing is wrong, 1 when the check failed, 2 for bad input.
 int diagnose(const DiagnoseArgs& args) {
   using namespace vantage;
-  // The operator's bytes go into a proto string and the JSON report: both need UTF-8.
-  std::vector<std::pair<std::string, std::string>> texts = {{"the URL", args.url}, {"--origin", args.origin}};
-  for (const auto& value : args.resolve) texts.emplace_back("--resolve", value);
-  for (const auto& value : args.connect_to) texts.emplace_back("--connect-to", value);
-  for (const auto& [what, text] : texts) {
-    if (const auto at = first_invalid_utf8(text); at != std::string::npos) {
-      std::cerr << "vantage-probe diagnose: " << what << " is not valid UTF-8 (byte " << at << " of \""
-                << safe_text(text, 256) << "\")\n";
-      return 2;
-    }
-  }
+  if (!all_utf8(args)) return 2;
   v1::Check check;
   check.set_name("diagnose");
   check.set_url(args.url);
@@ -85,8 +230,13 @@ int diagnose(const DiagnoseArgs& args) {
     std::cerr << "vantage-probe diagnose: --keepalive-max-idle must be between 0 and 86400 seconds\n";
     return 2;
   }
-  if (std::string problem; !normalize_check(check, &problem)) {
-    std::cerr << "vantage-probe diagnose: " << problem << "\n";
+  if (std::string error; !set_fetch_options(args, check, &error)) {
+    std::cerr << "vantage-probe diagnose: " << error << "\n";
+    return 2;
+  }
+  // The one validation of a check, as the checks file and the API use it.
+  if (const auto problems = validate_check(check); !problems.empty()) {
+    for (const auto& problem : problems) std::cerr << "vantage-probe diagnose: " << problem_text(problem, args) << "\n";
     return 2;
   }
   probe::AttemptOptions options;
@@ -201,7 +351,48 @@ CLI::App* add_diagnose_command(CLI::App& app, DiagnoseArgs& args) {
   cmd->add_flag("--allow-loopback-targets", args.allow_loopback_targets,
                 "let the URL's host name resolve to this machine's loopback addresses (an address literal "
                 "needs no flag)");
+  // The checks file's keys of the same names (docs/checks.md); taken as text
+  // so that a bad value is refused by diagnose (exit 2), naming the flag.
+  const auto text = [&](const char* flag, const char* type, std::optional<std::string>& into, const char* help) {
+    cmd->add_option_function<std::string>(flag, [&into](const std::string& value) { into = value; }, help)
+        ->type_name(type);
+  };
+  text("--follow-redirects", "N", args.follow_redirects,
+       "follow up to N redirects (0 to 20; default 0: the 3xx is the response); the report lists each hop");
+  text("--body-limit", "BYTES", args.body_limit,
+       "bytes of the body read and matched (1024 to 16777216; default: the probe's 1 MiB)");
+  const std::pair<const char*, const char*> assert_flags[] = {
+      {"--assert-body", "the body read must match the RE2 PATTERN somewhere (repeatable, with the others in order)"},
+      {"--assert-body-not", "the body read must not match the RE2 PATTERN"},
+      {"--assert-header", "some value of header NAME must match the RE2 PATTERN"},
+      {"--assert-header-not", "no value of header NAME may match the RE2 PATTERN (an absent header holds)"}};
+  for (const auto& [flag, help] : assert_flags) {
+    cmd->add_option(flag, help)
+        ->type_name(std::string_view(flag).starts_with("--assert-body") ? "PATTERN" : "NAME=PATTERN")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  }
+  text("--tls-ca", "FILE", args.tls_ca_file, "PEM file of CA certificates trusted besides the system's (a private CA)");
+  cmd->add_flag("--insecure", args.insecure,
+                "do not fail on a certificate that does not verify (the report still says what is wrong)");
+  text("--ip-family", "FAMILY", args.ip_family,
+       "any (default), prefer_ipv4, prefer_ipv6, ipv4 or ipv6 (only that family)");
+  text("--cache-busting", "NAME", args.cache_busting, "query parameter NAME given a fresh random value, past caches");
   return cmd;
+}
+
+// The --assert-* flags in command-line order (CLI11 keeps each option's
+// values apart; its parse order interleaves them again).
+std::vector<AssertFlag> assertion_flags(const CLI::App& cmd) {
+  std::map<const CLI::Option*, size_t> taken;
+  std::vector<AssertFlag> flags;
+  for (const CLI::Option* option : cmd.parse_order()) {
+    const auto name = option->get_name();
+    if (!name.starts_with("--assert-")) continue;
+    const auto& values = option->results();
+    if (const size_t i = taken[option]++; i < values.size()) flags.push_back({name, values[i]});
+  }
+  return flags;
 }
 
 // The agent's options from the flags; throws saying what is wrong (error_text()
@@ -290,10 +481,16 @@ int main(int argc, char** argv) {
   add_daemon_flags(app, daemon_flags);
   DiagnoseArgs diagnose_args;
   auto* diagnose_cmd = add_diagnose_command(app, diagnose_args);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; a usage error is bad input: 2, as documented.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   if (*diagnose_cmd) {
     vantage::log::init("probe", "warn");
+    diagnose_args.assertions = assertion_flags(*diagnose_cmd);
     return diagnose(diagnose_args);
   }
   vantage::probe::AgentOptions options;

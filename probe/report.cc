@@ -25,10 +25,38 @@ nlohmann::json shown_or_null(std::string_view text) {
 
 double ms(uint64_t micros) { return static_cast<double>(micros) / 1000.0; }
 
+json timings_json(const v1::Timings& t) {
+  return {{"dns_ms", ms(t.dns_us())},
+          {"connect_ms", ms(t.connect_us())},
+          {"tls_ms", ms(t.tls_us())},
+          {"request_written_ms", ms(t.request_written_us())},
+          {"first_byte_ms", ms(t.first_byte_us())},
+          {"total_ms", ms(t.total_us())},
+          {"time_to_error_ms", t.time_to_error_us() ? json(ms(t.time_to_error_us())) : json(nullptr)}};
+}
+
+bool is_header(const v1::Assertion& a) { return a.target() == v1::Assertion::TARGET_HEADER; }
+
+json assertion_failure_json(const v1::AssertionFailure& f) {
+  const auto& a = f.assertion();
+  return {{"index", f.index()},
+          {"target", is_header(a) ? "header" : "body"},
+          {"header", is_header(a) ? shown_or_null(a.header_name()) : json(nullptr)},
+          {"pattern", shown(a.pattern())},
+          {"negate", a.negate()},
+          {"reason", shown(f.reason())}};
+}
+
+// The assertion as diagnose's flag that makes it: --assert-header-not "Server=nginx".
+std::string assertion_flag(const v1::Assertion& a) {
+  const auto value = is_header(a) ? a.header_name() + "=" + a.pattern() : a.pattern();
+  return fmt::format("--assert-{}{} \"{}\"", is_header(a) ? "header" : "body", a.negate() ? "-not" : "",
+                     shown(value));
+}
+
 json leg_json(const v1::LegResult& leg) {
   const auto& r = leg.response();
   const auto& e = leg.edge();
-  const auto& t = leg.timings();
   json out;
   out["class"] = failure_class_name(leg.failure_class());
   out["status"] = r.status() ? json(r.status()) : json(nullptr);
@@ -52,14 +80,25 @@ json leg_json(const v1::LegResult& leg) {
   out["transport_end"] = enum_label(v1::TransportEnd_Name(r.transport_end()), "TRANSPORT_END_");
   out["parse_error"] = shown_or_null(r.parse_error());
   out["connected_address"] = shown(leg.connection().connected_address());
+  out["cert_problem"] = leg.connection().cert_problem()
+                            ? json(enum_label(v1::TlsCertProblem_Name(leg.connection().cert_problem()),
+                                              "TLS_CERT_PROBLEM_"))
+                            : json(nullptr);
+  out["verification_skipped"] = leg.connection().verification_skipped();
   out["error"] = shown_or_null(leg.error());
-  out["timings"] = {{"dns_ms", ms(t.dns_us())},
-                    {"connect_ms", ms(t.connect_us())},
-                    {"tls_ms", ms(t.tls_us())},
-                    {"request_written_ms", ms(t.request_written_us())},
-                    {"first_byte_ms", ms(t.first_byte_us())},
-                    {"total_ms", ms(t.total_us())},
-                    {"time_to_error_ms", t.time_to_error_us() ? json(ms(t.time_to_error_us())) : json(nullptr)}};
+  out["timings"] = timings_json(leg.timings());
+  out["url"] = shown_or_null(leg.url());  // the final request's: after redirects, with any cache-busting parameter
+  json hops = json::array();
+  for (const auto& hop : leg.redirects()) {
+    hops.push_back({{"url", shown(hop.url())},
+                    {"status", hop.status()},
+                    {"location", shown(hop.location())},
+                    {"connected_address", shown(hop.connected_address())},
+                    {"timings", timings_json(hop.timings())}});
+  }
+  out["redirects"] = hops;
+  out["assertion_failure"] =
+      leg.has_assertion_failure() ? assertion_failure_json(leg.assertion_failure()) : json(nullptr);
   return out;
 }
 
@@ -74,9 +113,31 @@ std::string leg_text(const char* name, const std::string& where, const v1::LegRe
   if (!e.ray_id().empty()) out += fmt::format(", ray {}", shown(e.ray_id()));
   if (!e.error_name().empty()) out += fmt::format(", {}", shown(e.error_name()));
   if (!e.trace_colo().empty()) out += fmt::format(", trace colo {} ({})", shown(e.trace_colo()), shown(e.trace_loc()));
-  // A plain 5xx's error is "status NNN": already on the line above.
-  if (!leg.error().empty() && leg.error() != fmt::format("status {}", r.status())) {
+  // A plain 5xx's error is "status NNN": already on the line above; an
+  // assertion's is said below with the flag that made the assertion.
+  if (leg.has_assertion_failure()) {
+    const auto& f = leg.assertion_failure();
+    out += fmt::format("\n        assertions[{}] failed ({}): {}", f.index(), assertion_flag(f.assertion()),
+                       shown(f.reason()));
+  } else if (!leg.error().empty() && leg.error() != fmt::format("status {}", r.status())) {
     out += fmt::format("\n        {}", shown(leg.error()));
+  }
+  if (leg.connection().verification_skipped()) {
+    const auto problem = leg.connection().cert_problem();
+    out += problem ? fmt::format("\n        certificate not required to verify (--insecure): {}",
+                                 enum_label(v1::TlsCertProblem_Name(problem), "TLS_CERT_PROBLEM_"))
+                   : std::string("\n        certificate not required to verify (--insecure); it verifies anyway");
+  }
+  // Each redirect followed, in order; then where the chain ended.
+  for (int i = 0; i < leg.redirects_size(); ++i) {
+    const auto& hop = leg.redirects(i);
+    out += fmt::format("\n        redirect {}: {} {}\n            Location: {} ({}, {:.1f} ms)", i + 1, hop.status(),
+                       shown(hop.url()), shown(hop.location()),
+                       hop.connected_address().empty() ? "no address" : shown(hop.connected_address()),
+                       ms(hop.timings().total_us()));
+  }
+  if (leg.redirects_size() > 0 && leg.url() != leg.redirects(0).url()) {
+    out += fmt::format("\n        final URL {}", shown(leg.url()));
   }
   out += fmt::format("\n        dns {:.1f} ms, connect {:.1f} ms, first byte {:.1f} ms, total {:.1f} ms", ms(t.dns_us()),
                      ms(t.connect_us()), ms(t.first_byte_us()), ms(t.total_us()));

@@ -115,6 +115,171 @@ TEST(Diagnose, KeepAliveMeasuresTheOriginsLimits) {
   EXPECT_LE(idle, 2.5) << r.output;
 }
 
+// The lab origin, started for one test; its "host:port".
+std::string start_lab(std::unique_ptr<Process>& lab) {
+  lab = std::make_unique<Process>(std::vector<std::string>{kLab, "--listen", "127.0.0.1:0"});
+  EXPECT_TRUE(lab->wait_for_output("msg=listening", seconds(10))) << lab->output();
+  return "127.0.0.1:" + std::to_string(number_after(lab->output(), "address=127.0.0.1:"));
+}
+
+TEST(Diagnose, FollowsRedirectsAndListsEachHopInOrder) {
+  std::unique_ptr<Process> lab;
+  const auto base = "http://" + start_lab(lab);
+  auto r = run_command({kProbe, "diagnose", base + "/fault/redirect-chain?n=2", "--follow-redirects", "5"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto first = r.output.find("redirect 1: 302 " + base + "/fault/redirect-chain?n=2\n"
+                                   "            Location: /fault/redirect-chain?n=1 (127.0.0.1:");
+  const auto second = r.output.find("redirect 2: 302 " + base + "/fault/redirect-chain?n=1\n"
+                                    "            Location: /fault/redirect-chain?n=0 (127.0.0.1:");
+  const auto final_url = r.output.find("final URL " + base + "/fault/redirect-chain?n=0\n");
+  ASSERT_NE(first, std::string::npos) << r.output;
+  ASSERT_NE(second, std::string::npos) << r.output;
+  ASSERT_NE(final_url, std::string::npos) << r.output;
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, final_url);
+
+  // Without the flag the 3xx is the response (and 200-399 is expected).
+  r = run_command({kProbe, "diagnose", base + "/fault/redirect-chain?n=2", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto report = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << r.output;
+  EXPECT_EQ(report["edge"]["status"], 302);
+  EXPECT_TRUE(report["edge"]["redirects"].empty()) << r.output;
+
+  // One hop fewer than the chain: too_many_redirects, the hops followed in the JSON.
+  r = run_command({kProbe, "diagnose", base + "/fault/redirect-chain?n=2", "--follow-redirects", "1", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  report = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << r.output;
+  EXPECT_EQ(report["edge"]["class"], "too_many_redirects");
+  ASSERT_EQ(report["edge"]["redirects"].size(), 1u) << r.output;
+  EXPECT_EQ(report["edge"]["redirects"][0]["url"], base + "/fault/redirect-chain?n=2");
+  EXPECT_EQ(report["edge"]["redirects"][0]["location"], "/fault/redirect-chain?n=1");
+  EXPECT_EQ(report["edge"]["url"], base + "/fault/redirect-chain?n=1");
+}
+
+TEST(Diagnose, ARedirectLoopIsNamedWithItsChain) {
+  std::unique_ptr<Process> lab;
+  const auto base = "http://" + start_lab(lab);
+  auto r = run_command({kProbe, "diagnose", base + "/fault/redirect-loop", "--follow-redirects", "10"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("redirect_loop, status 302"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("redirect loop: " + base +
+                          "/fault/redirect-loop -> /fault/redirect-loop?n=1 -> /fault/redirect-loop"),
+            std::string::npos)
+      << r.output;
+  // The one redirect followed; the response that pointed back is the leg's own (status 302 above).
+  const auto hop = r.output.find("redirect 1: 302 " + base + "/fault/redirect-loop\n"
+                                 "            Location: /fault/redirect-loop?n=1 (127.0.0.1:");
+  const auto final_url = r.output.find("final URL " + base + "/fault/redirect-loop?n=1\n");
+  ASSERT_NE(hop, std::string::npos) << r.output;
+  ASSERT_NE(final_url, std::string::npos) << r.output;
+  EXPECT_LT(hop, final_url);
+  EXPECT_EQ(r.output.find("redirect 2:"), std::string::npos) << r.output;
+}
+
+TEST(Diagnose, AnAssertionFailureIsNamedInTheOrderOfTheFlags) {
+  std::unique_ptr<Process> lab;
+  const auto base = "http://" + start_lab(lab);  // "/" answers 200, text/plain, "ok\n"
+  auto r = run_command({kProbe, "diagnose", base + "/", "--assert-header", "Content-Type=^text/plain",
+                        "--assert-body-not", "maintenance", "--assert-body", "^ok\\n$"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // A header assertion that holds, then a body one that does not: the second is named.
+  r = run_command({kProbe, "diagnose", base + "/", "--assert-header-not", "Content-Type=json", "--assert-body-not",
+                   "ok"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("assertion_failed, status 200"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("assertions[1] failed (--assert-body-not \"ok\"): body matches \"ok\""), std::string::npos)
+      << r.output;
+
+  r = run_command({kProbe, "diagnose", base + "/", "--assert-body", "ok", "--assert-header", "X-Missing=.", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  const auto report = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << r.output;
+  const auto& failure = report["edge"]["assertion_failure"];
+  EXPECT_EQ(failure["index"], 1) << r.output;
+  EXPECT_EQ(failure["target"], "header");
+  EXPECT_EQ(failure["header"], "X-Missing");
+  EXPECT_EQ(failure["reason"], "header X-Missing absent");
+}
+
+// The lab's TLS origin completes the handshake with a self-signed certificate,
+// then sends bytes that are not TLS: past the certificate, the leg fails later.
+TEST(Diagnose, TlsCaAndInsecureDecideWhetherTheCertificateStopsTheLeg) {
+  const auto cert = std::filesystem::temp_directory_path() / (std::to_string(getpid()) + "-lab-tls.pem");
+  Process lab({kLab, "--listen", "127.0.0.1:0", "--tls-garbage-listen", "127.0.0.1:0", "--tls-garbage-cert",
+               cert.string()});
+  ASSERT_TRUE(lab.wait_for_output("msg=\"tls garbage listening\"", seconds(10))) << lab.output();
+  const auto tls_port = number_after(lab.output(), "address=127.0.0.1:");  // the last: the TLS origin's
+  std::error_code ec;
+  ASSERT_TRUE(eventually([&] { return std::filesystem::file_size(cert, ec) > 0 && !ec; }, seconds(10)));
+  ASSERT_GT(tls_port, 0) << lab.output();
+  const auto url = "https://127.0.0.1:" + std::to_string(tls_port) + "/";
+
+  auto leg_of = [](const RunResult& r) {
+    const auto report = nlohmann::json::parse(r.output, nullptr, false);
+    return report.is_discarded() ? nlohmann::json() : report["edge"];
+  };
+  auto r = run_command({kProbe, "diagnose", url, "--json"});
+  EXPECT_EQ(leg_of(r)["class"], "tls_cert_invalid") << r.output;
+
+  r = run_command({kProbe, "diagnose", url, "--tls-ca", cert.string(), "--json"});
+  EXPECT_EQ(leg_of(r)["class"], "malformed_status_line") << r.output;
+  EXPECT_EQ(leg_of(r)["cert_problem"], nullptr) << r.output;
+
+  r = run_command({kProbe, "diagnose", url, "--insecure", "--json"});
+  EXPECT_EQ(leg_of(r)["class"], "malformed_status_line") << r.output;
+  EXPECT_EQ(leg_of(r)["cert_problem"], "self_signed") << r.output;
+  EXPECT_EQ(leg_of(r)["verification_skipped"], true) << r.output;
+
+  r = run_command({kProbe, "diagnose", url, "--insecure"});
+  EXPECT_NE(r.output.find("certificate not required to verify (--insecure): self_signed"), std::string::npos)
+      << r.output;
+  std::filesystem::remove(cert);
+}
+
+TEST(Diagnose, ABadFetchFlagIsRefusedNamingTheFlag) {
+  const auto not_pem = write_temp("not-a-ca.pem", "hello\n");
+  const std::string url = "http://127.0.0.1:1/";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--follow-redirects", "abc"}, "--follow-redirects: \"abc\" is not a whole number"},
+      {{"--follow-redirects", "-1"}, "--follow-redirects"},
+      {{"--follow-redirects", "21"}, "--follow-redirects: 21 is outside the range 0 to 20"},
+      {{"--body-limit", "100"}, "--body-limit: 100 bytes is outside the range"},
+      {{"--body-limit", "99999999999"}, "--body-limit: \"99999999999\" is not a whole number"},
+      {{"--assert-body", "ok", "--assert-body", "("}, "--assert-body \"(\": pattern: is not an RE2 regular expression"},
+      {{"--assert-body-not", ""}, "--assert-body-not \"\": pattern: is empty"},
+      {{"--assert-header", "Content-Type"}, "--assert-header: \"Content-Type\" is not NAME=PATTERN"},
+      {{"--assert-header-not", "Bad Name=x"}, "--assert-header-not \"Bad Name=x\": header_name: "},
+      {{"--ip-family", "ipv5"}, "--ip-family: \"ipv5\" is not one of any, prefer_ipv4, prefer_ipv6, ipv4, ipv6"},
+      {{"--cache-busting", "a b"}, "--cache-busting: \"a b\" is not a query parameter name"},
+      {{"--tls-ca", "/nonexistent/ca.pem"}, "--tls-ca: \"/nonexistent/ca.pem\": cannot read it"},
+      {{"--tls-ca", not_pem.string()}, "--tls-ca " + not_pem.string() + ": holds no PEM certificate"},
+      // An IPv4 literal can never be reached over IPv6 only.
+      {{"--ip-family", "ipv6"}, "the URL: 127.0.0.1 is an IPv4 address and --ip-family is ipv6"},
+  };
+  for (const auto& [flags, expected] : cases) {
+    std::vector<std::string> argv = {kProbe, "diagnose", url};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const auto r = run_command(argv);
+    EXPECT_EQ(r.exit_code, 2) << flags[0] << ": " << r.output;
+    EXPECT_EQ(lines(r.output), 1u) << flags[0] << ": " << r.output;
+    EXPECT_NE(r.output.find("vantage-probe diagnose: " + expected), std::string::npos) << r.output;
+  }
+  std::filesystem::remove(not_pem);
+
+  // Every problem of the check, one line each.
+  auto r = run_command({kProbe, "diagnose", url, "--follow-redirects", "21", "--cache-busting", "a b"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(lines(r.output), 2u) << r.output;
+
+  // A flag without its value is a usage error: bad input too.
+  r = run_command({kProbe, "diagnose", url, "--assert-body"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--assert-body"), std::string::npos) << r.output;
+}
+
 TEST(StartupErrors, AnUnreadableTlsCaIsOneLine) {
   auto r = run_command({kProbe, "--coordinator", "127.0.0.1:1", "--probe-id", "p", "--region", "r", "--tls-ca",
                         "/nonexistent/ca.pem"},
