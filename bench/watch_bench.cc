@@ -229,6 +229,7 @@ int main(int argc, char** argv) {
 
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server->Wait();
+    service.stop_watching();
     tracker.stop();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vantage-watch-bench: %s\n", e.what());

@@ -357,6 +357,7 @@ void Coordinator::shutdown() {
     if (impl_->incident_service) impl_->incident_service->end_watches();
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     impl_->server->Wait();
+    if (impl_->incident_service) impl_->incident_service->stop_watching();
     impl_->server.reset();
   }
   if (impl_->ingest) impl_->ingest->stop();

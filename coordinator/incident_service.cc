@@ -326,7 +326,9 @@ IncidentServiceImpl::IncidentServiceImpl(storage::IncidentStore& incidents, stor
   }
 }
 
-IncidentServiceImpl::~IncidentServiceImpl() {
+IncidentServiceImpl::~IncidentServiceImpl() { stop_watching(); }
+
+void IncidentServiceImpl::stop_watching() {
   // Workers first: a task of theirs may start a call's operation, which must
   // not reach a queue already shut down.
   {
@@ -334,10 +336,13 @@ IncidentServiceImpl::~IncidentServiceImpl() {
     stopping_ = true;
   }
   cv_.notify_all();
-  for (auto& worker : workers_) worker.join();
+  for (auto& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
   if (!cq_) return;
   {
     std::lock_guard lock(wake_mu_);
+    if (queue_closed_) return;
     queue_closed_ = true;
   }
   cq_->Shutdown();  // the server was shut down first: what is queued drains, the thread ends

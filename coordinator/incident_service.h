@@ -65,6 +65,10 @@ class IncidentServiceImpl final : public v1::IncidentService::WithRawMethod_Watc
   void register_with(grpc::ServerBuilder& builder);
   // After BuildAndStart: takes WatchIncidents calls.
   void start_watching();
+  // After the server's Shutdown and before it is destroyed, as gRPC wants
+  // its completion queues: stops the workers, shuts the queue down and
+  // drains it. The destructor does it if it was not done.
+  void stop_watching();
 
   grpc::Status ListIncidents(grpc::ServerContext* context, const v1::ListIncidentsRequest* request,
                              v1::ListIncidentsResponse* response) override;

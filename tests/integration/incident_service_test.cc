@@ -109,6 +109,7 @@ class IncidentServiceTest : public ::testing::Test {
   static void TearDownTestSuite() {
     server_->Shutdown(Clock::now() + 5s);
     server_->Wait();
+    service_->stop_watching();
     delete server_;
     delete service_;
     tracker_->stop();
