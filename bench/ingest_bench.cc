@@ -352,6 +352,84 @@ struct WatchOptions {
   std::string work_dir;    // where the subscribers' process writes its report
 };
 
+// One phase's rate, the results acknowledged (so committed) per second, and
+// the cores in use meanwhile: the machine's, this process's (the load
+// generator, and the coordinator unless it has its own), the coordinator's
+// process's and, in a b phase, the subscribers' process's.
+struct Phase {
+  double rate, machine_cores, bench_cores, coordinator_cores, subscriber_cores;
+  std::string cores() const {
+    return fmt::format(
+        "cores busy {:.2f}: bench process {:.2f}, coordinator process {:.2f}, subscribers {:.2f}, "
+        "the rest (PostgreSQL) {:.2f}",
+        machine_cores, bench_cores, coordinator_cores, subscriber_cores,
+        machine_cores - bench_cores - coordinator_cores - subscriber_cores);
+  }
+};
+
+class PhaseMeter {
+ public:
+  // `coordinator_pid` 0: the coordinator is in this process.
+  PhaseMeter(const std::atomic<uint64_t>& acked, pid_t coordinator_pid, int seconds)
+      : acked_(acked), coordinator_pid_(coordinator_pid), seconds_(seconds) {}
+
+  // Waits the phase out, showing its progress; `subscribers_pid` 0: none.
+  Phase measure(int phase, pid_t subscribers_pid) const {
+    const uint64_t before = acked_.load();
+    const double machine_before = bench::machine_busy_seconds(), bench_before = cpu(getpid());
+    const double coordinator_before = cpu(coordinator_pid_), child_before = cpu(subscribers_pid);
+    const auto start = Clock::now();
+    for (int s = 1; s <= seconds_; ++s) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::fprintf(stderr, "\rphase %d: %2d/%d s", phase, s, seconds_);
+    }
+    std::fprintf(stderr, "\n");
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return Phase{
+        static_cast<double>(acked_.load() - before) / seconds,
+        (bench::machine_busy_seconds() - machine_before) / seconds,
+        (cpu(getpid()) - bench_before) / seconds,
+        (cpu(coordinator_pid_) - coordinator_before) / seconds,
+        (cpu(subscribers_pid) - child_before) / seconds,
+    };
+  }
+
+ private:
+  static double cpu(pid_t pid) { return pid ? bench::process_cpu_seconds(pid) : 0.0; }
+  const std::atomic<uint64_t>& acked_;
+  const pid_t coordinator_pid_;
+  const int seconds_;
+};
+
+// What the subscribers of one b phase got of the events stored after `from`
+// up to `last`: how many got every one, in order, without being ended by the
+// server; and each delivery's latency from its event's commit, for the
+// events in `committed_us` (event id -> commit, wall_us()).
+struct Deliveries {
+  size_t complete = 0;
+  int out_of_order = 0;
+  std::vector<int64_t> latencies;  // µs, sorted
+};
+
+Deliveries tally(const std::vector<SubscriberProcess::Subscriber>& subscribers, int64_t from, int64_t last,
+                 size_t expected, const std::unordered_map<int64_t, int64_t>& committed_us) {
+  Deliveries out;
+  for (const auto& s : subscribers) {
+    size_t got = 0;
+    for (const auto& arrival : s.arrivals) {
+      if (arrival.event_id <= from || arrival.event_id > last) continue;
+      ++got;
+      if (auto it = committed_us.find(arrival.event_id); it != committed_us.end()) {
+        out.latencies.push_back(arrival.at_us - it->second);
+      }
+    }
+    if (got == expected && s.out_of_order == 0 && !s.ended_early) ++out.complete;
+    out.out_of_order += s.out_of_order;
+  }
+  std::sort(out.latencies.begin(), out.latencies.end());
+  return out;
+}
+
 // Phases a b a b ... a on the running coordinator, ingest never pausing: a
 // with no subscriber, b with o.subscribers connected and receiving. Prints
 // each phase and the ratios; returns false when an event of a b phase did not
@@ -373,41 +451,7 @@ bool alternate(const WatchOptions& o, int port, pid_t coordinator_pid, const std
     }
     return true;
   };
-  // Results acknowledged (so committed) per second over one phase, and the
-  // cores in use meanwhile: the machine's, this process's (the load
-  // generator, and the coordinator unless it has its own), the
-  // coordinator's process's and, in a b phase, the subscribers' process's.
-  struct Phase {
-    double rate, machine_cores, bench_cores, coordinator_cores, subscriber_cores;
-    std::string cores() const {
-      return fmt::format(
-          "cores busy {:.2f}: bench process {:.2f}, coordinator process {:.2f}, subscribers {:.2f}, "
-          "the rest (PostgreSQL) {:.2f}",
-          machine_cores, bench_cores, coordinator_cores, subscriber_cores,
-          machine_cores - bench_cores - coordinator_cores - subscriber_cores);
-    }
-  };
-  auto cpu = [](pid_t pid) { return pid ? bench::process_cpu_seconds(pid) : 0.0; };
-  auto measure = [&](int phase, pid_t subscribers_pid) {
-    const uint64_t before = acked.load();
-    const double machine_before = bench::machine_busy_seconds(), bench_before = cpu(getpid());
-    const double coordinator_before = cpu(coordinator_pid), child_before = cpu(subscribers_pid);
-    const auto start = Clock::now();
-    for (int s = 1; s <= o.seconds; ++s) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      std::fprintf(stderr, "\rphase %d: %2d/%d s", phase, s, o.seconds);
-    }
-    std::fprintf(stderr, "\n");
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    return Phase{
-        static_cast<double>(acked.load() - before) / seconds,
-        (bench::machine_busy_seconds() - machine_before) / seconds,
-        (cpu(getpid()) - bench_before) / seconds,
-        (cpu(coordinator_pid) - coordinator_before) / seconds,
-        (cpu(subscribers_pid) - child_before) / seconds,
-    };
-  };
-
+  const PhaseMeter meter(acked, coordinator_pid, o.seconds);
   std::vector<double> without, with;  // results/s of the a and of the b phases
   std::vector<int64_t> latencies;     // µs, every delivery of every b phase
   bool every_event_everywhere = true;
@@ -416,7 +460,7 @@ bool alternate(const WatchOptions& o, int port, pid_t coordinator_pid, const std
   for (int phase = 1; phase <= 2 * o.rounds + 1; ++phase) {
     if (phase % 2 == 1) {
       const int64_t first = max_event_id();
-      const auto measured = measure(phase, 0);
+      const auto measured = meter.measure(phase, 0);
       without.push_back(measured.rate);
       std::printf("phase %d a: no subscribers     %8.0f results/s; %zu events; %s\n", phase, without.back(),
                   events_between(first, max_event_id()), measured.cores().c_str());
@@ -439,7 +483,7 @@ bool alternate(const WatchOptions& o, int port, pid_t coordinator_pid, const std
     const double connect_s = std::chrono::duration<double>(Clock::now() - connect_start).count();
 
     const int64_t first = max_event_id();
-    const auto measured = measure(phase, child.pid());
+    const auto measured = meter.measure(phase, child.pid());
     with.push_back(measured.rate);
     const int64_t last = max_event_id();
     wait_until([&] { return child.caught_up_to() >= last || !child.running(); }, std::chrono::seconds(30));
@@ -456,32 +500,17 @@ bool alternate(const WatchOptions& o, int port, pid_t coordinator_pid, const std
                                               first, last))) {
       committed_us[row[0].as<int64_t>()] = row[1].as<int64_t>();
     }
-    size_t complete = 0;
-    int out_of_order = 0;
-    std::vector<int64_t> phase_latencies;
-    for (const auto& s : subs) {
-      size_t got = 0;
-      for (const auto& arrival : s.arrivals) {
-        if (arrival.event_id <= from || arrival.event_id > last) continue;
-        ++got;
-        if (auto it = committed_us.find(arrival.event_id); it != committed_us.end()) {
-          phase_latencies.push_back(arrival.at_us - it->second);
-        }
-      }
-      if (got == expected && s.out_of_order == 0 && !s.ended_early) ++complete;
-      out_of_order += s.out_of_order;
-    }
-    std::sort(phase_latencies.begin(), phase_latencies.end());
+    const auto delivered = tally(subs, from, last, expected, committed_us);
     std::printf("phase %d b: %zu subscribers %8.0f results/s; %zu events (%zu since they called, %.1f s to connect); "
                 "subscribers that got every one in order: %zu of %zu (ended early %zu, out of order %d); "
                 "latency from commit p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu deliveries; %s\n",
-                phase, o.subscribers, with.back(), committed_us.size(), expected, connect_s, complete, subs.size(),
-                ended_early, out_of_order, bench::percentile(phase_latencies, 0.50) / 1000.0,
-                bench::percentile(phase_latencies, 0.99) / 1000.0,
-                phase_latencies.empty() ? 0.0 : phase_latencies.back() / 1000.0, phase_latencies.size(),
+                phase, o.subscribers, with.back(), committed_us.size(), expected, connect_s, delivered.complete, subs.size(),
+                ended_early, delivered.out_of_order, bench::percentile(delivered.latencies, 0.50) / 1000.0,
+                bench::percentile(delivered.latencies, 0.99) / 1000.0,
+                delivered.latencies.empty() ? 0.0 : delivered.latencies.back() / 1000.0, delivered.latencies.size(),
                 measured.cores().c_str());
-    if (complete != subs.size()) every_event_everywhere = false;
-    latencies.insert(latencies.end(), phase_latencies.begin(), phase_latencies.end());
+    if (delivered.complete != subs.size()) every_event_everywhere = false;
+    latencies.insert(latencies.end(), delivered.latencies.begin(), delivered.latencies.end());
   }
 
   // Each b against the mean of the a's on either side: a steady drift (the
@@ -501,6 +530,102 @@ bool alternate(const WatchOptions& o, int port, pid_t coordinator_pid, const std
               bench::percentile(latencies, 0.99) / 1000.0, latencies.empty() ? 0.0 : latencies.back() / 1000.0,
               latencies.size());
   return every_event_everywhere;
+}
+
+// A fresh PostgreSQL in `dir` with the databases `ingest` and `raw_copy`;
+// the URL of its server, without a database. fsync stays on: production
+// settings. With `commit_stamps`, PostgreSQL stamps each commit's time
+// (track_commit_timestamp, which takes a restart): the events' latency is
+// measured from it.
+std::string start_postgres(const std::string& script, const std::string& dir, bool commit_stamps) {
+  auto url = run(script + " start " + dir);
+  if (commit_stamps) {
+    {
+      pqxx::connection c(url);
+      pqxx::nontransaction(c).exec("ALTER SYSTEM SET track_commit_timestamp = on");
+    }
+    run(script + " stop " + dir);
+    url = run(script + " start " + dir);
+  }
+  pqxx::connection c(url);
+  pqxx::nontransaction(c).exec("CREATE DATABASE ingest");
+  pqxx::nontransaction(c).exec("CREATE DATABASE raw_copy");
+  return url.substr(0, url.rfind('/'));
+}
+
+// What the bench stores before the coordinator starts: the probes and their
+// tokens, 100 checks for the ingest streams and, with `incident_checks`, the
+// incident probe, its checks and a read token for the subscribers; and the
+// raw COPY's empty schema with today's partition.
+struct Fleet {
+  std::vector<std::pair<std::string, std::string>> probe_tokens;  // id, token
+  std::vector<int64_t> ingest_check_ids;
+  std::string incident_probe_token;
+  std::vector<v1::Check> incident_checks;
+  std::string api_token;
+};
+
+Fleet set_up(const std::string& ingest_url, const std::string& raw_url, size_t probes, size_t incident_checks) {
+  Fleet fleet;
+  storage::PgStore store(ingest_url, 1);
+  store.migrate();
+  for (size_t i = 0; i < probes; ++i) {
+    auto id = fmt::format("bench-{}", i);
+    fleet.probe_tokens.emplace_back(id, store.add_probe(id, "bench"));
+  }
+  auto create_check = [&](const std::string& name, const std::string& region) {
+    v1::Check check;
+    check.set_name(name);
+    check.set_url("http://127.0.0.1:9/");
+    check.mutable_interval()->set_seconds(60);
+    check.mutable_timeout()->set_seconds(5);
+    check.add_regions(region);  // the coordinator refuses results of a check the region does not run
+    if (region == "bench") {
+      // The random failures open no incident (one region, never this
+      // many in a row): the events come from the incident probe alone.
+      check.mutable_correlation()->set_confirm_consecutive(1'000'000);
+      check.mutable_correlation()->set_recurring_min(1'000'000);
+    }
+    auto created = store.create_api_check(check);
+    if (created.outcome != storage::ApiCheckWrite::Outcome::kOk) throw std::runtime_error("cannot create " + name);
+    return created.check;
+  };
+  for (int i = 0; i < 100; ++i) fleet.ingest_check_ids.push_back(create_check(fmt::format("ingest-{}", i), "bench").id());
+  if (incident_checks > 0) {
+    fleet.incident_probe_token = store.add_probe("bench-incidents", "eu");
+    fleet.api_token = store.add_api_token("bench", "read");
+    for (size_t i = 0; i < incident_checks; ++i) {
+      fleet.incident_checks.push_back(create_check(fmt::format("incidents-{}", i), "eu"));
+    }
+  }
+  storage::PgStore raw(raw_url, 1);
+  raw.migrate();
+  const auto today = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+  raw.maintain_partitions(today, 1, 30);
+  return fleet;
+}
+
+// The same rows as the ingest stored, by psql's COPY into the identical
+// empty schema: prints both rates, their ratio and bytes per stored result.
+void compare_with_raw_copy(const std::string& ingest_url, const std::string& raw_url, const std::string& dir,
+                           uint64_t stored, double ingest_seconds) {
+  pqxx::connection ingest_db(ingest_url);
+  const auto bytes = pqxx::read_transaction(ingest_db)
+                         .exec1("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                                "WHERE inhparent = 'results'::regclass")[0]
+                         .as<uint64_t>();
+  const auto rows_file = dir + "/rows.copy";
+  run(fmt::format("psql '{}' -qc \"\\copy (SELECT * FROM results) TO '{}'\"", ingest_url, rows_file));
+  const auto copy_start = Clock::now();
+  run(fmt::format("psql '{}' -qc \"\\copy results FROM '{}'\"", raw_url, rows_file));
+  const double copy_seconds = std::chrono::duration<double>(Clock::now() - copy_start).count();
+  const double ingest_rate = static_cast<double>(stored) / ingest_seconds;
+  const double copy_rate = static_cast<double>(stored) / copy_seconds;
+  std::printf("vantage ingest           %.0f results/s over %.1f s\n", ingest_rate, ingest_seconds);
+  std::printf("psql raw COPY, same rows %.0f rows/s over %.2f s\n", copy_rate, copy_seconds);
+  std::printf("ratio ingest / raw COPY  %.2f\n", ingest_rate / copy_rate);
+  std::printf("bytes per stored result  %.1f (table and indexes)\n",
+              static_cast<double>(bytes) / static_cast<double>(stored));
 }
 
 }  // namespace
@@ -549,69 +674,15 @@ int main(int argc, char** argv) {
   const std::string script = std::string(VANTAGE_SOURCE_DIR) + "/scripts/local-postgres.sh";
   int exit_code = 0;
   try {
-    // fsync stays on: production settings.
-    auto url = run(script + " start " + dir);
-    if (watching) {
-      // The events' latency is measured from their commit as PostgreSQL
-      // stamps it (a restart turns the stamps on).
-      {
-        pqxx::connection c(url);
-        pqxx::nontransaction(c).exec("ALTER SYSTEM SET track_commit_timestamp = on");
-      }
-      run(script + " stop " + dir);
-      url = run(script + " start " + dir);
-    }
-    const auto base = url.substr(0, url.rfind('/'));
-    {
-      pqxx::connection c(url);
-      pqxx::nontransaction(c).exec("CREATE DATABASE ingest");
-      pqxx::nontransaction(c).exec("CREATE DATABASE raw_copy");
-    }
+    const auto base = start_postgres(script, dir, watching);
     const auto ingest_url = base + "/ingest";
     const auto raw_url = base + "/raw_copy";
-    std::vector<std::pair<std::string, std::string>> tokens;
-    std::string incident_probe_token;
-    std::vector<int64_t> ingest_check_ids;
-    std::vector<v1::Check> incident_checks_made;
-    {
-      storage::PgStore store(ingest_url, 1);
-      store.migrate();
-      for (size_t i = 0; i < probes; ++i) {
-        auto id = fmt::format("bench-{}", i);
-        tokens.emplace_back(id, store.add_probe(id, "bench"));
-      }
-      auto create_check = [&](const std::string& name, const std::string& region) {
-        v1::Check check;
-        check.set_name(name);
-        check.set_url("http://127.0.0.1:9/");
-        check.mutable_interval()->set_seconds(60);
-        check.mutable_timeout()->set_seconds(5);
-        check.add_regions(region);  // the coordinator refuses results of a check the region does not run
-        if (region == "bench") {
-          // The random failures open no incident (one region, never this
-          // many in a row): the events come from the incident probe alone.
-          check.mutable_correlation()->set_confirm_consecutive(1'000'000);
-          check.mutable_correlation()->set_recurring_min(1'000'000);
-        }
-        auto created = store.create_api_check(check);
-        if (created.outcome != storage::ApiCheckWrite::Outcome::kOk) throw std::runtime_error("cannot create " + name);
-        return created.check;
-      };
-      for (int i = 0; i < 100; ++i) ingest_check_ids.push_back(create_check(fmt::format("ingest-{}", i), "bench").id());
-      if (watching) {
-        incident_probe_token = store.add_probe("bench-incidents", "eu");
-        // A file the subscribers' process reads: not on its command line.
-        watch.token_file = dir + "/api-token";
-        watch.work_dir = dir;
-        std::ofstream(watch.token_file) << store.add_api_token("bench", "read");
-        for (size_t i = 0; i < incident_checks; ++i) {
-          incident_checks_made.push_back(create_check(fmt::format("incidents-{}", i), "eu"));
-        }
-      }
-      storage::PgStore raw(raw_url, 1);
-      raw.migrate();
-      const auto today = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
-      raw.maintain_partitions(today, 1, 30);
+    const auto fleet = set_up(ingest_url, raw_url, probes, watching ? incident_checks : 0);
+    if (watching) {
+      // A file the subscribers' process reads: not on its command line.
+      watch.token_file = dir + "/api-token";
+      watch.work_dir = dir;
+      std::ofstream(watch.token_file) << fleet.api_token;
     }
 
     BenchCoordinator coordinator(ingest_url, coordinator_process);
@@ -620,12 +691,12 @@ int main(int argc, char** argv) {
     std::atomic<uint64_t> acked{0}, incident_probe_acked{0};
     std::vector<std::thread> streams;
     const auto start = Clock::now();
-    for (const auto& [id, token] : tokens) {
-      streams.emplace_back(probe_stream, coordinator.port(), id, token, std::cref(ingest_check_ids), batch,
+    for (const auto& [id, token] : fleet.probe_tokens) {
+      streams.emplace_back(probe_stream, coordinator.port(), id, token, std::cref(fleet.ingest_check_ids), batch,
                            window, std::cref(stop), std::ref(acked));
     }
     if (watching) {
-      streams.emplace_back(incident_driver, coordinator.port(), incident_probe_token, std::cref(incident_checks_made),
+      streams.emplace_back(incident_driver, coordinator.port(), fleet.incident_probe_token, std::cref(fleet.incident_checks),
                            events_per_second, std::cref(stop), std::ref(incident_probe_acked));
     }
     try {
@@ -653,28 +724,10 @@ int main(int argc, char** argv) {
     const auto stored = pqxx::read_transaction(ingest_db).exec1("SELECT count(*) FROM results")[0].as<uint64_t>();
     const uint64_t sent_and_acked = acked.load() + incident_probe_acked.load();
     if (!watching) {
-      const auto bytes = pqxx::read_transaction(ingest_db)
-                             .exec1("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
-                                    "WHERE inhparent = 'results'::regclass")[0]
-                             .as<uint64_t>();
-
-      // The same rows, by psql's COPY, into the identical empty schema.
-      const auto rows_file = dir + "/rows.copy";
-      run(fmt::format("psql '{}' -qc \"\\copy (SELECT * FROM results) TO '{}'\"", ingest_url, rows_file));
-      const auto copy_start = Clock::now();
-      run(fmt::format("psql '{}' -qc \"\\copy results FROM '{}'\"", raw_url, rows_file));
-      const double copy_seconds = std::chrono::duration<double>(Clock::now() - copy_start).count();
-
-      const double ingest_rate = static_cast<double>(stored) / ingest_seconds;
-      const double copy_rate = static_cast<double>(stored) / copy_seconds;
       std::printf("probe streams            %zu (batches of %zu, %zu in flight each)\n", probes, batch, window);
       std::printf("results stored           %llu (acknowledged %llu)\n", static_cast<unsigned long long>(stored),
                   static_cast<unsigned long long>(sent_and_acked));
-      std::printf("vantage ingest           %.0f results/s over %.1f s\n", ingest_rate, ingest_seconds);
-      std::printf("psql raw COPY, same rows %.0f rows/s over %.2f s\n", copy_rate, copy_seconds);
-      std::printf("ratio ingest / raw COPY  %.2f\n", ingest_rate / copy_rate);
-      std::printf("bytes per stored result  %.1f (table and indexes)\n",
-                  static_cast<double>(bytes) / static_cast<double>(stored));
+      compare_with_raw_copy(ingest_url, raw_url, dir, stored, ingest_seconds);
     } else {
       std::printf("probe streams %zu (batches of %zu, %zu in flight each) and one opening and resolving incidents; "
                   "results stored %llu over %.1f s\n",

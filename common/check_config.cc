@@ -737,12 +737,9 @@ bool boolean(std::string_view origin, const YAML::Node& node, std::string_view f
 // A whole number for a field whose range validate_check knows; `hint` says it.
 uint32_t whole_number(std::string_view origin, const YAML::Node& node, std::string_view field, std::string_view hint) {
   const auto text = scalar(origin, node, field);
-  uint32_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    fail(origin, node, fmt::format("{}: \"{}\" is not a whole number {}", field, safe_text(text, 64), hint));
-  }
-  return n;
+  const auto n = parse_whole_number(text);
+  if (!n) fail(origin, node, fmt::format("{}: \"{}\" is not a whole number {}", field, safe_text(text, 64), hint));
+  return *n;
 }
 
 // "65536", "64KiB", "1MiB". The range: validate_check.
@@ -866,10 +863,7 @@ void tls_block(std::string_view origin, const YAML::Node& node, FileContext& con
 
 v1::IpFamily ip_family(std::string_view origin, const YAML::Node& node) {
   const auto text = scalar(origin, node, "ip_family");
-  for (int value = v1::IpFamily_MIN; value <= v1::IpFamily_MAX; ++value) {
-    const auto family = static_cast<v1::IpFamily>(value);
-    if (v1::IpFamily_IsValid(value) && ip_family_name(family) == text) return family;
-  }
+  if (const auto family = ip_family_from_name(text)) return *family;
   fail(origin, node, fmt::format("ip_family: \"{}\" is not one of any, prefer_ipv4, prefer_ipv6, ipv4, ipv6",
                                  safe_text(text, 64)));
 }
@@ -1052,6 +1046,21 @@ std::string_view ip_family_name(v1::IpFamily family) {
     case v1::IP_FAMILY_ONLY_V6: return "ipv6";
     default: return "any";
   }
+}
+
+std::optional<v1::IpFamily> ip_family_from_name(std::string_view name) {
+  for (int value = v1::IpFamily_MIN; value <= v1::IpFamily_MAX; ++value) {
+    const auto family = static_cast<v1::IpFamily>(value);
+    if (v1::IpFamily_IsValid(value) && ip_family_name(family) == name) return family;
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> parse_whole_number(std::string_view text) {
+  uint32_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return n;
 }
 
 bool valid_check_name(std::string_view name) {

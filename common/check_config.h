@@ -116,6 +116,12 @@ bool valid_check_name(std::string_view name);
 // Check.ip_family as the checks file writes it: any, prefer_ipv4,
 // prefer_ipv6, ipv4, ipv6 (the last two: that family only).
 std::string_view ip_family_name(v1::IpFamily family);
+// The inverse: the family a name means; nullopt for a name that is none.
+std::optional<v1::IpFamily> ip_family_from_name(std::string_view name);
+
+// A whole number of 32 bits written in decimal digits only; nullopt for any
+// other text. (Ranges are validate_check's.)
+std::optional<uint32_t> parse_whole_number(std::string_view text);
 
 // A CA file's PEM text, as tls.ca_file is read (bounded by
 // check_limits::kMaxCaPemBytes; what the text holds is validate_check's to

@@ -72,16 +72,6 @@ struct DiagnoseArgs {
   std::optional<std::string> cache_busting;
 };
 
-// A flag's whole number (its range is validate_check's); nullopt unless the
-// text is digits only and fits.
-std::optional<uint32_t> whole_number(const std::string& text) {
-  uint32_t n = 0;
-  const char* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, n);
-  if (text.empty() || error != std::errc() || stop != end) return std::nullopt;
-  return n;
-}
-
 // The check's fetch options from diagnose's flags (docs/checks.md keys), not
 // yet validated; false with `error` naming the flag whose value is not even
 // of the right shape.
@@ -92,12 +82,12 @@ bool set_fetch_options(const DiagnoseArgs& args, vantage::v1::Check& check, std:
     return false;
   };
   if (args.follow_redirects) {
-    const auto n = whole_number(*args.follow_redirects);
+    const auto n = parse_whole_number(*args.follow_redirects);
     if (!n) return not_a_number("--follow-redirects", *args.follow_redirects);
     check.set_follow_redirects(*n);
   }
   if (args.body_limit) {
-    const auto n = whole_number(*args.body_limit);
+    const auto n = parse_whole_number(*args.body_limit);
     if (!n) return not_a_number("--body-limit", *args.body_limit);
     check.set_body_limit_bytes(*n);
   }
@@ -130,17 +120,13 @@ bool set_fetch_options(const DiagnoseArgs& args, vantage::v1::Check& check, std:
   }
   if (args.insecure) check.mutable_tls()->set_skip_verify(true);
   if (args.ip_family) {
-    bool known = false;
-    for (int value = v1::IpFamily_MIN; value <= v1::IpFamily_MAX && !known; ++value) {
-      const auto family = static_cast<v1::IpFamily>(value);
-      known = v1::IpFamily_IsValid(value) && ip_family_name(family) == *args.ip_family;
-      if (known) check.set_ip_family(family);
-    }
-    if (!known) {
+    const auto family = ip_family_from_name(*args.ip_family);
+    if (!family) {
       *error = fmt::format("--ip-family: \"{}\" is not one of any, prefer_ipv4, prefer_ipv6, ipv4, ipv6",
                            safe_text(*args.ip_family, 64));
       return false;
     }
+    check.set_ip_family(*family);
   }
   if (args.cache_busting) check.set_cache_busting_param(*args.cache_busting);
   return true;
